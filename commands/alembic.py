@@ -1,0 +1,93 @@
+"""Alembic through the backend container, and the revision arithmetic behind "pending migrations"."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from commands.git import Migration
+
+UPGRADE = ["alembic", "upgrade", "head"]
+CURRENT = ["alembic", "current"]
+HISTORY = ["alembic", "history", "-r", "-10:"]    # the last ten revisions, newest first
+HEADS = ["alembic", "heads"]
+
+_REV_LINE = re.compile(r"^(?P<rev>[0-9A-Za-z_]+)(?:\s+\((?P<flags>[^)]*)\))?\s*$")
+
+
+def parse_current(stdout: str) -> list[str]:
+    """Revision IDs from ``alembic current`` (ignores the INFO log lines alembic prints)."""
+    revs = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("INFO", "WARNING", "DEBUG")):
+            continue
+        m = _REV_LINE.match(line)
+        if m:
+            revs.append(m.group("rev"))
+    return revs
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    down: str
+    up: str
+    flags: str
+    message: str
+
+
+_HIST = re.compile(r"^(?P<down>\S.*?) -> (?P<up>[0-9A-Za-z_]+)(?: \((?P<flags>[^)]*)\))?, ?(?P<msg>.*)$")
+
+
+def parse_history(stdout: str) -> list[HistoryEntry]:
+    out = []
+    for line in stdout.splitlines():
+        m = _HIST.match(line.strip())
+        if m:
+            out.append(HistoryEntry(m.group("down"), m.group("up"), m.group("flags") or "", m.group("msg").strip()))
+    return out
+
+
+def ancestors(graph: Sequence[Migration], revisions: Iterable[str]) -> set[str]:
+    """The given revisions and every revision they descend from."""
+    down = {m.revision: m.down_revisions for m in graph}
+    seen: set[str] = set()
+    stack = list(revisions)
+    while stack:
+        r = stack.pop()
+        if r in seen:
+            continue
+        seen.add(r)
+        stack.extend(down.get(r, ()))
+    return seen
+
+
+def pending(graph: Sequence[Migration], current: Sequence[str]) -> list[Migration]:
+    """Migrations in ``graph`` not applied by a database at ``current``, oldest first."""
+    applied = ancestors(graph, current)
+    todo = [m for m in graph if m.revision not in applied]
+    return topo_order(todo)
+
+
+def topo_order(migs: Sequence[Migration]) -> list[Migration]:
+    by_rev = {m.revision: m for m in migs}
+    ordered: list[Migration] = []
+    done: set[str] = set()
+
+    def visit(m: Migration, depth: int = 0):
+        if m.revision in done or depth > len(migs):
+            return
+        for d in m.down_revisions:
+            if d in by_rev:
+                visit(by_rev[d], depth + 1)
+        done.add(m.revision)
+        ordered.append(m)
+
+    for m in sorted(migs, key=lambda m: m.path):
+        visit(m)
+    return ordered
+
+
+def heads(graph: Sequence[Migration]) -> list[str]:
+    downs = {d for m in graph for d in m.down_revisions}
+    return sorted(m.revision for m in graph if m.revision not in downs)

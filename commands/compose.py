@@ -1,0 +1,135 @@
+"""Docker Compose commands for both generations: v2 (``docker compose``) and v1 (``docker-compose``).
+
+Only the subcommands and flags that both generations accept are used; state is read with
+``docker inspect`` on the IDs from ``ps -q`` because ``ps --format json`` exists only in v2
+(runbook note 8).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from commands.shell import cd, check_path, check_service, join, q
+
+V2 = "docker compose"
+V1 = "docker-compose"
+
+# One round trip that says which Compose the host has; prints "v2 <version>" or "v1 <version>" or "none".
+PROBE_COMPOSE = (
+    "if docker compose version --short >/dev/null 2>&1; then echo v2 $(docker compose version --short); "
+    "elif docker-compose version --short >/dev/null 2>&1; then echo v1 $(docker-compose version --short); "
+    "else echo none; fi"
+)
+
+
+def parse_compose_probe(stdout: str) -> tuple[str | None, str]:
+    """``v2 2.26.1`` -> ("docker compose", "2.26.1"); ``none`` -> (None, "")."""
+    words = stdout.strip().split()
+    if not words or words[0] == "none":
+        return None, ""
+    version = words[1] if len(words) > 1 else ""
+    return (V2 if words[0] == "v2" else V1), version
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Builds ``cd APP && <compose> -f FILE [-p PROJECT] <subcommand> ...`` strings."""
+
+    command: str          # "docker compose" or "docker-compose"
+    app_dir: str
+    file: str
+    project: str | None = None
+
+    def __post_init__(self):
+        if self.command not in (V1, V2):
+            raise ValueError(f"unknown compose command {self.command!r}")
+        check_path(self.app_dir, "APP_DIR")
+        check_path(self.file, "COMPOSE_FILE", absolute=False)
+
+    @property
+    def generation(self) -> str:
+        return "v2" if self.command == V2 else "v1"
+
+    def _base(self) -> str:
+        parts = f"{self.command} -f {q(self.file)}"
+        if self.project:
+            parts += f" -p {q(check_service(self.project, 'COMPOSE_PROJECT'))}"
+        return parts
+
+    def _cmd(self, sub: str, services: Iterable[str] = ()) -> str:
+        svc = [check_service(s) for s in services]
+        # "--" ends the options so that no service name can ever be read as a flag.
+        tail = f" -- {join(svc)}" if svc else ""
+        return cd(self.app_dir, f"{self._base()} {sub}{tail}")
+
+    def ps_ids(self, services: Sequence[str] = ()) -> str:
+        """IDs of the service containers, running or not (``-a`` so a crashed one is still seen)."""
+        return self._cmd("ps -a -q" if self.command == V2 else "ps -q", services)
+
+    def pull(self, services: Sequence[str] = ()) -> str:
+        # --quiet keeps progress bars out of captured output in both generations.
+        return self._cmd("pull --quiet", services)
+
+    def up(self, services: Sequence[str] = (), no_deps: bool = False) -> str:
+        return self._cmd("up -d" + (" --no-deps" if no_deps else ""), services)
+
+    def restart(self, services: Sequence[str]) -> str:
+        return self._cmd("restart", services)
+
+    def stop(self, services: Sequence[str]) -> str:
+        return self._cmd("stop", services)
+
+    def logs(self, service: str, tail: int) -> str:
+        return self._cmd(f"logs --no-color --tail={int(tail)}", [service])
+
+    def exec(self, service: str, argv: Sequence[str]) -> str:
+        """``exec -T``: without a TTY, Compose's default TTY allocation fails (runbook note 7)."""
+        return cd(self.app_dir, f"{self._base()} exec -T {q(check_service(service))} {join(argv)}")
+
+    def exec_sh(self, service: str, command_line: str) -> str:
+        """Like :meth:`exec` for a configured one-line command, run by ``sh -c`` in the container."""
+        return self.exec(service, ["sh", "-c", command_line])
+
+    def run_rm(self, service: str, argv: Sequence[str]) -> str:
+        """For a first deploy, when no container of the service exists yet to exec into."""
+        return cd(self.app_dir, f"{self._base()} run --rm -T {q(check_service(service))} {join(argv)}")
+
+    def config_images(self) -> str:
+        """The image of each service as Compose resolves it (``config``, both generations)."""
+        return cd(self.app_dir, f"{self._base()} config")
+
+
+_ID = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+def parse_ps_ids(stdout: str) -> list[str]:
+    """Container IDs from ``ps -q``; ignores blank lines and any warnings Compose mixes in."""
+    return [line.strip() for line in stdout.splitlines() if _ID.match(line.strip())]
+
+
+def parse_config_images(stdout: str) -> dict[str, str]:
+    """service -> image from ``compose config`` YAML, without a YAML library.
+
+    ``config`` prints normalised YAML: ``services:`` then two-space service keys and four-space
+    attributes. Only ``image:`` lines directly under a service are read.
+    """
+    images: dict[str, str] = {}
+    in_services = False
+    service = None
+    for line in stdout.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        text = line.strip()
+        if indent == 0:
+            in_services = text == "services:"
+            service = None
+            continue
+        if not in_services:
+            continue
+        if indent == 2 and text.endswith(":"):
+            service = text[:-1].strip("'\"")
+        elif indent == 4 and service and text.startswith("image:"):
+            images[service] = text.split(":", 1)[1].strip().strip("'\"")
+    return images

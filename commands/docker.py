@@ -1,0 +1,171 @@
+"""``docker`` commands and parsers: container state via ``docker inspect`` (works under Compose v1
+and v2 alike), image identity, tags and ``docker stats``."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from commands.shell import check_image, join, q
+
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    service: str
+    image_ref: str          # what the service asked for, e.g. registry/app:latest
+    image_id: str           # sha256:... the image actually running
+    status: str             # created | running | restarting | exited | paused | dead
+    health: str | None      # None (no healthcheck) | starting | healthy | unhealthy
+    restart_count: int
+    oom_killed: bool
+    exit_code: int
+    started_at: str
+    finished_at: str
+    memory_limit: int       # bytes, 0 = unlimited
+    health_log: tuple[str, ...] = ()   # last healthcheck outputs, newest last
+    env: dict = field(default_factory=dict)  # only the keys asked for; never the whole environment
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def short_image(self) -> str:
+        return short_image_id(self.image_id)
+
+
+def short_image_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12] if image_id else ""
+
+
+def inspect(ids: Sequence[str]) -> str:
+    return "docker inspect -- " + join(ids)
+
+
+def parse_inspect(stdout: str, env_keys: Iterable[str] = ()) -> list[ContainerState]:
+    """Parse ``docker inspect`` JSON of containers.
+
+    ``env_keys`` selects which environment variables to keep (e.g. CONTEXT_SIZE): the full
+    ``Config.Env`` carries secrets from env files and is dropped here, at the boundary.
+    """
+    wanted = set(env_keys)
+    out: list[ContainerState] = []
+    for c in json.loads(stdout or "[]"):
+        state = c.get("State") or {}
+        cfg = c.get("Config") or {}
+        labels = cfg.get("Labels") or {}
+        health = state.get("Health") or None
+        env = {}
+        for item in cfg.get("Env") or []:
+            key, _, value = item.partition("=")
+            if key in wanted:
+                env[key] = value
+        logs = tuple((entry.get("Output") or "").strip() for entry in (health or {}).get("Log") or [])
+        out.append(ContainerState(
+            id=c.get("Id", ""),
+            name=(c.get("Name") or "").lstrip("/"),
+            service=labels.get(COMPOSE_SERVICE_LABEL, ""),
+            image_ref=cfg.get("Image", ""),
+            image_id=c.get("Image", ""),
+            status=state.get("Status", "unknown"),
+            health=health.get("Status") if health else None,
+            restart_count=int(c.get("RestartCount") or 0),
+            oom_killed=bool(state.get("OOMKilled")),
+            exit_code=int(state.get("ExitCode") or 0),
+            started_at=state.get("StartedAt", ""),
+            finished_at=state.get("FinishedAt", ""),
+            memory_limit=int((c.get("HostConfig") or {}).get("Memory") or 0),
+            health_log=logs[-3:],
+            env=env,
+        ))
+    return out
+
+
+def image_inspect(refs: Sequence[str]) -> str:
+    """Image ID and repo digests, one JSON object per line; a missing image prints nothing for it."""
+    for r in refs:
+        check_image(r)
+    fmt = '{"id":{{json .Id}},"digests":{{json .RepoDigests}},"tags":{{json .RepoTags}}}'
+    # One image per call so that one missing image does not hide the others.
+    return " ; ".join(f"docker image inspect --format {q(fmt)} -- {q(r)} 2>/dev/null" for r in refs) + " ; true"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    digests: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+def parse_image_inspect(stdout: str) -> list[ImageInfo]:
+    infos = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        d = json.loads(line)
+        infos.append(ImageInfo(d.get("id") or "", tuple(d.get("digests") or ()), tuple(d.get("tags") or ())))
+    return infos
+
+
+def tag(image_id: str, ref: str) -> str:
+    return f"docker tag {q(check_image(image_id))} {q(check_image(ref))}"
+
+
+def pull(ref: str) -> str:
+    return f"docker pull --quiet {q(check_image(ref))}"
+
+
+def stats(names: Sequence[str]) -> str:
+    return "docker stats --no-stream --format '{{json .}}' -- " + join(names)
+
+
+@dataclass(frozen=True)
+class Stats:
+    name: str
+    id: str
+    cpu: str
+    mem_usage: int     # bytes
+    mem_limit: int     # bytes
+    mem_percent: float
+
+
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    m = re.match(r"^\s*([0-9.]+)\s*([A-Za-z]*)\s*$", text or "")
+    if not m:
+        return 0
+    unit = (m.group(2) or "b").lower()
+    return int(float(m.group(1)) * _UNITS.get(unit, 1))
+
+
+def parse_stats(stdout: str) -> list[Stats]:
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        d = json.loads(line)
+        usage, _, limit = (d.get("MemUsage") or "").partition("/")
+        try:
+            pct = float((d.get("MemPerc") or "0").rstrip("%") or 0)
+        except ValueError:
+            pct = 0.0
+        out.append(Stats(d.get("Name", ""), d.get("ID", ""), d.get("CPUPerc", ""),
+                         parse_size(usage), parse_size(limit), pct))
+    return out
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"

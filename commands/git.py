@@ -1,0 +1,116 @@
+"""Git on the host, always as ``git -C APP_DIR ...`` (no ``cd()``: it breaks under sudo, see DESIGN)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from commands.shell import check_path, check_ref, check_remote, q
+
+
+def _git(app_dir: str, args: str) -> str:
+    return f"git -C {q(check_path(app_dir, 'APP_DIR'))} {args}"
+
+
+def state(app_dir: str) -> str:
+    """HEAD, branch and tracked changes in one round trip.
+
+    Untracked files are ignored on purpose: ``.env.production`` and the release record live in
+    the checkout untracked; only edits to tracked files make a pull unsafe (runbook note 6).
+    """
+    return (
+        _git(app_dir, "rev-parse HEAD") + " && "
+        + _git(app_dir, "rev-parse --abbrev-ref HEAD") + " && "
+        + _git(app_dir, "status --porcelain --untracked-files=no")
+    )
+
+
+@dataclass(frozen=True)
+class RepoState:
+    head: str
+    branch: str
+    dirty: tuple[str, ...]
+
+
+def parse_state(stdout: str) -> RepoState:
+    lines = stdout.splitlines()
+    if len(lines) < 2:
+        raise ValueError(f"unexpected git output: {stdout!r}")
+    return RepoState(head=lines[0].strip(), branch=lines[1].strip(),
+                     dirty=tuple(l for l in lines[2:] if l.strip()))
+
+
+def fetch(app_dir: str, remote: str, branch: str) -> str:
+    return _git(app_dir, f"fetch --quiet {q(check_remote(remote))} {q(check_ref(branch))}")
+
+
+def remote_ref(remote: str, branch: str) -> str:
+    return f"{check_remote(remote)}/{check_ref(branch)}"
+
+
+def rev_parse(app_dir: str, ref: str) -> str:
+    return _git(app_dir, f"rev-parse --verify --quiet {q(ref + '^{commit}')}")
+
+
+def ahead_behind(app_dir: str, ref: str) -> str:
+    """``<behind> <ahead>``: commits only on the remote, commits only local."""
+    return _git(app_dir, f"rev-list --left-right --count {q(ref + '...HEAD')}")
+
+
+def parse_ahead_behind(stdout: str) -> tuple[int, int]:
+    parts = stdout.split()
+    if len(parts) != 2:
+        raise ValueError(f"unexpected rev-list output: {stdout!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def merge_ff_only(app_dir: str, ref: str) -> str:
+    """The safe ``git pull``: fast-forward only, or fail without touching the tree."""
+    return _git(app_dir, f"merge --ff-only --quiet {q(ref)}")
+
+
+def log_range(app_dir: str, old: str, new: str, limit: int = 50) -> str:
+    return _git(app_dir, f"log --oneline --no-decorate -n {int(limit)} {q(old + '..' + new)}")
+
+
+def log_recent(app_dir: str, n: int = 5) -> str:
+    return _git(app_dir, f"log --oneline --no-decorate -n {int(n)}")
+
+
+def show_file(app_dir: str, ref: str, path: str) -> str:
+    """File contents at a ref; prints nothing (exit 0) when the file does not exist there."""
+    check_path(path, "path", absolute=False)
+    return _git(app_dir, f"show {q(ref + ':' + path)} 2>/dev/null || true")
+
+
+def migration_headers(app_dir: str, ref: str, migrations_path: str) -> str:
+    """``ref:path:line`` for every revision/down_revision line of the migrations at ``ref``."""
+    check_path(migrations_path, "MIGRATIONS_PATH", absolute=False)
+    return _git(app_dir, "grep -E " + q(r"^(revision|down_revision)\s*(:[^=]*)?=") + f" {q(ref)} -- {q(migrations_path)} || true")
+
+
+_HEADER = re.compile(r"^(?:[^:]+:)?(?P<path>[^:]+):(?P<key>revision|down_revision)\s*(?::[^=]*)?=\s*(?P<value>.+)$")
+_QUOTED = re.compile(r"""['"]([^'"]+)['"]""")
+
+
+@dataclass(frozen=True)
+class Migration:
+    revision: str
+    down_revisions: tuple[str, ...]
+    path: str
+
+
+def parse_migration_headers(stdout: str) -> list[Migration]:
+    """Alembic revision graph from ``git grep`` of the migration files' header lines."""
+    per_file: dict[str, dict[str, tuple[str, ...]]] = {}
+    for line in stdout.splitlines():
+        m = _HEADER.match(line.strip())
+        if not m:
+            continue
+        values = tuple(_QUOTED.findall(m.group("value")))
+        per_file.setdefault(m.group("path"), {})[m.group("key")] = values
+    out = []
+    for path, keys in sorted(per_file.items()):
+        rev = keys.get("revision") or ()
+        if rev:
+            out.append(Migration(rev[0], keys.get("down_revision") or (), path))
+    return out

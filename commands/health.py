@@ -1,0 +1,111 @@
+"""Is it serving? Container readiness from ``docker inspect`` and HTTP checks with curl on the host.
+
+Runbook note 4: ``curl -f`` right after ``up -d`` races the container start, so both are polled
+until ready or a deadline passes; the judgement of one poll is made here, purely.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from commands.docker import ContainerState
+from commands.shell import check_url, q
+
+
+@dataclass
+class Readiness:
+    ready: bool
+    failed: bool                       # a definitive failure: waiting longer will not help
+    waiting: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def evaluate(services: Sequence[str], states: Sequence[ContainerState],
+             restart_baseline: Mapping[str, int] | None = None) -> Readiness:
+    """Judge one poll. Every service needs a running container, healthy where it has a healthcheck.
+
+    Definitive failures: ``unhealthy`` (Docker already counted its retries), exited or dead,
+    restarting, OOM-killed, or a restart count that grew since ``up``.
+    """
+    baseline = restart_baseline or {}
+    by_service: dict[str, list[ContainerState]] = {}
+    for s in states:
+        by_service.setdefault(s.service, []).append(s)
+    waiting, problems = [], []
+    for svc in services:
+        containers = by_service.get(svc, [])
+        if not containers:
+            waiting.append(f"{svc}: no container yet")
+            continue
+        for c in containers:
+            label = f"{svc} ({c.name})"
+            if c.oom_killed:
+                problems.append(f"{label}: OOM-killed (memory limit {c.memory_limit // (1024 * 1024)} MiB), restarted {c.restart_count} times")
+            elif c.status == "restarting" or c.restart_count > baseline.get(c.id, c.restart_count):
+                problems.append(f"{label}: restart loop (status {c.status}, exit code {c.exit_code}, {c.restart_count} restarts)")
+            elif c.status in ("exited", "dead"):
+                problems.append(f"{label}: {c.status} with exit code {c.exit_code}")
+            elif c.status != "running":
+                waiting.append(f"{label}: {c.status}")
+            elif c.health == "unhealthy":
+                last = c.health_log[-1] if c.health_log else "no healthcheck output"
+                problems.append(f"{label}: unhealthy; last healthcheck said: {last[:200]}")
+            elif c.health == "starting":
+                waiting.append(f"{label}: health starting")
+    return Readiness(ready=not waiting and not problems, failed=bool(problems), waiting=waiting, problems=problems)
+
+
+CURL_WRITE_OUT = "\\n@@status %{http_code} %{time_total}"
+BODY_LIMIT = 2000
+
+
+def curl(url: str, timeout: float) -> str:
+    """One HTTP GET; prints the start of the body, then ``@@status <code> <seconds>`` on its own line."""
+    # Captured in a variable, not piped, so the exit status stays curl's (sh has no pipefail).
+    return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {int(max(1, timeout))} {q(check_url(url))}); "
+            f"rc=$?; printf '%s\\n' \"$out\" | tail -c {BODY_LIMIT}; exit $rc")
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    url: str
+    ok: bool
+    status: int
+    seconds: float
+    error: str = ""
+    body: str = ""
+
+    @property
+    def version(self) -> str | None:
+        """The ``version`` a JSON health endpoint reports, if any."""
+        try:
+            data = json.loads(self.body)
+        except (ValueError, TypeError):
+            return None
+        return str(data.get("version")) if isinstance(data, dict) and data.get("version") else None
+
+
+CURL_ERRORS = {
+    6: "could not resolve host",
+    7: "connection refused (nothing listening)",
+    28: "timed out: the request hung",
+    52: "empty reply from server",
+    56: "connection reset",
+}
+
+
+def parse_curl(url: str, exit_code: int, stdout: str, stderr: str = "") -> HttpCheck:
+    body, status, seconds = stdout, 0, 0.0
+    idx = stdout.rfind("@@status ")
+    if idx >= 0:
+        body = stdout[:idx].rstrip("\n")
+        parts = stdout[idx:].split()
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        seconds = float(parts[2]) if len(parts) > 2 else 0.0
+    if exit_code == 0 and 200 <= status < 300:
+        return HttpCheck(url, True, status, seconds, body=body)
+    if exit_code == 0:
+        return HttpCheck(url, False, status, seconds, f"HTTP {status}", body)
+    reason = CURL_ERRORS.get(exit_code) or (stderr.strip().splitlines() or [f"curl exit code {exit_code}"])[-1]
+    return HttpCheck(url, False, status, seconds, reason, body)

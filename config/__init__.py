@@ -1,0 +1,436 @@
+"""Stage settings: python-dotenv files in this folder, overridable by environment variables.
+
+Load order, lowest to highest:
+  1. ``config/defaults.env``                       shared defaults
+  2. ``config/<stage>.env``                        the stage (staging, production, ...)
+  3. ``DEPLOY_<KEY>``                              environment, applies to the stage being run
+  4. ``DEPLOY_<STAGE>_<KEY>``                      environment, applies to that stage only
+
+Everything is validated before any SSH connection; an error names the key and where its value
+came from. The result is one frozen :class:`Settings`. No fabric/invoke imports here.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from dotenv import dotenv_values
+
+from commands.shell import (
+    UnsafeValue, check_path, check_ref, check_remote, check_service, check_url,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = CONFIG_DIR.parent
+ENV_PREFIX = "DEPLOY_"
+
+
+class ConfigError(Exception):
+    """One or more settings are invalid. ``problems`` holds one line per key."""
+
+    def __init__(self, problems: list[str], stage: str | None = None):
+        self.problems = problems
+        self.stage = stage
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Contact:
+    kind: str
+    team: str
+    response: str
+    reach: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    hosts: tuple[str, ...]
+    ssh_config: str | None
+    known_hosts: str | None
+    host_key_policy: str
+    connect_timeout: float
+    keepalive: int
+    app_dir: str
+    git_remote: str
+    git_branch: str
+    compose_file: str
+    compose_command: str
+    compose_project: str | None
+    backend_service: str
+    postgres_service: str
+    redis_service: str
+    model_server_service: str
+    services: tuple[str, ...]
+    dependency_services: tuple[str, ...]
+    health_url: str
+    smoke_urls: tuple[str, ...]
+    smoke_from_operator: bool
+    monitoring_url: str | None
+    webhook_url: str | None
+    env_files: tuple[str, ...]
+    env_example: str | None
+    secret_files: tuple[str, ...]
+    secret_key_pattern: str
+    migrations_path: str
+    db_ready_command: str
+    db_check_command: str
+    model_context_key: str
+    model_health_url: str | None
+    tested_on_stage: str | None
+    checklist_blocking: tuple[str, ...]
+    auto_rollback: bool
+    command_timeout: float
+    db_ready_timeout: float
+    migrate_timeout: float
+    pull_timeout: float
+    up_timeout: float
+    health_timeout: float
+    health_interval: float
+    smoke_timeout: float
+    log_tail: int
+    log_error_pattern: str
+    lock_stale_after: float
+    lock_heartbeat: float
+    lock_wait: float
+    record_dir: str
+    setup_hint: str | None
+    contacts: Mapping[str, Contact] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    # ---- derived paths -------------------------------------------------------------
+    @property
+    def record_path(self) -> str:
+        return f"{self.app_dir.rstrip('/')}/{self.record_dir}"
+
+    @property
+    def releases_file(self) -> str:
+        return f"{self.record_path}/releases.jsonl"
+
+    @property
+    def lock_dir(self) -> str:
+        return f"{self.record_path}/lock"
+
+    def contact(self, kind: str) -> Contact:
+        return self.contacts.get(kind) or self.contacts["infrastructure"]
+
+
+# --------------------------------------------------------------------------------------
+# Parsers for each value type. Each returns the typed value or raises ValueError(reason).
+
+def _str(v: str) -> str:
+    if v == "":
+        raise ValueError("must not be empty")
+    return v
+
+
+def _opt(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def inner(v: str):
+        return None if v == "" else parse(v)
+    return inner
+
+
+def _list(parse: Callable[[str], object], allow_empty: bool = True) -> Callable[[str], tuple]:
+    def inner(v: str):
+        items = tuple(parse(x.strip()) for x in v.split(",") if x.strip())
+        if not items and not allow_empty:
+            raise ValueError("must list at least one value (comma-separated)")
+        return items
+    return inner
+
+
+def _seconds(v: str) -> float:
+    try:
+        n = float(v)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {v!r}") from None
+    if not (n > 0):
+        raise ValueError(f"must be a positive number of seconds, got {v!r}")
+    return n
+
+
+def _seconds0(v: str) -> float:
+    try:
+        n = float(v)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {v!r}") from None
+    if n < 0:
+        raise ValueError(f"must be zero or more seconds, got {v!r}")
+    return n
+
+
+def _int(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {v!r}") from None
+    if n <= 0:
+        raise ValueError(f"must be a positive whole number, got {v!r}")
+    return n
+
+
+def _bool(v: str) -> bool:
+    low = v.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {v!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def inner(v: str) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}; got {v!r}")
+        return v
+    return inner
+
+
+_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[0-9]{1,5})?$")
+
+
+def _host(v: str) -> str:
+    if not _HOST.match(v):
+        raise ValueError(f"host {v!r} must look like [user@]host[:port]")
+    return v
+
+
+def _wrap(check):
+    def inner(v: str):
+        try:
+            return check(v)
+        except UnsafeValue as exc:
+            raise ValueError(str(exc)) from None
+    return inner
+
+
+def _abs_path(v: str) -> str:
+    return _wrap(check_path)(v)
+
+
+def _rel_path(v: str) -> str:
+    return _wrap(lambda x: check_path(x, absolute=False))(v)
+
+
+def _local_path(v: str) -> str:
+    """A file on the operator's machine; relative paths are relative to the project root."""
+    v = os.path.expanduser(v)
+    if not os.path.isabs(v):
+        v = str(PROJECT_ROOT / v)
+    return v
+
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"is not a valid regular expression: {exc}") from None
+    return v
+
+
+def _compose_command(v: str) -> str:
+    if v not in ("auto", "docker compose", "docker-compose"):
+        raise ValueError(f"must be auto, 'docker compose' or docker-compose; got {v!r}")
+    return v
+
+
+def _shell_command(v: str) -> str:
+    if not v.strip() or re.search(r"[\x00\n\r]", v):
+        raise ValueError("must be a one-line command")
+    return v
+
+
+def _contact(v: str) -> tuple[str, str, str]:
+    parts = [p.strip() for p in v.split("|")]
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"must be 'Team|Response time[|how to reach]', got {v!r}")
+    return (parts[0], parts[1], parts[2] if len(parts) > 2 else "")
+
+
+CHECKLIST_ITEMS = (
+    "migrations_pending", "migrations_untested", "env_keys_differ", "env_undocumented",
+    "env_missing_for_release", "rollback_target", "monitoring", "oncall_notified",
+)
+
+
+def _checklist_items(v: str) -> tuple[str, ...]:
+    items = _list(_str)(v)
+    bad = [i for i in items if i not in CHECKLIST_ITEMS]
+    if bad:
+        raise ValueError(f"unknown checklist item(s) {', '.join(bad)}; known: {', '.join(CHECKLIST_ITEMS)}")
+    return items
+
+
+# key -> (parser, field name). Every key must be present after defaults.env is applied.
+SCHEMA: dict[str, tuple[Callable[[str], object], str]] = {
+    "HOSTS": (_list(_host, allow_empty=False), "hosts"),
+    "SSH_CONFIG": (_opt(_local_path), "ssh_config"),
+    "KNOWN_HOSTS": (_opt(_local_path), "known_hosts"),
+    "HOST_KEY_POLICY": (_choice("strict", "accept-new"), "host_key_policy"),
+    "CONNECT_TIMEOUT": (_seconds, "connect_timeout"),
+    "KEEPALIVE": (_int, "keepalive"),
+    "APP_DIR": (_abs_path, "app_dir"),
+    "GIT_REMOTE": (_wrap(check_remote), "git_remote"),
+    "GIT_BRANCH": (_wrap(check_ref), "git_branch"),
+    "COMPOSE_FILE": (_rel_path, "compose_file"),
+    "COMPOSE_COMMAND": (_compose_command, "compose_command"),
+    "COMPOSE_PROJECT": (_opt(_wrap(check_service)), "compose_project"),
+    "BACKEND_SERVICE": (_wrap(check_service), "backend_service"),
+    "POSTGRES_SERVICE": (_wrap(check_service), "postgres_service"),
+    "REDIS_SERVICE": (_wrap(check_service), "redis_service"),
+    "MODEL_SERVER_SERVICE": (_wrap(check_service), "model_server_service"),
+    "SERVICES": (_list(_wrap(check_service), allow_empty=False), "services"),
+    "DEPENDENCY_SERVICES": (_list(_wrap(check_service)), "dependency_services"),
+    "HEALTH_URL": (_wrap(check_url), "health_url"),
+    "SMOKE_URLS": (_list(_wrap(check_url), allow_empty=False), "smoke_urls"),
+    "SMOKE_FROM_OPERATOR": (_bool, "smoke_from_operator"),
+    "MONITORING_URL": (_opt(_wrap(check_url)), "monitoring_url"),
+    "WEBHOOK_URL": (_opt(_wrap(check_url)), "webhook_url"),
+    "ENV_FILES": (_list(_rel_path), "env_files"),
+    "ENV_EXAMPLE": (_opt(_rel_path), "env_example"),
+    "SECRET_FILES": (_list(_rel_path), "secret_files"),
+    "SECRET_KEY_PATTERN": (_regex, "secret_key_pattern"),
+    "MIGRATIONS_PATH": (_rel_path, "migrations_path"),
+    "DB_READY_COMMAND": (_shell_command, "db_ready_command"),
+    "DB_CHECK_COMMAND": (_shell_command, "db_check_command"),
+    "MODEL_CONTEXT_KEY": (_str, "model_context_key"),
+    "MODEL_HEALTH_URL": (_opt(_wrap(check_url)), "model_health_url"),
+    "TESTED_ON_STAGE": (_opt(_str), "tested_on_stage"),
+    "CHECKLIST_BLOCKING": (_checklist_items, "checklist_blocking"),
+    "AUTO_ROLLBACK": (_bool, "auto_rollback"),
+    "COMMAND_TIMEOUT": (_seconds, "command_timeout"),
+    "DB_READY_TIMEOUT": (_seconds, "db_ready_timeout"),
+    "MIGRATE_TIMEOUT": (_seconds, "migrate_timeout"),
+    "PULL_TIMEOUT": (_seconds, "pull_timeout"),
+    "UP_TIMEOUT": (_seconds, "up_timeout"),
+    "HEALTH_TIMEOUT": (_seconds, "health_timeout"),
+    "HEALTH_INTERVAL": (_seconds, "health_interval"),
+    "SMOKE_TIMEOUT": (_seconds, "smoke_timeout"),
+    "LOG_TAIL": (_int, "log_tail"),
+    "LOG_ERROR_PATTERN": (_regex, "log_error_pattern"),
+    "LOCK_STALE_AFTER": (_seconds, "lock_stale_after"),
+    "LOCK_HEARTBEAT": (_seconds, "lock_heartbeat"),
+    "LOCK_WAIT": (_seconds0, "lock_wait"),
+    "RECORD_DIR": (_rel_path, "record_dir"),
+    "SETUP_HINT": (_opt(_str), "setup_hint"),
+}
+CONTACT_KINDS = ("database", "infrastructure", "security")
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def available_stages() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.stem != "defaults")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = dotenv_values(path, interpolate=False)
+    return {k: ("" if v is None else v) for k, v in values.items()}
+
+
+def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Merged raw strings and, per key, where each came from."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for path in (CONFIG_DIR / "defaults.env", CONFIG_DIR / f"{stage}.env"):
+        for k, v in _read_env_file(path).items():
+            values[k] = v
+            sources[k] = f"config/{path.name}"
+    stage_prefix = f"{ENV_PREFIX}{stage.upper().replace('-', '_')}_"
+    keys = set(SCHEMA) | {f"CONTACT_{k.upper()}" for k in CONTACT_KINDS}
+    for key in keys:
+        for name in (f"{ENV_PREFIX}{key}", f"{stage_prefix}{key}"):
+            if name in environ:
+                values[key] = environ[name]
+                sources[key] = f"environment variable {name}"
+    return values, sources
+
+
+def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply_generic_env: bool = True) -> Settings:
+    """Read, merge and validate one stage. Raises ConfigError listing every bad key."""
+    if not STAGE_NAME.match(stage or ""):
+        raise ConfigError([f"stage {stage!r} is not a valid stage name"], stage)
+    if not (CONFIG_DIR / f"{stage}.env").is_file():
+        raise ConfigError([f"unknown stage {stage!r}: no config/{stage}.env (known: {', '.join(available_stages())})"], stage)
+    environ = dict(os.environ if environ is None else environ)
+    if not apply_generic_env:
+        environ = {k: v for k, v in environ.items()
+                   if k.startswith(f"{ENV_PREFIX}{stage.upper()}_")}
+    values, sources = raw_values(stage, environ)
+    problems: list[str] = []
+    fields: dict[str, object] = {"stage": stage}
+    for key, (parse, name) in SCHEMA.items():
+        where = sources.get(key, "nowhere")
+        if key not in values:
+            problems.append(f"{key}: missing (set it in config/{stage}.env or config/defaults.env, or {ENV_PREFIX}{key})")
+            continue
+        try:
+            fields[name] = parse(values[key].strip())
+        except ValueError as exc:
+            problems.append(f"{key} ({where}): {exc}")
+    contacts: dict[str, Contact] = {}
+    for kind in CONTACT_KINDS:
+        key = f"CONTACT_{kind.upper()}"
+        if key not in values:
+            problems.append(f"{key}: missing (format 'Team|Response time|how to reach')")
+            continue
+        try:
+            team, response, reach = _contact(values[key])
+            contacts[kind] = Contact(kind, team, response, reach)
+        except ValueError as exc:
+            problems.append(f"{key} ({sources.get(key)}): {exc}")
+    if not problems:
+        svc = set(fields["services"]) | set(fields["dependency_services"])  # type: ignore[arg-type]
+        if fields["backend_service"] not in svc:
+            problems.append(f"BACKEND_SERVICE ({sources['BACKEND_SERVICE']}): {fields['backend_service']!r} is not listed in SERVICES or DEPENDENCY_SERVICES")
+        overlap = set(fields["services"]) & set(fields["dependency_services"])  # type: ignore[arg-type]
+        if overlap:
+            problems.append(f"SERVICES and DEPENDENCY_SERVICES both list {', '.join(sorted(overlap))}; a service is either deployed or a dependency")
+        if fields["lock_heartbeat"] * 2 > fields["lock_stale_after"]:  # type: ignore[operator]
+            problems.append(f"LOCK_STALE_AFTER ({sources['LOCK_STALE_AFTER']}) must be at least twice LOCK_HEARTBEAT, or a live deploy looks stale")
+        if fields["known_hosts"] and not os.path.isfile(fields["known_hosts"]):  # type: ignore[arg-type]
+            if fields["host_key_policy"] == "strict":
+                problems.append(f"KNOWN_HOSTS ({sources['KNOWN_HOSTS']}): file {fields['known_hosts']} does not exist")
+        if fields["ssh_config"] and not os.path.isfile(fields["ssh_config"]):  # type: ignore[arg-type]
+            problems.append(f"SSH_CONFIG ({sources['SSH_CONFIG']}): file {fields['ssh_config']} does not exist")
+    if problems:
+        hint = values.get("SETUP_HINT", "").strip()
+        raise ConfigError(problems + ([f"hint: {hint}"] if hint else []), stage)
+    fields["contacts"] = contacts
+    fields["sources"] = sources
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+def default_stage(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    if environ.get("DEPLOY_STAGE"):
+        return environ["DEPLOY_STAGE"]
+    return _read_env_file(CONFIG_DIR / "defaults.env").get("DEFAULT_STAGE", "staging")
+
+
+def _host_name(host: str) -> str:
+    host = host.split("@", 1)[-1]
+    return host.rsplit(":", 1)[0] if re.search(r":[0-9]+$", host) else host
+
+
+def choose_stage(explicit: str | None, host: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Return (stage, why). --stage wins; else the stage whose HOSTS include the -H host; else the default."""
+    if explicit:
+        return explicit, "--stage"
+    if host:
+        wanted = _host_name(host)
+        matches = []
+        for stage in available_stages():
+            values, _ = raw_values(stage, environ)
+            hosts = [h.strip() for h in values.get("HOSTS", "").split(",") if h.strip()]
+            if wanted in {_host_name(h) for h in hosts}:
+                matches.append(stage)
+        if len(matches) == 1:
+            return matches[0], f"host {wanted} is listed in config/{matches[0]}.env"
+        if len(matches) > 1:
+            raise ConfigError([f"host {wanted} is listed in several stages ({', '.join(matches)}); pass --stage"])
+    stage = default_stage(environ)
+    return stage, "default stage (DEFAULT_STAGE in config/defaults.env or DEPLOY_STAGE)"
