@@ -1,0 +1,220 @@
+"""The whole runbook in order, under the deploy lock, timed step by step and recorded on the host:
+
+    checklist -> prepare -> migrate -> services -> verify
+
+Every run of a changing task (deploy, prepare, migrate, services, rollback) goes through
+:func:`run_flow`: lock, release record (written as it goes), per-step timing, the timing table with
+the bottleneck, auto-rollback when health or smoke fails after ``up``, the end notification.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json as jsonlib
+import signal
+import time
+
+from commands import record as record_cmd
+from commands import timing as timing_cmd
+from commands.health import evaluate
+from tasks import ui
+from tasks.base import operator_task
+from tasks.checklist import checklist_step
+from tasks.errors import DeployError, ExitCode
+from tasks.locking import DeployLock
+from tasks.migrate import migrate_step
+from tasks.notify import notify
+from tasks.prepare import prepare_step
+from tasks.rollback import restore, rollback_step
+from tasks.services import containers, deploy_services, describe_images, http_check, images_of
+from tasks.session import Recorder, Session, operator
+from tasks.verify import verify_step
+
+DEPLOY_STEPS = ("checklist", "prepare", "migrate", "services", "verify")
+
+
+def _run_step(s: Session, name: str, opts: dict):
+    if name == "checklist":
+        return checklist_step(s, opts.get("message", ""))
+    if name == "prepare":
+        return prepare_step(s, opts.get("show", frozenset()))
+    if name == "migrate":
+        return migrate_step(s)
+    if name == "services":
+        s.facts["services_touched"] = True
+        return deploy_services(s)
+    if name == "verify":
+        return verify_step(s)
+    if name == "rollback":
+        s.facts["services_touched"] = True
+        return rollback_step(s, opts.get("to", ""))
+    raise ValueError(f"unknown step {name}")
+
+
+def observe(s: Session) -> tuple[dict, bool, str | None]:
+    """What runs now: images per deployed service, whether all are healthy, the reported version."""
+    st = s.settings
+    states = containers(s, st.services)
+    images = images_of(s, states, st.services)
+    healthy = evaluate(st.services, states).ready
+    version = None
+    if healthy:
+        check = http_check(s, st.health_url)
+        healthy = check.ok
+        version = check.version
+    return images, healthy, version
+
+
+def _add(s: Session, step: str, sub: str | None, seconds: float) -> tuple:
+    t = s.timer.add(step, sub, seconds)
+    return t.step, t.sub, t.seconds, t.ok
+
+
+def _label(images: dict, version: str | None) -> str:
+    return (f"version {version} " if version else "") + f"({describe_images(images)})"
+
+
+def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, DeployError]:
+    """Put the recorded previous images back after a failed health or smoke check."""
+    st = s.settings
+    ui.say(f"      auto-rollback: {err.what}")
+    ui.say(f"      auto-rollback: restoring {describe_images(before)} (AUTO_ROLLBACK=true)")
+    try:
+        with s.timed("auto-rollback"):
+            after = restore(s, before, step="auto-rollback")
+            from tasks.verify import smoke_checks
+            smoke_checks(s, step="auto-rollback › smoke")
+    except DeployError as rb_err:
+        s.facts["serving"] = "NEITHER VERSION IS HEALTHY: the new version failed and the rollback failed too"
+        return "failed", DeployError(
+            f"{err.what}; then the automatic rollback failed: {rb_err.what}",
+            command=rb_err.command, output=rb_err.output, step=err.step, code=ExitCode.ROLLBACK_FAILED,
+            kind="infrastructure", state=s.describe_state(),
+            next_step=f"escalate now; then fab -H {s.host} diagnose and fab -H {s.host} rollback --to <release> (fab history)")
+    s.facts["images_after"] = after
+    s.facts["after_healthy"] = True
+    s.facts["serving"] = f"serving the PREVIOUS version again {_label(after, s.facts.get('version'))} after the automatic rollback"
+    return "rolled_back", DeployError(
+        f"{err.what}; the previous images were restored automatically and are healthy",
+        command=err.command, output=err.output, step=err.step, code=ExitCode.ROLLED_BACK, kind=err.kind,
+        details=err.details, state=s.describe_state(),
+        next_step=f"find out why the new version failed: fab -H {s.host} diagnose ; fix it, then fab deploy again")
+
+
+def _wants_auto_rollback(s: Session, err: DeployError, before: dict, before_healthy: bool) -> bool:
+    return (s.settings.auto_rollback and not s.dry and s.facts.get("services_touched")
+            and err.code == ExitCode.UNHEALTHY and bool(before) and before_healthy
+            and (err.step or "").split(" ")[0] in ("services", "verify"))
+
+
+def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = False,
+             lock_wait: float | None = None, message: str = "", **opts) -> None:
+    st = s.settings
+    rid = record_cmd.new_release_id()
+    outcome, error = "failed", None
+    before, before_healthy = {}, False
+    t0 = time.monotonic()
+    lock = DeployLock(s, kind, message, lock_wait)
+    lock.__enter__()             # refused -> DeployError(LOCKED): nothing recorded, nothing changed
+    lock_seconds = time.monotonic() - t0
+    s.recorder = Recorder(s, rid)
+    try:
+        s.recorder.write("start", kind=kind, stage=st.stage, host=s.host, who=operator(), steps=list(steps),
+                         message=message, dry=s.dry)
+        if s.connect_seconds:
+            s.recorder.step(*_add(s, "connect", None, s.connect_seconds))
+        s.recorder.step(*_add(s, "start", "lock", lock_seconds))
+        with s.timed("start", "record images"):
+            before, before_healthy, version = observe(s)
+        s.recorder.step(*_add(s, "start", None, time.monotonic() - t0))
+        s.facts["images_before"] = before
+        s.facts["serving"] = f"still serving the old version {_label(before, version)}" if before_healthy else \
+            f"before this run: {describe_images(before)}, NOT healthy"
+        s.recorder.write("images_before", images=before, healthy=before_healthy, version=version)
+        ui.say(f"release {rid}: {kind} of {st.stage} on {s.host}; running now: {_label(before, version)}"
+               + ("" if before_healthy else " (not healthy)"))
+        total = len(steps)
+        for i, name in enumerate(steps, 1):
+            ui.say(f"[{i}/{total}] {name} ...")
+            t0 = time.monotonic()
+            try:
+                with s.timed(name):
+                    _run_step(s, name, opts)
+            except DeployError as err:
+                err.step = err.step or name
+                ui.say(f"[{i}/{total}] {name} FAILED after {time.monotonic() - t0:.1f} s")
+                raise
+            ui.say(f"[{i}/{total}] {name} ... {time.monotonic() - t0:.1f} s")
+        outcome = "success"
+    except DeployError as err:
+        error = err
+        if _wants_auto_rollback(s, err, before, before_healthy):
+            outcome, error = auto_rollback(s, err, before)
+    except KeyboardInterrupt:
+        outcome = "aborted"
+        # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            s.kill_running()
+            ui.say("      interrupted: stopped this run's commands on the host")
+            _finish(s, rid, outcome, None, steps)
+        finally:
+            lock.release()
+            signal.signal(signal.SIGINT, previous)
+        raise
+    try:
+        _finish(s, rid, outcome, error, steps)
+    finally:
+        lock.release()
+    if json_out:
+        rel = record_cmd.releases(s.recorder.lines)
+        ui.emit_json(jsonlib.dumps(dataclasses.asdict(rel[0]) if rel else {}, indent=2, sort_keys=True))
+    if error:
+        raise error
+
+
+def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps) -> None:
+    """Record the end state (what is serving now), print the timing table, notify."""
+    st = s.settings
+    if outcome == "success" and any(x in steps for x in ("services", "rollback")):
+        try:
+            after, healthy, version = observe(s)
+            s.recorder.write("images_after", images=after, healthy=healthy, version=version)
+            s.facts["serving"] = f"serving {_label(after, version)}" + ("" if healthy else " (NOT healthy)")
+        except DeployError:
+            pass
+    elif outcome == "rolled_back" and s.facts.get("images_after"):
+        s.recorder.write("images_after", images=s.facts["images_after"], healthy=True, version=s.facts.get("version"))
+    elif outcome in ("failed", "aborted") and s.facts.get("services_touched") and not s.dry:
+        try:
+            after, healthy, version = observe(s)
+            s.recorder.write("images_after", images=after, healthy=healthy, version=version)
+            s.facts["serving"] = (f"serving {_label(after, version)}" if healthy else
+                                  f"NOT healthy: {describe_images(after)}; the previous images are recorded: fab -H {s.host} rollback")
+        except DeployError:
+            pass
+    b = timing_cmd.bottleneck(s.timer)
+    s.recorder.write("end", outcome=outcome, seconds=s.timer.total(),
+                     bottleneck=(b.label if b else ""), error=(error.to_dict() if error else {}),
+                     serving=s.facts.get("serving", ""), migrations=s.facts.get("migrations", ""))
+    ui.say("")
+    ui.say(timing_cmd.table(s.timer))
+    ui.say(timing_cmd.summary(s.timer))
+    ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}")
+    ok, detail = notify(s, f"{'deploy' if 'services' in steps else steps[0]}_{outcome}", {
+        "release": rid, "outcome": outcome, "seconds": s.timer.total(), "bottleneck": b.label if b else "",
+        "serving": s.facts.get("serving", ""), "error": error.what if error else ""})
+    if st.webhook_url and not ok:
+        ui.warn(f"notification: {detail}")
+
+
+@operator_task(help={
+    "json": "print the release record as JSON on stdout (progress goes to stderr)",
+    "lock_wait": "wait up to this many seconds for another deploy's lock (default LOCK_WAIT)",
+    "message": "note recorded with the release, the lock and the notifications",
+    "show": "comma-separated non-secret env keys whose values the env diff may print",
+})
+def deploy(s: Session, json=False, lock_wait=-1.0, message="", show=""):
+    """The whole runbook: checklist, prepare, migrate, services, verify; timed, locked, recorded."""
+    run_flow(s, steps=DEPLOY_STEPS, kind="deploy", json_out=json,
+             lock_wait=None if lock_wait < 0 else lock_wait, message=message,
+             show=frozenset(k.strip() for k in show.split(",") if k.strip()))

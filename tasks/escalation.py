@@ -1,0 +1,17 @@
+"""Escalation Contacts: the runbook's table, from the stage config (CONTACT_*). Every failure
+block prints the row that matches its kind."""
+from __future__ import annotations
+
+from tasks import ui
+from tasks.base import ESCALATION_LABEL, Offline, operator_task
+
+
+@operator_task(connects=False)
+def contacts(o: Offline):
+    """Escalation Contacts: who to call for database, infrastructure and security failures."""
+    rows = []
+    for kind in ("database", "infrastructure", "security"):
+        c = o.settings.contact(kind)
+        rows.append([ESCALATION_LABEL[kind], c.team, c.response, c.reach])
+    ui.table(rows, ["issue", "contact", "response time", "how to reach"])
+    ui.say("Failures print the matching row: migration and database failures -> database; a changed SSH host key -> security; everything else -> infrastructure.")

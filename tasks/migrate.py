@@ -1,0 +1,115 @@
+"""Runbook 2. Run database migrations: start postgres and redis, wait until postgres accepts
+connections, ``alembic upgrade head`` in the backend container, then show current and history."""
+from __future__ import annotations
+
+import time
+
+from commands import alembic as alembic_cmd
+from tasks import ui
+from tasks.base import operator_task
+from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.session import Session
+from tasks.services import containers
+
+
+def deps_up(s: Session) -> None:
+    st = s.settings
+    if not st.dependency_services:
+        return
+    try:
+        s.run(s.compose.up(st.dependency_services), timeout=st.up_timeout, mutating=True)
+    except CommandFailed as failed:
+        raise DeployError.from_command(failed, f"starting {', '.join(st.dependency_services)} failed",
+                                       step="migrate › deps up", kind="database", state=s.describe_state(),
+                                       next_step=f"fab -H {s.host} check-db") from None
+
+
+def wait_db(s: Session) -> None:
+    st = s.settings
+    cmd = s.compose.exec_sh(st.postgres_service, st.db_ready_command)
+    if s.dry:
+        ui.say(f"[dry] would poll until postgres accepts connections: {cmd}")
+        return
+    deadline = time.monotonic() + st.db_ready_timeout
+    while True:
+        r = s.run(cmd, check=False)
+        if r.ok:
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(f"postgres did not accept connections within {st.db_ready_timeout:g} s",
+                              command=cmd, output=r.stdout + r.stderr, step="migrate › db ready", kind="database",
+                              state=s.describe_state(), next_step=f"fab -H {s.host} check-db   (add --fix to restart postgres)")
+        time.sleep(st.health_interval)
+
+
+def backend_running(s: Session) -> bool:
+    return any(c.status == "running" for c in containers(s, [s.settings.backend_service]))
+
+
+def alembic(s: Session, argv: list[str], *, exec_: bool, timeout: float | None = None, mutating: bool = False):
+    st = s.settings
+    cmd = s.compose.exec(st.backend_service, argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    return s.run(cmd, timeout=timeout, mutating=mutating)
+
+
+def current_revision(s: Session, exec_: bool) -> list[str]:
+    return alembic_cmd.parse_current(alembic(s, alembic_cmd.CURRENT, exec_=exec_).stdout)
+
+
+def upgrade(s: Session) -> None:
+    """alembic upgrade head through ``exec -T backend`` (``run --rm`` on a first deploy)."""
+    st = s.settings
+    exec_ = backend_running(s)
+    if not exec_:
+        ui.say(f"      no running {st.backend_service} container: using `run --rm` (first deploy)")
+    before = current_revision(s, exec_)
+    s.facts["migrations"] = f"database at revision {', '.join(before) or 'base (empty)'}; no migration run yet"
+    try:
+        alembic(s, alembic_cmd.UPGRADE, exec_=exec_, timeout=st.migrate_timeout, mutating=True)
+    except CommandFailed as failed:
+        try:
+            now = current_revision(s, exec_)
+        except (CommandFailed, DeployError):
+            now = ["unknown"]
+        s.facts["migrations"] = f"migration failed: database at revision {', '.join(now) or 'base'} (was {', '.join(before) or 'base'})"
+        raise DeployError.from_command(
+            failed, "alembic upgrade head failed", step="migrate › alembic", kind="database",
+            state=s.describe_state(),
+            next_step=f"read the migration error above; fix the migration and re-run fab deploy (the services were not changed). "
+                      f"Check the database with fab -H {s.host} check-db",
+        ) from None
+    after = current_revision(s, exec_) if not s.dry else before
+    s.facts["migrations"] = (f"migrations applied: database at revision {', '.join(after)} (was {', '.join(before) or 'base'})"
+                             if after != before else f"database at revision {', '.join(after) or 'base'} (no pending migrations)")
+    s.facts["db_revision_before"], s.facts["db_revision_after"] = before, after
+    if s.recorder:
+        s.recorder.write("migrations", before=before, after=after)
+    ui.say(f"      {s.facts['migrations']}")
+
+
+def show_status(s: Session) -> None:
+    exec_ = backend_running(s)
+    ui.say("      alembic current: " + (", ".join(current_revision(s, exec_)) or "base (no revision)"))
+    hist = alembic_cmd.parse_history(alembic(s, alembic_cmd.HISTORY, exec_=exec_).stdout)
+    if hist:
+        ui.say("      alembic history (newest first):")
+        for h in hist[:10]:
+            ui.say(f"        {h.down} -> {h.up}{' (' + h.flags + ')' if h.flags else ''}  {h.message}")
+
+
+def migrate_step(s: Session) -> None:
+    with s.timed("migrate", "deps up"):
+        deps_up(s)
+    with s.timed("migrate", "db ready"):
+        wait_db(s)
+    with s.timed("migrate", "alembic"):
+        upgrade(s)
+    with s.timed("migrate", "status"):
+        show_status(s)
+
+
+@operator_task()
+def migrate(s: Session):
+    """Runbook 2: start postgres/redis, wait for postgres, alembic upgrade head, show current/history."""
+    from tasks.deploy import run_flow
+    run_flow(s, steps=("migrate",), kind="migrate")

@@ -1,0 +1,382 @@
+"""One SSH session per (task, host): connection hardening, the single caller of ``Connection.run``,
+timing, dry-run and secret redaction.
+
+Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
+- Fabric never loads known_hosts and accepts any key (fabric#1804, #2071). We load the stage's
+  known_hosts and install our own policy on the target and every ProxyJump hop before ``open()``.
+- Paramiko leaves Nagle on: ~40 ms extra per command. We set TCP_NODELAY after connecting.
+- No keepalive and no connect timeout by default: both are set from the stage config.
+- ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
+  into a warning; output is always captured (``hide``) and shown redacted.
+- A timeout on a command without a pty leaves the remote process running: every command is
+  wrapped in coreutils ``timeout`` on the host, and the local timeout is only a backstop.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import hashlib
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut, ThreadException
+
+from commands import compose as compose_cmd
+from commands import envdiff, record as record_cmd
+from commands.secrets import Redactor
+from commands.shell import q
+from commands.timing import Timer
+from config import Settings
+from tasks import ui
+from tasks.errors import CommandFailed, DeployError, ExitCode
+
+
+# ---------------------------------------------------------------------------------------------
+# Host keys
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if int(port) == 22 else f"[{host}]:{port}"
+
+
+class UnknownHostKey(paramiko.SSHException):
+    def __init__(self, hostname: str, key: paramiko.PKey, known_hosts: str):
+        self.hostname, self.key, self.known_hosts = hostname, key, known_hosts
+        super().__init__(f"host key for {hostname} not in {known_hosts}")
+
+
+class StrictPolicy(paramiko.MissingHostKeyPolicy):
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(hostname, key, self.known_hosts)
+
+
+class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's ``StrictHostKeyChecking=accept-new``: record an unknown key; a *changed* key is
+    still refused (paramiko raises BadHostKeyException before asking the policy)."""
+
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client, hostname, key):
+        os.makedirs(os.path.dirname(os.path.abspath(self.known_hosts)), exist_ok=True)
+        with open(self.known_hosts, "a", encoding="ascii") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        ui.warn(f"accepted NEW host key for {hostname}: {key.get_name()} {fingerprint(key)} "
+                f"(recorded in {self.known_hosts}; --accept-new-host-key)")
+
+
+def known_hosts_for(cxn: Connection, settings: Settings) -> str:
+    if settings.known_hosts:
+        return settings.known_hosts
+    files = cxn.ssh_config.get("userknownhostsfile")
+    if files:
+        first = files.split()[0] if isinstance(files, str) else files[0]
+        return os.path.expanduser(first)
+    return os.path.expanduser("~/.ssh/known_hosts")
+
+
+def harden(cxn: Connection, settings: Settings, accept_new: bool) -> list[str]:
+    """Load known_hosts and install a strict (or accept-new) policy on the target and every hop."""
+    used = []
+    hop = cxn
+    while isinstance(hop, Connection):
+        path = known_hosts_for(hop, settings)
+        policy = "accept-new" if accept_new or settings.host_key_policy == "accept-new" else "strict"
+        if os.path.isfile(path):
+            # load_system_host_keys: read-only, paramiko never rewrites this file
+            hop.client.load_system_host_keys(path)
+        elif policy == "strict":
+            raise DeployError(
+                f"no known_hosts file at {path}: the host key of {hop.host} cannot be verified",
+                state="nothing was run: the connection was not attempted",
+                next_step=(f"get the host key fingerprint from the server's admin, then: ssh-keyscan -p {hop.port} {hop.host} >> {path} "
+                           f"(compare its fingerprint with ssh-keygen -lf {path}), or run once with --accept-new-host-key"),
+                kind="security", code=ExitCode.CONNECTION)
+        hop.client.set_missing_host_key_policy(AcceptNewPolicy(path) if policy == "accept-new" else StrictPolicy(path))
+        used.append(path)
+        hop = hop.gateway
+    return used
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection
+
+def stage_config(c, settings: Settings):
+    """The fabric Config for this stage: the task's config (so --dry, -i, -e still apply) with the
+    stage's ssh_config file and timeouts."""
+    config = c.config.clone()
+    # Dry-run and echo are applied by Session.run (reads still run under --dry); invoke's own
+    # versions would hand empty output to every parser.
+    config.run.dry = False
+    config.run.echo = False
+    if settings.ssh_config:
+        # The stage's file replaces ~/.ssh/config, as `fab -S FILE` would.
+        config._set(base_ssh_config=paramiko.SSHConfig.from_path(settings.ssh_config))
+    if "timeout" not in (config.connect_kwargs or {}):
+        config.timeouts.connect = int(settings.connect_timeout)
+    config.connect_kwargs.setdefault("banner_timeout", settings.connect_timeout)
+    config.connect_kwargs.setdefault("auth_timeout", settings.connect_timeout)
+    return config
+
+
+def host_strings(c, settings: Settings) -> list[str]:
+    """-H hosts as fab gave them (one Connection per call), else the stage's HOSTS."""
+    if isinstance(c, Connection):
+        user_default = c.ssh_config.get("user", c.config.user)
+        port_default = int(c.ssh_config.get("port", c.config.port))
+        s = c.original_host
+        if c.user != user_default:
+            s = f"{c.user}@{s}"
+        if int(c.port) != port_default:
+            s = f"{s}:{c.port}"
+        return [s]
+    return list(settings.hosts)
+
+
+def connect(c, host: str, settings: Settings, accept_new: bool = False) -> Connection:
+    cxn = Connection(host, config=stage_config(c, settings))
+    paths = harden(cxn, settings, accept_new)
+    try:
+        cxn.open()
+    except paramiko.BadHostKeyException as exc:
+        raise DeployError(
+            f"the host key of {exc.hostname} has CHANGED: offered {exc.key.get_name()} {fingerprint(exc.key)}, "
+            f"known_hosts has {exc.expected_key.get_name()} {fingerprint(exc.expected_key)}",
+            state="nothing was run: the connection was refused before authentication",
+            next_step=(f"do not connect until the change is explained (server rebuilt? man in the middle?). "
+                       f"If the new key is verified out of band: ssh-keygen -R '{exc.hostname}' -f {paths[0]} and add the new key"),
+            kind="security", code=ExitCode.CONNECTION) from None
+    except UnknownHostKey as exc:
+        raise DeployError(
+            f"the host key of {exc.hostname} is not known: offered {exc.key.get_name()} {fingerprint(exc.key)}",
+            state="nothing was run: the connection was refused before authentication",
+            next_step=(f"verify that fingerprint with the server's admin (on the server: ssh-keygen -lf /etc/ssh/ssh_host_{exc.key.get_name().replace('ssh-', '')}_key.pub), "
+                       f"then add it to {exc.known_hosts} (ssh-keyscan ... >> {exc.known_hosts}) or re-run with --accept-new-host-key"),
+            kind="security", code=ExitCode.CONNECTION) from None
+    except paramiko.AuthenticationException as exc:
+        raise DeployError(
+            f"SSH authentication to {cxn.user}@{cxn.host}:{cxn.port} failed: {exc}",
+            state="nothing was run", next_step="check the user and key (ssh -v to the same host), -i KEY, or the IdentityFile in your ssh config",
+            code=ExitCode.CONNECTION) from None
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise DeployError(
+            f"cannot connect to {cxn.user}@{cxn.host}:{cxn.port}: {exc.__class__.__name__}: {exc}",
+            state="nothing was run", next_step=f"check that the host is up and sshd listens (ssh -p {cxn.port} {cxn.user}@{cxn.host} true)",
+            code=ExitCode.CONNECTION) from None
+    sock = getattr(cxn.transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cxn.transport.set_keepalive(settings.keepalive)
+    return cxn
+
+
+# ---------------------------------------------------------------------------------------------
+# The session
+
+@dataclass
+class Result:
+    command: str
+    exited: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
+
+
+@dataclass
+class Session:
+    settings: Settings
+    host: str
+    cxn: Connection | None
+    dry: bool = False
+    echo: bool = False
+    redactor: Redactor = field(default_factory=Redactor)
+    timer: Timer = field(default_factory=Timer)
+    facts: dict = field(default_factory=dict)       # what the flow knows about the host state
+    _compose: compose_cmd.Compose | None = None
+    compose_version: str = ""
+    recorder: "Recorder | None" = None
+    connect_seconds: float = 0.0
+    ctx: object = None                                # the Fabric context, to open sessions to other stages
+    run_tag: str = field(default_factory=lambda: "ai-doc-qa-" + os.urandom(4).hex())
+
+    # -- running commands -----------------------------------------------------------------------
+    def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
+            check: bool = True, ok_codes: tuple[int, ...] = (0,)) -> Result:
+        """Run one command on the host; raise CommandFailed unless its exit code is in ok_codes.
+
+        ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
+        run shows real state.
+        """
+        timeout = timeout or self.settings.command_timeout
+        if self.echo or (self.dry and mutating):
+            ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
+        if self.dry and mutating:
+            return Result(command, 0, "", "", 0.0)
+        # Remote-side timeout kills the process on the host too (a local timeout alone would leave it running).
+        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
+        wrapped = f"timeout -k 5 {int(timeout)} sh -c {q(command)} {self.run_tag}"
+        start = time.monotonic()
+        try:
+            r = self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False, echo=False,
+                             timeout=timeout + 15)
+        except CommandTimedOut as exc:
+            raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
+        except LOST_CONNECTION as exc:
+            raise DeployError(
+                f"lost the SSH connection to {self.host} while running a command ({exc.__class__.__name__}: {exc})",
+                command=command, state=self.describe_state("unknown: the command may or may not have finished on the host"),
+                next_step=f"fab -H {self.host} status   (then re-run; a deploy lock left behind goes stale and can be taken over with fab unlock --force)",
+                code=ExitCode.CONNECTION) from None
+        seconds = time.monotonic() - start
+        if r.exited == 124:
+            raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
+        result = Result(command, r.exited, r.stdout, r.stderr, seconds)
+        if check and r.exited not in ok_codes:
+            raise CommandFailed(command, r.exited, r.stdout, r.stderr)
+        return result
+
+    def kill_running(self) -> None:
+        """After Ctrl-C: stop this run's commands still running on the host. ``timeout`` relays the
+        TERM to its whole process group (docker compose included). The ``[a]`` keeps pkill from
+        matching its own command line."""
+        pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
+        with contextlib.suppress(Exception):
+            self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True, pty=False,
+                         in_stream=False, echo=False, timeout=15)
+
+    def read_file(self, path: str) -> str | None:
+        """A text file under the app dir, or None if it does not exist."""
+        full = path if path.startswith("/") else f"{self.settings.app_dir.rstrip('/')}/{path}"
+        r = self.run(f"if [ -f {q(full)} ]; then cat -- {q(full)}; else exit 3; fi", check=False)
+        if r.exited == 3:
+            return None
+        if r.exited != 0:
+            raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
+        return r.stdout
+
+    # -- timing ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def timed(self, step: str, sub: str | None = None) -> Iterator[None]:
+        start = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            t = self.timer.add(step, sub, time.monotonic() - start, ok)
+            if self.recorder:
+                self.recorder.step(t.step, t.sub, t.seconds, t.ok)
+
+    # -- secrets ----------------------------------------------------------------------------------
+    def learn_secrets(self) -> None:
+        """Read the env files on the host and teach the redactor their secret values, before any
+        remote output is shown."""
+        s = self.settings
+        self.redactor.add_env({"WEBHOOK_URL": s.webhook_url or ""})
+        names = list(dict.fromkeys([*s.env_files, *s.secret_files]))
+        if not names:
+            return
+        files = " ".join(q(f"{s.app_dir.rstrip('/')}/{n}") for n in names)
+        # One round trip: each file framed by a marker line so they can be split apart.
+        marker = "@@ai-doc-qa-file@@"
+        cmd = f"for f in {files}; do echo {q(marker)}\"$f\"; [ -f \"$f\" ] && cat -- \"$f\"; echo; done"
+        r = self.run(cmd, check=False)
+        current = None
+        chunks: dict[str, list[str]] = {}
+        for line in r.stdout.splitlines():
+            if line.startswith(marker):
+                current = line[len(marker):]
+                chunks[current] = []
+            elif current is not None:
+                chunks[current].append(line)
+        for text in chunks.values():
+            self.redactor.add_env(envdiff.parse_env("\n".join(text)))
+
+    # -- compose ------------------------------------------------------------------------------------
+    @property
+    def compose(self) -> compose_cmd.Compose:
+        if self._compose is None:
+            s = self.settings
+            command = s.compose_command
+            if command == "auto":
+                r = self.run(compose_cmd.PROBE_COMPOSE)
+                command, self.compose_version = compose_cmd.parse_compose_probe(r.stdout)
+                if command is None:
+                    raise DeployError(f"neither `docker compose` nor `docker-compose` works on {self.host} for this user",
+                                      command=compose_cmd.PROBE_COMPOSE, state=self.describe_state(),
+                                      next_step="install Docker Compose on the host, or check that the deploy user may use Docker (docker group)")
+            self._compose = compose_cmd.Compose(command, s.app_dir, s.compose_file, s.compose_project)
+        return self._compose
+
+    # -- state description for error blocks --------------------------------------------------------
+    def describe_state(self, override: str | None = None) -> str:
+        if override:
+            base = override
+        else:
+            base = self.facts.get("serving") or "not determined yet"
+        extra = []
+        if self.facts.get("migrations"):
+            extra.append(self.facts["migrations"])
+        if self.facts.get("git"):
+            extra.append(self.facts["git"])
+        return "; ".join([base, *extra])
+
+    def close(self) -> None:
+        if self.cxn is not None:
+            with contextlib.suppress(Exception):
+                self.cxn.close()
+
+
+class Recorder:
+    """Appends release-record lines on the host as the flow goes (so a crash leaves a trail)."""
+
+    def __init__(self, session: Session, release: str):
+        self.session = session
+        self.release = release
+        self.lines: list[dict] = []
+
+    def write(self, event: str, **data) -> None:
+        import json
+        data = self.session.redactor.obj(data)
+        text = record_cmd.line(self.release, event, **data)
+        self.lines.append(json.loads(text))
+        s = self.session
+        if s.dry:
+            return
+        try:
+            s.run(record_cmd.append(s.settings.releases_file, text), mutating=True)
+        except (CommandFailed, DeployError) as exc:
+            ui.warn(f"could not append to the release record {s.settings.releases_file}: {exc}")
+
+    def step(self, step: str, sub: str | None, seconds: float, ok: bool) -> None:
+        self.write("step", step=step, sub=sub, seconds=seconds, ok=ok)
+
+
+def operator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

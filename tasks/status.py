@@ -1,0 +1,59 @@
+"""What state is production in? ``fab status`` (services, images, health, current release, lock)
+and ``fab history`` (recent deploys and rollbacks with their timings, from the host's record)."""
+from __future__ import annotations
+
+from commands import git as git_cmd
+from commands import lock as lock_cmd
+from commands import record as record_cmd
+from commands.docker import short_image_id
+from commands.health import evaluate
+from tasks import ui
+from tasks.base import operator_task
+from tasks.locking import read_state
+from tasks.rollback import load_releases
+from tasks.services import containers, http_check
+from tasks.session import Session
+
+
+@operator_task()
+def status(s: Session):
+    """Services (state, health, restarts, image), the version served, the current release and the lock."""
+    st = s.settings
+    states = containers(s)
+    rows = [[c.service, c.status, c.health or "-", c.restart_count, c.image_ref, short_image_id(c.image_id)]
+            for c in sorted(states, key=lambda c: c.service)]
+    ui.table(rows, ["service", "state", "health", "restarts", "image", "image id"])
+    verdict = evaluate([*st.dependency_services, *st.services], states)
+    check = http_check(s, st.health_url)
+    ui.say(f"health: {'all services running and healthy' if verdict.ready else '; '.join(verdict.problems + verdict.waiting)}")
+    ui.say(f"{st.health_url}: " + (f"HTTP {check.status}" + (f", version {check.version}" if check.version else "") if check.ok else f"FAILING ({check.error})"))
+    head = git_cmd.parse_state(s.run(git_cmd.state(st.app_dir)).stdout)
+    ui.say(f"code: {head.head[:10]} on {head.branch}" + (f", {len(head.dirty)} locally modified file(s)" if head.dirty else ""))
+    rels = load_releases(s)
+    if rels:
+        r = rels[-1]
+        ui.say(f"last release: {r.id} {r.kind} by {r.who} at {r.started}: {r.outcome.upper()}"
+               + (f" in {r.seconds:.1f} s" if r.seconds else "") + (f"; {r.serving}" if r.serving else ""))
+    else:
+        ui.say("last release: none recorded")
+    lk = read_state(s)
+    ui.say("deploy lock: " + (lock_cmd.describe(lk) + (" (STALE)" if lk.is_stale(st.lock_stale_after) else "") if lk.held else "free"))
+
+
+@operator_task(help={"limit": "how many releases to show (newest last)"})
+def history(s: Session, limit=10):
+    """Recent deploys and rollbacks from the host's release record: who, when, outcome, git, timings, bottleneck."""
+    rels = load_releases(s)[-int(limit):]
+    if not rels:
+        ui.say(f"no releases recorded in {s.settings.releases_file}")
+        return
+    rows = []
+    for r in rels:
+        git = f"{r.git_before[:7]}->{r.git_after[:7]}" if r.git_after and r.git_after != r.git_before else (r.git_before[:7] or "-")
+        images = ", ".join(f"{k} {short_image_id(v.get('id', ''))}" for k, v in sorted((r.images_after or r.images_before).items()))
+        rows.append([r.id, r.kind, r.who, r.started.replace("+00:00", "Z"), r.outcome, git,
+                     f"{r.seconds:.1f}" if r.seconds else "-", r.bottleneck or "-", images])
+    ui.table(rows, ["release", "kind", "who", "started", "outcome", "git", "seconds", "bottleneck", "images after"])
+    cands = record_cmd.rollback_candidates(load_releases(s), s.settings.services)
+    if cands:
+        ui.say("rollback candidates (healthy image sets, newest first): " + "; ".join(c.release for c in cands[:5]))

@@ -1,0 +1,98 @@
+"""Runbook 4. Verify deployment: smoke tests (curl on the host, optionally also from the operator's
+machine), a scan of recent logs for error patterns, and the monitoring dashboard link."""
+from __future__ import annotations
+
+import re
+
+import requests
+
+from commands import health as health_cmd
+from tasks import ui
+from tasks.base import operator_task
+from tasks.errors import DeployError, ExitCode
+from tasks.session import Session
+from tasks.services import http_check
+
+
+def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_cmd.HttpCheck]:
+    """Every SMOKE_URL must answer 2xx. Raises DeployError(UNHEALTHY) listing every failure."""
+    st = s.settings
+    results = []
+    if s.dry:
+        for url in st.smoke_urls:
+            ui.say(f"[dry] would check {url}: {health_cmd.curl(url, st.smoke_timeout)}")
+        return results
+    for url in st.smoke_urls:
+        results.append(("host", http_check(s, url)))
+        if st.smoke_from_operator:
+            results.append(("operator", operator_check(url, st.smoke_timeout)))
+    rows = [[where, c.url, c.status or "-", f"{c.seconds:.3f}", "ok" if c.ok else f"FAIL: {c.error}"] for where, c in results]
+    ui.table(rows, ["from", "url", "status", "seconds", "result"])
+    failed = [(w, c) for w, c in results if not c.ok]
+    if failed:
+        raise DeployError(
+            f"{len(failed)} smoke test(s) failed: " + "; ".join(f"{c.url} from the {w}: {c.error}" for w, c in failed),
+            command=health_cmd.curl(failed[0][1].url, st.smoke_timeout), output=failed[0][1].body,
+            step=step, code=ExitCode.UNHEALTHY, state=s.describe_state(),
+            next_step=f"fab -H {s.host} diagnose   (and fab -H {s.host} rollback if the new version is at fault)")
+    return [c for _, c in results]
+
+
+def operator_check(url: str, timeout: float) -> health_cmd.HttpCheck:
+    """The same URL requested from the operator's machine (requests): is it reachable from outside?"""
+    try:
+        r = requests.get(url, timeout=timeout)
+    except requests.Timeout:
+        return health_cmd.HttpCheck(url, False, 0, timeout, "timed out: the request hung")
+    except requests.RequestException as exc:
+        return health_cmd.HttpCheck(url, False, 0, 0.0, f"{exc.__class__.__name__}: {str(exc)[:120]}")
+    ok = 200 <= r.status_code < 300
+    return health_cmd.HttpCheck(url, ok, r.status_code, r.elapsed.total_seconds(),
+                                "" if ok else f"HTTP {r.status_code}", r.text[:2000])
+
+
+def scan_logs(s: Session) -> list[tuple[str, str]]:
+    """Lines of the last LOG_TAIL log lines of each deployed service that match LOG_ERROR_PATTERN."""
+    st = s.settings
+    pattern = re.compile(st.log_error_pattern)
+    findings = []
+    for svc in st.services:
+        r = s.run(s.compose.logs(svc, st.log_tail), check=False)
+        for line in (r.stdout + "\n" + r.stderr).splitlines():
+            if pattern.search(line):
+                findings.append((svc, line.strip()[:200]))
+    if findings:
+        ui.warn(f"{len(findings)} log line(s) match LOG_ERROR_PATTERN in the last {st.log_tail} lines:")
+        for svc, line in findings[-15:]:
+            ui.say(f"        {svc}: {line}")
+    else:
+        ui.say(f"      logs: no line matches the error pattern in the last {st.log_tail} lines of {', '.join(st.services)}")
+    return findings
+
+
+def monitoring_link(s: Session) -> None:
+    if s.settings.monitoring_url:
+        ui.say(f"      monitoring: {s.settings.monitoring_url}  (open it and watch error rate and latency for 15 minutes)")
+
+
+def verify_step(s: Session) -> None:
+    with s.timed("verify", "smoke"):
+        smoke_checks(s)
+    with s.timed("verify", "logs"):
+        scan_logs(s)
+    monitoring_link(s)
+
+
+@operator_task()
+def smoke(s: Session):
+    """Smoke tests: each SMOKE_URL must answer 2xx (curl on the host, and from here if configured)."""
+    smoke_checks(s, step="smoke")
+    ui.say("smoke tests passed")
+
+
+@operator_task()
+def verify(s: Session):
+    """Runbook 4: smoke tests, scan recent logs for error patterns, monitoring dashboard link."""
+    with s.timed("verify"):
+        verify_step(s)
+    ui.say("verify passed")
