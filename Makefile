@@ -1,0 +1,52 @@
+# ai-doc-qa deployment tool. The two commands a newcomer needs:
+#   make staging   set everything up, start the local staging host, run a timed `fab deploy` (v1 -> v2)
+#   make test      set everything up, start the local staging host, run the whole test suite
+# Both need root on Debian/Ubuntu (apt-get, sshd, dockerd); see README.md.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CTL    := sandbox/ctl
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down test unit integration clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+sandbox-install:
+	$(CTL) install
+
+# Starts only what is not running (idempotent).
+sandbox-up: sandbox-install
+	$(CTL) up
+
+sandbox-down:
+	$(CTL) down
+
+# The runbook's exercise: a timed deploy to staging. Resets the staging host to v1, publishes v2,
+# then deploys it with fab (progress per step, the timing table and the bottleneck).
+staging: setup sandbox-up
+	$(CTL) reset
+	$(CTL) version v2
+	$(BIN)/fab deploy --stage staging
+
+staging-down: sandbox-down
+
+# The whole suite: unit tests and the real deploys against the staging host.
+test: setup sandbox-up
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests --ignore=tests/integration
+
+integration: setup sandbox-up
+	$(BIN)/pytest tests/integration
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,46 @@
+from commands import health
+from tests.conftest import state
+
+SERVICES = ["backend", "proxy"]
+
+
+def test_ready_when_running_and_healthy_or_without_healthcheck():
+    v = health.evaluate(SERVICES, [state("backend"), state("proxy", health=None)])
+    assert v.ready and not v.failed
+
+
+def test_waiting_while_starting_or_missing():
+    v = health.evaluate(SERVICES, [state("backend", health="starting")])
+    assert not v.ready and not v.failed
+    assert any("proxy: no container yet" in w for w in v.waiting)
+
+
+def test_unhealthy_fails_fast_with_healthcheck_output():
+    v = health.evaluate(["backend"], [state("backend", health="unhealthy", health_log=["curl: (22) 500"])])
+    assert v.failed and "unhealthy" in v.problems[0] and "curl: (22) 500" in v.problems[0]
+
+
+def test_oom_and_restart_loop_and_exit_fail():
+    assert health.evaluate(["m"], [state("m", oom=True, restarts=3)]).failed
+    assert health.evaluate(["m"], [state("m", status="restarting", restarts=2)]).failed
+    assert health.evaluate(["m"], [state("m", status="exited", exit_code=1)]).failed
+
+
+def test_restart_count_growing_since_baseline_fails():
+    s = state("backend", restarts=2, cid="c1")
+    assert health.evaluate(["backend"], [s], {"c1": 2}).ready
+    assert health.evaluate(["backend"], [s], {"c1": 1}).failed
+
+
+def test_curl_command_and_parse():
+    cmd = health.curl("http://localhost/health", 5)
+    assert cmd.startswith("out=$(curl -sS -w '\\n@@status %{http_code} %{time_total}' --max-time 5 http://localhost/health); rc=$?;")
+    ok = health.parse_curl("u", 0, '{"status":"ok","version":"v2"}\n@@status 200 0.004\n')
+    assert ok.ok and ok.status == 200 and ok.version == "v2"
+    bad = health.parse_curl("u", 0, "oops\n@@status 500 0.01\n")
+    assert not bad.ok and bad.error == "HTTP 500" and bad.body == "oops"
+    refused = health.parse_curl("u", 7, "\n@@status 000 0.0\n", "curl: (7) Failed to connect")
+    assert not refused.ok and "connection refused" in refused.error
+    hung = health.parse_curl("u", 28, "\n@@status 000 5.0\n")
+    assert "timed out" in hung.error
+    assert health.parse_curl("u", 0, "not json\n@@status 200 0.1").version is None

@@ -1,0 +1,80 @@
+import shlex
+
+import pytest
+
+from commands.compose import Compose
+from commands.shell import (
+    UnsafeValue, cd, check_image, check_path, check_ref, check_service, check_url, join, q,
+)
+
+HOSTILE = ["main;rm -rf /", "$(reboot)", "`id`", "a b", "-f", "--upload-pack=touch /tmp/x", "x\ny", "x|y", "..", "a..b"]
+
+
+def test_quote_keeps_spaces_and_semicolons_in_one_argument():
+    path = "/srv/my app;rm -rf ~"
+    cmd = cd(path, "ls")
+    assert cmd == "cd '/srv/my app;rm -rf ~' && ls"
+    assert shlex.split(cmd)[1] == path
+
+
+def test_join_quotes_each_element():
+    assert join(["a b", "c;d", "e"]) == "'a b' 'c;d' e"
+    assert q("it's") == "'it'\"'\"'s'"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_refs_are_refused(value):
+    with pytest.raises(UnsafeValue):
+        check_ref(value)
+
+
+@pytest.mark.parametrize("value", ["main", "release/2026.11", "feature/x-1", "v1.2.3"])
+def test_normal_refs_pass(value):
+    assert check_ref(value) == value
+
+
+@pytest.mark.parametrize("value", [v for v in HOSTILE if ".." not in v] + ["", ".hidden", "a/b"])
+def test_hostile_service_names_are_refused(value):
+    with pytest.raises(UnsafeValue):
+        check_service(value)
+
+
+@pytest.mark.parametrize("value", ["http://localhost/health x", "http://a/`id`", "file:///etc/passwd", "ftp://x", "http://a/\n"])
+def test_bad_urls_are_refused(value):
+    with pytest.raises(UnsafeValue):
+        check_url(value)
+
+
+def test_url_with_query_is_allowed_and_quoted():
+    url = "https://hooks.example.com/services/T0/B0?token=a&b=c"
+    assert check_url(url) == url
+    assert shlex.split(f"curl {q(url)}") == ["curl", url]
+
+
+@pytest.mark.parametrize("value", ["relative/path", "", "/a\x00b"])
+def test_paths_must_be_absolute_and_clean(value):
+    with pytest.raises(UnsafeValue):
+        check_path(value)
+
+
+def test_relative_path_refuses_leading_dash():
+    with pytest.raises(UnsafeValue):
+        check_path("-rf", absolute=False)
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:5000/ai-doc-qa/backend:v1", "nginx", "sha256:" + "a" * 64, "abcdef012345",
+                                   "reg.example.com/app@sha256:" + "b" * 64])
+def test_image_references(value):
+    assert check_image(value) == value
+
+
+@pytest.mark.parametrize("value", ["-x", "a b", "reg/app:tag;rm", "$(x)"])
+def test_bad_image_references(value):
+    with pytest.raises(UnsafeValue):
+        check_image(value)
+
+
+def test_compose_refuses_hostile_service_before_quoting():
+    c = Compose("docker compose", "/app", "docker-compose.yml")
+    with pytest.raises(UnsafeValue):
+        c.pull(["backend; rm -rf /"])

@@ -1,0 +1,34 @@
+import os
+import re
+
+import pytest
+
+from commands.docker import ContainerState
+
+# Stage config reads DEPLOY_* variables; unit tests must not see an operator's overrides.
+for _k in list(os.environ):
+    if _k.startswith("DEPLOY_"):
+        del os.environ[_k]
+
+CAPTURED = os.path.join(os.path.dirname(__file__), "fixtures", "captured")
+
+
+def captured(name: str) -> str:
+    with open(os.path.join(CAPTURED, name), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def state(service="backend", status="running", health="healthy", restarts=0, oom=False, exit_code=0,
+          cid=None, image_id="sha256:" + "a" * 64, ref="reg/app:latest", env=None, health_log=()):
+    return ContainerState(id=cid or (service + "0" * 64)[:64], name=f"app-{service}-1", service=service,
+                          image_ref=ref, image_id=image_id, status=status, health=health,
+                          restart_count=restarts, oom_killed=oom, exit_code=exit_code, started_at="",
+                          finished_at="", memory_limit=64 * 1024 * 1024, health_log=tuple(health_log),
+                          env=env or {})
+
+
+@pytest.fixture
+def staging_settings():
+    from config import load_settings
+    env = {"DEPLOY_SSH_CONFIG": "", "DEPLOY_KNOWN_HOSTS": ""}
+    return load_settings("staging", env)

@@ -1,0 +1,155 @@
+"""The order of steps for deploy and rollback, and that a failing step stops the flow with the
+error block. The steps themselves are replaced; the flow (lock, record, timing, auto-rollback) is real."""
+import json
+
+import pytest
+
+from tasks import deploy as deploy_mod
+from tasks.errors import DeployError, ExitCode
+
+BEFORE = {"backend": {"ref": "reg/backend:latest", "id": "sha256:" + "1" * 64, "digests": []}}
+AFTER = {"backend": {"ref": "reg/backend:latest", "id": "sha256:" + "2" * 64, "digests": []}}
+
+
+class FakeLock:
+    instances = []
+
+    def __init__(self, s, task, message="", wait=None):
+        self.task, self.released, self.entered = task, 0, False
+        FakeLock.instances.append(self)
+
+    def __enter__(self):
+        self.entered = True
+        return self
+
+    def release(self):
+        self.released += 1
+
+
+@pytest.fixture
+def flow(make_session, mocker):
+    FakeLock.instances = []
+    s, remote = make_session()
+    calls = []
+    mocker.patch.object(deploy_mod, "DeployLock", FakeLock)
+    mocker.patch.object(deploy_mod, "notify", return_value=(True, "posted"))
+    observed = iter([(BEFORE, True, "v1"), (AFTER, True, "v2"), (AFTER, True, "v2")])
+    mocker.patch.object(deploy_mod, "observe", side_effect=lambda s: next(observed))
+
+    def fake_step(s, name, opts):
+        calls.append(name)
+        if name in ("services", "rollback"):
+            s.facts["services_touched"] = True
+        fail = opts.get("fail", {}).get(name)
+        if fail:
+            raise fail
+    mocker.patch.object(deploy_mod, "_run_step", side_effect=fake_step)
+    return s, remote, calls
+
+
+def records(remote):
+    """The release-record lines the flow appended on the host."""
+    import shlex
+    out = []
+    for c in remote.commands:
+        if "releases.jsonl" in c and ">>" in c:
+            out.append(json.loads(shlex.split(c.split("&&", 1)[1])[2]))
+    return out
+
+
+def test_deploy_runs_the_runbook_in_order_and_records_it(flow):
+    s, remote, calls = flow
+    deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy")
+    assert calls == ["checklist", "prepare", "migrate", "services", "verify"]
+    evs = records(remote)
+    assert [e["event"] for e in evs][:2] == ["start", "step"]
+    assert evs[-1]["event"] == "end" and evs[-1]["outcome"] == "success"
+    assert any(e["event"] == "images_before" and e["images"] == BEFORE and e["healthy"] for e in evs)
+    assert any(e["event"] == "images_after" and e["images"] == AFTER for e in evs)
+    steps = [e["step"] for e in evs if e["event"] == "step" and e["sub"] is None]
+    assert steps == ["start", "checklist", "prepare", "migrate", "services", "verify"]
+    assert FakeLock.instances[0].released >= 1
+
+
+def test_failing_step_stops_the_flow_and_is_recorded(flow):
+    s, remote, calls = flow
+    err = DeployError("alembic upgrade head failed", kind="database", step="migrate › alembic")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"migrate": err})
+    assert calls == ["checklist", "prepare", "migrate"]
+    assert exc.value.step == "migrate › alembic" and exc.value.code == ExitCode.STEP_FAILED
+    end = records(remote)[-1]
+    assert end["event"] == "end" and end["outcome"] == "failed" and end["error"]["step"] == "migrate › alembic"
+    assert FakeLock.instances[0].released >= 1
+
+
+def test_health_failure_after_up_rolls_back_automatically(flow, mocker):
+    s, remote, calls = flow
+    restore = mocker.patch.object(deploy_mod, "restore", return_value=BEFORE)
+    mocker.patch("tasks.verify.smoke_checks", return_value=[])
+    err = DeployError("backend unhealthy", code=ExitCode.UNHEALTHY, step="services › health wait")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": err})
+    assert calls == ["checklist", "prepare", "migrate", "services"]
+    restore.assert_called_once()
+    assert restore.call_args.args[1] == BEFORE
+    assert exc.value.code == ExitCode.ROLLED_BACK and "restored automatically" in exc.value.what
+    assert "PREVIOUS version" in exc.value.state
+    end = records(remote)[-1]
+    assert end["outcome"] == "rolled_back"
+
+
+def test_failed_auto_rollback_says_neither_version_is_healthy(flow, mocker):
+    s, remote, calls = flow
+    mocker.patch.object(deploy_mod, "restore", side_effect=DeployError("rollback unhealthy", code=ExitCode.UNHEALTHY))
+    err = DeployError("smoke failed", code=ExitCode.UNHEALTHY, step="verify › smoke")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"verify": err})
+    assert exc.value.code == ExitCode.ROLLBACK_FAILED and "NEITHER" in exc.value.state
+
+
+def test_pull_failure_restarts_nothing_and_does_not_roll_back(flow, mocker):
+    s, remote, calls = flow
+    restore = mocker.patch.object(deploy_mod, "restore")
+    err = DeployError("pull failed", code=ExitCode.STEP_FAILED, step="services › pull")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": err})
+    restore.assert_not_called()
+    assert exc.value.code == ExitCode.STEP_FAILED
+
+
+def test_auto_rollback_can_be_turned_off(flow, mocker, settings):
+    import dataclasses
+    s, remote, calls = flow
+    s.settings = dataclasses.replace(settings, auto_rollback=False)
+    restore = mocker.patch.object(deploy_mod, "restore")
+    err = DeployError("unhealthy", code=ExitCode.UNHEALTHY, step="services › health wait")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": err})
+    restore.assert_not_called()
+    assert exc.value.code == ExitCode.UNHEALTHY
+
+
+def test_rollback_flow_order(flow):
+    s, remote, calls = flow
+    deploy_mod.run_flow(s, steps=("rollback", "verify"), kind="rollback", to="")
+    assert calls == ["rollback", "verify"]
+    assert records(remote)[0]["kind"] == "rollback"
+
+
+def test_interrupt_kills_remote_commands_records_aborted_and_unlocks(flow, mocker):
+    s, remote, calls = flow
+    kill = mocker.patch.object(type(s), "kill_running")
+    with pytest.raises(KeyboardInterrupt):
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"prepare": KeyboardInterrupt()})
+    kill.assert_called_once()
+    assert records(remote)[-1]["outcome"] == "aborted"
+    assert FakeLock.instances[0].released >= 1
+
+
+def test_timing_table_and_bottleneck_are_printed(flow, capsys):
+    s, remote, calls = flow
+    deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy")
+    out = capsys.readouterr().out
+    assert "[1/5] checklist ..." in out and "[5/5] verify ..." in out
+    assert "Bottleneck:" in out and "Outcome: SUCCESS" in out

@@ -1,0 +1,82 @@
+import pytest
+from invoke import Result
+from invoke.exceptions import CommandTimedOut
+
+from tasks.errors import CommandFailed, DeployError
+from tasks.session import Session
+
+
+def test_run_wraps_in_remote_timeout_and_passes_warn_explicitly(settings, mocker):
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="ok\n", exited=0)
+    s = Session(settings, "h", cxn)
+    r = s.run("echo 'a b'", timeout=30)
+    assert r.stdout == "ok\n" and r.ok
+    cmd = cxn.run.call_args.args[0]
+    assert cmd == f"timeout -k 5 30 sh -c 'echo '\"'\"'a b'\"'\"'' {s.run_tag}"
+    kw = cxn.run.call_args.kwargs
+    assert kw["warn"] is True and kw["hide"] is True and kw["pty"] is False and kw["in_stream"] is False
+    assert kw["timeout"] == 45
+
+
+def test_non_zero_raises_command_failed_with_output(settings, mocker):
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="out", stderr="boom", exited=3)
+    s = Session(settings, "h", cxn)
+    with pytest.raises(CommandFailed) as exc:
+        s.run("false")
+    assert exc.value.exit_code == 3 and exc.value.output == "out\nboom"
+    assert s.run("false", check=False).exited == 3
+    assert s.run("grep x", ok_codes=(0, 3)).exited == 3
+
+
+def test_remote_timeout_exit_124_and_local_backstop(settings, mocker):
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="", exited=124)
+    s = Session(settings, "h", cxn)
+    with pytest.raises(CommandFailed) as exc:
+        s.run("sleep 100", timeout=5)
+    assert exc.value.timed_out and "timed out after 5 s" in str(exc.value)
+    cxn.run.side_effect = CommandTimedOut(Result(stdout="partial"), 20)
+    with pytest.raises(CommandFailed) as exc:
+        s.run("sleep 100", timeout=5)
+    assert exc.value.timed_out
+
+
+def test_lost_connection_becomes_a_deploy_error(settings, mocker):
+    cxn = mocker.Mock()
+    cxn.run.side_effect = EOFError("socket closed")
+    s = Session(settings, "deploy@prod", cxn)
+    s.facts["serving"] = "still serving v1"
+    with pytest.raises(DeployError) as exc:
+        s.run("docker compose up -d")
+    assert exc.value.code == 5 and "lost the SSH connection" in exc.value.what
+    assert "unknown" in exc.value.state
+
+
+def test_dry_run_prints_mutating_commands_and_runs_reads(settings, mocker, capsys):
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="read", exited=0)
+    s = Session(settings, "h", cxn, dry=True)
+    assert s.run("docker compose up -d", mutating=True).stdout == ""
+    assert cxn.run.call_count == 0
+    assert "[dry] would run: docker compose up -d" in capsys.readouterr().out
+    assert s.run("docker compose ps -q").stdout == "read"
+
+
+def test_learn_secrets_reads_env_files_in_one_round_trip(make_session):
+    out = ("@@ai-doc-qa-file@@/app/ai-doc-qa/.env.production\nSECRET_KEY=sentinel-prod-secret\nLOG_LEVEL=info\n\n"
+           "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.staging\nSECRET_KEY=sentinel-staging-secret\n\n"
+           "@@ai-doc-qa-file@@/app/ai-doc-qa/.env\n\n")
+    s, remote = make_session([("@@ai-doc-qa-file@@", out)])
+    s.learn_secrets()
+    assert len(remote.commands) == 1
+    assert s.redactor("x sentinel-prod-secret sentinel-staging-secret info") == "x [REDACTED] [REDACTED] info"
+
+
+def test_compose_detection(make_session):
+    s, _ = make_session([("docker compose version", "v1 1.29.2\n")])
+    assert s.compose.command == "docker-compose" and s.compose_version == "1.29.2"
+    s, _ = make_session([("docker compose version", "none\n")])
+    with pytest.raises(DeployError, match="neither `docker compose` nor `docker-compose`"):
+        s.compose
