@@ -9,7 +9,7 @@ from commands.git import Migration
 
 UPGRADE = ["alembic", "upgrade", "head"]
 CURRENT = ["alembic", "current"]
-HISTORY = ["alembic", "history", "-r", "-10:"]    # the last ten revisions, newest first
+HISTORY = ["alembic", "history"]                  # newest first; the task shows the first ten
 HEADS = ["alembic", "heads"]
 
 _REV_LINE = re.compile(r"^(?P<rev>[0-9A-Za-z_]+)(?:\s+\((?P<flags>[^)]*)\))?\s*$")

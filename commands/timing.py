@@ -88,9 +88,11 @@ def table(timer: Timer) -> str:
         rows.append([step.step + ("" if step.ok else "  (failed)"), f"{step.seconds:.2f}", f"{share * 100:.1f}%", bar(share)])
         for sub in timer.subs(step.step):
             s = sub.seconds / total
-            rows.append([f"  {sub.sub}" + ("" if sub.ok else "  (failed)"), f"{sub.seconds:.2f}", f"{s * 100:.1f}%", bar(s)])
+            rows.append([f"  · {sub.sub}" + ("" if sub.ok else "  (failed)"), f"{sub.seconds:.2f}", f"{s * 100:.1f}%", bar(s)])
     rows.append(["total", f"{timer.total():.2f}", "100.0%", ""])
-    return tabulate(rows, headers=["step", "seconds", "share", ""], colalign=("left", "right", "right", "left"))
+    # Sub-steps are indented under their step; tabulate strips leading spaces unless told not to.
+    return tabulate(rows, headers=["step", "seconds", "share", ""], colalign=("left", "right", "right", "left"),
+                    disable_numparse=True, preserve_whitespace=True)
 
 
 def summary(timer: Timer) -> str:

@@ -19,7 +19,7 @@ from commands.health import evaluate
 from tasks import ui
 from tasks.base import operator_task
 from tasks.checklist import checklist_step
-from tasks.errors import DeployError, ExitCode
+from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.locking import DeployLock
 from tasks.migrate import migrate_step
 from tasks.notify import notify
@@ -118,50 +118,55 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
     lock_seconds = time.monotonic() - t0
     s.recorder = Recorder(s, rid)
     try:
-        s.recorder.write("start", kind=kind, stage=st.stage, host=s.host, who=operator(), steps=list(steps),
-                         message=message, dry=s.dry)
-        if s.connect_seconds:
-            s.recorder.step(*_add(s, "connect", None, s.connect_seconds))
-        s.recorder.step(*_add(s, "start", "lock", lock_seconds))
-        with s.timed("start", "record images"):
-            before, before_healthy, version = observe(s)
-        s.recorder.step(*_add(s, "start", None, time.monotonic() - t0))
-        s.facts["images_before"] = before
-        s.facts["serving"] = f"still serving the old version {_label(before, version)}" if before_healthy else \
-            f"before this run: {describe_images(before)}, NOT healthy"
-        s.recorder.write("images_before", images=before, healthy=before_healthy, version=version)
-        ui.say(f"release {rid}: {kind} of {st.stage} on {s.host}; running now: {_label(before, version)}"
-               + ("" if before_healthy else " (not healthy)"))
-        total = len(steps)
-        for i, name in enumerate(steps, 1):
-            ui.say(f"[{i}/{total}] {name} ...")
-            t0 = time.monotonic()
-            try:
-                with s.timed(name):
-                    _run_step(s, name, opts)
-            except DeployError as err:
-                err.step = err.step or name
-                ui.say(f"[{i}/{total}] {name} FAILED after {time.monotonic() - t0:.1f} s")
-                raise
-            ui.say(f"[{i}/{total}] {name} ... {time.monotonic() - t0:.1f} s")
-        outcome = "success"
-    except DeployError as err:
-        error = err
-        if _wants_auto_rollback(s, err, before, before_healthy):
-            outcome, error = auto_rollback(s, err, before)
-    except KeyboardInterrupt:
-        outcome = "aborted"
-        # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            s.kill_running()
-            ui.say("      interrupted: stopped this run's commands on the host")
-            _finish(s, rid, outcome, None, steps)
-        finally:
-            lock.release()
-            signal.signal(signal.SIGINT, previous)
-        raise
-    try:
+            s.recorder.write("start", kind=kind, stage=st.stage, host=s.host, who=operator(), steps=list(steps),
+                             message=message, dry=s.dry)
+            if s.connect_seconds:
+                s.recorder.step(*_add(s, "connect", None, s.connect_seconds))
+            s.recorder.step(*_add(s, "start", "lock", lock_seconds))
+            with s.timed("start", "record images"):
+                before, before_healthy, version = observe(s)
+            s.recorder.step(*_add(s, "start", None, time.monotonic() - t0))
+            s.facts["images_before"] = before
+            s.facts["serving"] = (f"still serving the old version: {_label(before, version)}" if before_healthy else
+                                  f"before this run: {describe_images(before)}, NOT healthy")
+            s.recorder.write("images_before", images=before, healthy=before_healthy, version=version)
+            ui.say(f"release {rid}: {kind} of {st.stage} on {s.host}; running now: {_label(before, version)}"
+                   + ("" if before_healthy else " (not healthy)"))
+            total = len(steps)
+            for i, name in enumerate(steps, 1):
+                ui.say(f"[{i}/{total}] {name} ...")
+                t1 = time.monotonic()
+                try:
+                    with s.timed(name):
+                        _run_step(s, name, opts)
+                except CommandFailed as failed:
+                    raise DeployError.from_command(failed, f"a command of step {name} failed", step=name,
+                                                   state=s.describe_state(), next_step=f"fab -H {s.host} status") from None
+                except DeployError as err:
+                    err.step = err.step or name
+                    ui.say(f"[{i}/{total}] {name} FAILED after {time.monotonic() - t1:.1f} s")
+                    raise
+                ui.say(f"[{i}/{total}] {name} ... {time.monotonic() - t1:.1f} s")
+            outcome = "success"
+        except DeployError as err:
+            error = err
+            if _wants_auto_rollback(s, err, before, before_healthy):
+                outcome, error = auto_rollback(s, err, before)
+        except KeyboardInterrupt:
+            # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                s.kill_running()
+                ui.say("      interrupted: stopped this run's commands on the host")
+                _finish(s, rid, "aborted", None, steps)
+            finally:
+                lock.release()
+                signal.signal(signal.SIGINT, previous)
+            raise
+        except BaseException as exc:        # a bug: still record it and unlock, then show the traceback
+            _finish(s, rid, "failed", DeployError(f"unexpected error: {exc.__class__.__name__}: {exc}", code=ExitCode.BUG), steps)
+            raise
         _finish(s, rid, outcome, error, steps)
     finally:
         lock.release()

@@ -211,7 +211,7 @@ class Session:
     cxn: Connection | None
     dry: bool = False
     echo: bool = False
-    redactor: Redactor = field(default_factory=Redactor)
+    redactor: Redactor | None = None                 # default: one with the stage's SECRET_KEY_PATTERN
     timer: Timer = field(default_factory=Timer)
     facts: dict = field(default_factory=dict)       # what the flow knows about the host state
     _compose: compose_cmd.Compose | None = None
@@ -220,6 +220,10 @@ class Session:
     connect_seconds: float = 0.0
     ctx: object = None                                # the Fabric context, to open sessions to other stages
     run_tag: str = field(default_factory=lambda: "ai-doc-qa-" + os.urandom(4).hex())
+
+    def __post_init__(self):
+        if self.redactor is None:
+            self.redactor = Redactor(self.settings.secret_key_pattern)
 
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
