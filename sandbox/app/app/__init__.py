@@ -1,0 +1,1 @@
+"""ai-doc-qa backend."""
