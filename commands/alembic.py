@@ -12,6 +12,44 @@ CURRENT = ["alembic", "current"]
 HISTORY = ["alembic", "history"]                  # newest first; the task shows the first ten
 HEADS = ["alembic", "heads"]
 
+# Runbook step 2 in one round trip to the container (each `compose exec` + alembic start-up costs
+# about a second): revision before, upgrade, revision after, history. Sections are marked so the
+# output can be split; the upgrade's exit status is the command's.
+MIGRATE_SCRIPT = (
+    "echo @@before; alembic current 2>&1; "
+    "echo @@upgrade; alembic upgrade head 2>&1; rc=$?; "
+    "if [ $rc -ne 0 ]; then exit $rc; fi; "
+    "echo @@after; alembic current 2>&1; "
+    "echo @@history; alembic history 2>&1"
+)
+
+
+@dataclass(frozen=True)
+class MigrateOutput:
+    before: list[str]
+    upgrade: str
+    after: list[str] | None        # None when the upgrade failed
+    history: list["HistoryEntry"]
+
+
+def parse_migrate(stdout: str) -> MigrateOutput:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.startswith("@@") and line[2:].strip() in ("before", "upgrade", "after", "history"):
+            current = line[2:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    text = {k: "\n".join(v) for k, v in sections.items()}
+    return MigrateOutput(
+        before=parse_current(text.get("before", "")),
+        upgrade=text.get("upgrade", ""),
+        after=parse_current(text["after"]) if "after" in text else None,
+        history=parse_history(text.get("history", "")),
+    )
+
+
 _REV_LINE = re.compile(r"^(?P<rev>[0-9A-Za-z_]+)(?:\s+\((?P<flags>[^)]*)\))?\s*$")
 
 

@@ -119,7 +119,8 @@ def check_database(s: Session, fix: bool = False) -> list[Finding]:
                 else s.compose.restart([st.postgres_service])
             try:
                 s.run(cmd, timeout=st.up_timeout, mutating=True)
-                wait_ready(s, [st.postgres_service], st.db_ready_timeout, what=f"{st.postgres_service} did not become healthy after the restart", step="check-db › fix")
+                wait_ready(s, [st.postgres_service], st.db_ready_timeout, what=f"{st.postgres_service} did not become healthy after the restart",
+                           step="check-db › fix", next_step="escalate to the DBA team with the postgres logs above")
             except CommandFailed as failed:
                 raise DeployError.from_command(failed, f"restarting {st.postgres_service} failed", step="check-db › fix",
                                                kind="database", state=s.describe_state("postgres is down"),

@@ -57,40 +57,47 @@ def current_revision(s: Session, exec_: bool) -> list[str]:
 
 
 def upgrade(s: Session) -> None:
-    """alembic upgrade head through ``exec -T backend`` (``run --rm`` on a first deploy)."""
+    """alembic upgrade head through ``exec -T backend`` (``run --rm`` on a first deploy), with the
+    revision before and after and the history, in one round trip."""
     st = s.settings
     exec_ = backend_running(s)
     if not exec_:
         ui.say(f"      no running {st.backend_service} container: using `run --rm` (first deploy)")
-    before = current_revision(s, exec_)
-    s.facts["migrations"] = f"database at revision {', '.join(before) or 'base (empty)'}; no migration run yet"
+    if s.dry:
+        before = current_revision(s, exec_)
+        ui.say(f"[dry] database at {', '.join(before) or 'base'}; would run alembic upgrade head")
+        return
+    argv = ["sh", "-c", alembic_cmd.MIGRATE_SCRIPT]
+    cmd = s.compose.exec(st.backend_service, argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
     try:
-        alembic(s, alembic_cmd.UPGRADE, exec_=exec_, timeout=st.migrate_timeout, mutating=True)
+        r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:
+        out = alembic_cmd.parse_migrate(failed.stdout)
         try:
             now = current_revision(s, exec_)
         except (CommandFailed, DeployError):
             now = ["unknown"]
-        s.facts["migrations"] = f"migration failed: database at revision {', '.join(now) or 'base'} (was {', '.join(before) or 'base'})"
+        was = ", ".join(out.before) or "base"
+        s.facts["migrations"] = f"migration failed: database at revision {', '.join(now) or 'base'} (was {was}); services not changed"
+        failed.stdout = out.upgrade or failed.stdout
         raise DeployError.from_command(
             failed, "alembic upgrade head failed", step="migrate › alembic", kind="database",
             state=s.describe_state(),
             next_step=f"read the migration error above; fix the migration and re-run fab deploy (the services were not changed). "
                       f"Check the database with fab -H {s.host} check-db",
         ) from None
-    after = current_revision(s, exec_) if not s.dry else before
+    out = alembic_cmd.parse_migrate(r.stdout)
+    before, after = out.before, out.after or []
     s.facts["migrations"] = (f"migrations applied: database at revision {', '.join(after)} (was {', '.join(before) or 'base'})"
                              if after != before else f"database at revision {', '.join(after) or 'base'} (no pending migrations)")
     s.facts["db_revision_before"], s.facts["db_revision_after"] = before, after
     if s.recorder:
         s.recorder.write("migrations", before=before, after=after)
     ui.say(f"      {s.facts['migrations']}")
+    show_history(out.history)
 
 
-def show_status(s: Session) -> None:
-    exec_ = backend_running(s)
-    ui.say("      alembic current: " + (", ".join(current_revision(s, exec_)) or "base (no revision)"))
-    hist = alembic_cmd.parse_history(alembic(s, alembic_cmd.HISTORY, exec_=exec_).stdout)
+def show_history(hist) -> None:
     if hist:
         ui.say("      alembic history (newest first):")
         for h in hist[:10]:
@@ -104,8 +111,6 @@ def migrate_step(s: Session) -> None:
         wait_db(s)
     with s.timed("migrate", "alembic"):
         upgrade(s)
-    with s.timed("migrate", "status"):
-        show_status(s)
 
 
 @operator_task()

@@ -67,7 +67,8 @@ def logs_tail(s: Session, service: str, lines: int = 20) -> str:
     return (r.stdout + r.stderr).strip()
 
 
-def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str) -> list[ContainerState]:
+def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str,
+               next_step: str | None = None) -> list[ContainerState]:
     """Poll docker inspect until every service is running and healthy; fail fast on unhealthy,
     exited, OOM-killed or restarting containers."""
     if s.dry:
@@ -87,11 +88,13 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
         if verdict.ready:
             return states
         if verdict.failed or time.monotonic() > deadline:
-            bad = sorted({p.split(" ", 1)[0] for p in verdict.problems} | {w.split(" ", 1)[0].rstrip(":") for w in verdict.waiting})
-            output = "\n".join(f"--- {svc} logs ---\n{logs_tail(s, svc)}" for svc in bad if svc in services)
+            bad = [svc for svc in services if any(x.startswith(svc + " ") or x.startswith(svc + ":")
+                                                  for x in verdict.problems + verdict.waiting)]
+            output = "\n".join(f"--- {svc} ---\n{logs_tail(s, svc)}" for svc in bad)
             reason = "; ".join(verdict.problems or [f"still waiting after {timeout:g} s: " + "; ".join(verdict.waiting)])
-            raise DeployError(f"{what}: {reason}", command=s.compose.ps_ids(services), output=output,
-                              step=step, code=ExitCode.UNHEALTHY, details=verdict.problems + verdict.waiting)
+            raise DeployError(f"{what}: {reason}", command="; ".join(s.compose.logs(svc, 20) for svc in bad) or None,
+                              output=output, step=step, code=ExitCode.UNHEALTHY, details=verdict.problems + verdict.waiting,
+                              next_step=next_step or f"fab -H {s.host} rollback   (back to the images recorded before this deploy), then fab -H {s.host} diagnose")
         time.sleep(s.settings.health_interval)
 
 
@@ -108,7 +111,8 @@ def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.
         if time.monotonic() > deadline:
             raise DeployError(f"{url} did not answer 2xx within {timeout:g} s (last: {check.error})",
                               command=health_cmd.curl(url, s.settings.smoke_timeout), output=check.body,
-                              step=step, code=ExitCode.UNHEALTHY)
+                              step=step, code=ExitCode.UNHEALTHY,
+                              next_step=f"fab -H {s.host} rollback   (back to the images recorded before this deploy), then fab -H {s.host} diagnose")
         time.sleep(s.settings.health_interval)
 
 

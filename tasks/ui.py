@@ -5,6 +5,7 @@ JSON record for CI. Error blocks always go to stderr.
 """
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from typing import Sequence
@@ -52,8 +53,14 @@ def emit_json(text: str) -> None:
     print(OUT.redact(text), file=sys.stdout, flush=True)
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
 def tail(text: str, lines: int = 15) -> list[str]:
-    rows = [l.rstrip() for l in (text or "").replace("\r\n", "\n").splitlines() if l.strip()]
+    """The last non-empty lines, without terminal escape codes (Compose v2 emits them even with
+    --no-color)."""
+    clean = ANSI.sub("", (text or "").replace("\r\n", "\n"))
+    rows = [l.rstrip() for l in clean.splitlines() if l.strip()]
     return rows[-lines:]
 
 

@@ -16,7 +16,7 @@ def test_plan_lists_the_runbook_in_order_without_connecting():
     record_images = [i for i, (s, w, _) in enumerate(plan) if "record the running images" in w][0]
     assert record_images < pull < up     # the previous images are recorded before any pull (runbook note 3)
     assert "git -C /app/ai-doc-qa merge --ff-only --quiet origin/main" in cmds
-    assert any("exec -T backend alembic upgrade head" in c for c in cmds)
+    assert any("exec -T backend sh -c" in c and "alembic upgrade head" in c for c in cmds)
 
 
 def test_plan_for_compose_v1():

@@ -47,6 +47,11 @@ def sandbox_running() -> tuple[bool, str]:
     return True, ""
 
 
+def flat(r: subprocess.CompletedProcess) -> str:
+    """stdout + stderr with all whitespace runs collapsed (error blocks wrap long lines)."""
+    return " ".join((r.stdout + "\n" + r.stderr).split())
+
+
 class Sandbox:
     def ctl(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         r = subprocess.run([str(CTL), *args], capture_output=True, text=True, timeout=timeout)

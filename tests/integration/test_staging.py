@@ -1,0 +1,176 @@
+"""Issue 3: deploy, break and roll back the sample app on the real staging host, through `fab`."""
+import os
+import tempfile
+
+import pytest
+
+from tests.integration.conftest import BACKEND, PROXY, flat
+
+STAGING = ["--stage", "staging"]
+
+
+def fab_ok(sandbox, *args, env=None):
+    r = sandbox.fab(*args, env=env)
+    assert r.returncode == 0, f"fab {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+@pytest.mark.parametrize("compose", ["v2", "v1"])
+def test_deploy_v1_to_v2(sandbox, compose):
+    sandbox.reset(compose)
+    assert sandbox.version() == "v1"
+    rows_before = sandbox.documents()
+    sandbox.ctl("version", "v2")
+    r = fab_ok(sandbox, "deploy", *STAGING)
+    out = r.stdout
+    for i, step in enumerate(["checklist", "prepare", "migrate", "services", "verify"], 1):
+        assert f"[{i}/5] {step} ..." in out
+    assert "Bottleneck:" in out and "Outcome: SUCCESS" in out
+    # v2 is served by the backend and through the proxy
+    assert sandbox.version(BACKEND) == "v2" and sandbox.version(PROXY) == "v2"
+    # the migration ran, and the rows are still there (with the new column)
+    assert sandbox.alembic_current() == "0002"
+    rows = sandbox.documents()
+    assert [d["id"] for d in rows] == [d["id"] for d in rows_before] and all("summary" in d for d in rows)
+    # the release record holds who/when/git/images/steps with timings/outcome
+    rel = sandbox.last_release("deploy")
+    events = [e["event"] for e in rel]
+    assert events[0] == "start" and events[-1] == "end"
+    end = rel[-1]
+    assert end["outcome"] == "success" and end["seconds"] > 0 and end["bottleneck"]
+    git = [e for e in rel if e["event"] == "git"][0]
+    assert git["before"] != git["after"] and sandbox.head() == git["after"]
+    before = [e for e in rel if e["event"] == "images_before"][0]
+    after = [e for e in rel if e["event"] == "images_after"][0]
+    assert before["healthy"] and after["healthy"]
+    assert before["images"]["backend"]["id"] != after["images"]["backend"]["id"]
+    assert after["images"]["backend"]["id"] == sandbox.image_id("backend")
+    steps = {(e["step"], e["sub"]) for e in rel if e["event"] == "step"}
+    for s in [("migrate", "alembic"), ("services", "pull"), ("services", "up"), ("services", "health wait"), ("verify", "smoke")]:
+        assert s in steps
+    assert all(e["seconds"] >= 0 for e in rel if e["event"] == "step")
+    assert not sandbox.lock_held()
+
+
+@pytest.mark.parametrize("compose", ["v2", "v1"])
+def test_broken_image_fails_health_and_rollback_restores_v2(sandbox, compose):
+    sandbox.reset(compose)
+    sandbox.ctl("version", "v2")
+    fab_ok(sandbox, "deploy", *STAGING)
+    v2_id = sandbox.image_id("backend")
+    rows = sandbox.documents()
+    sandbox.ctl("version", "broken")
+    r = sandbox.fab("deploy", *STAGING, env={"DEPLOY_AUTO_ROLLBACK": "false"})
+    assert r.returncode == 4, r.stdout + r.stderr
+    out = flat(r)
+    assert "FAILED at services › health wait" in out and "unhealthy; last healthcheck said: curl: (22)" in out
+    assert "Next: fab -H ai-doc-qa-staging rollback" in out
+    assert "Host state: NOT healthy" in out
+    assert sandbox.image_id("backend") != v2_id
+    assert sandbox.last_release("deploy")[-1]["outcome"] == "failed"
+    # rollback with no argument goes back to the v2 image, by image ID (the tag `latest` is broken now)
+    r = fab_ok(sandbox, "rollback", *STAGING)
+    assert sandbox.image_id("backend") == v2_id
+    assert sandbox.version(PROXY) == "v2"
+    assert sandbox.documents() == rows
+    rel = sandbox.last_release("rollback")
+    assert rel[-1]["outcome"] == "success"
+    assert [e for e in rel if e["event"] == "images_after"][0]["images"]["backend"]["id"] == v2_id
+    assert not sandbox.lock_held()
+
+
+def test_deploy_refuses_a_dirty_tree_and_changes_nothing(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    sandbox.ctl("break", "dirty-tree")
+    head, image = sandbox.head(), sandbox.image_id("backend")
+    r = sandbox.fab("deploy", *STAGING)
+    assert r.returncode == 3
+    out = flat(r)
+    assert "local changes to tracked files" in out and "M VERSION" in out
+    assert "nothing changed" in out and "Traceback" not in out
+    assert sandbox.head() == head and sandbox.image_id("backend") == image
+    assert sandbox.alembic_current() == "0001" and sandbox.version() == "v1"
+    assert not sandbox.lock_held()
+
+
+def test_check_db_finds_stopped_postgres_and_fix_brings_it_back(sandbox):
+    sandbox.reset()
+    sandbox.ctl("break", "postgres-down")
+    r = sandbox.fab("check-db", *STAGING)
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = flat(r)
+    assert "postgres is exited" in out and "check-db --fix" in out
+    assert "Database corruption / database failure -> DBA Team" in out
+    r = fab_ok(sandbox, "check-db", "--fix", *STAGING)
+    assert "restarted and now healthy" in r.stdout and "connection from backend: connected" in r.stdout
+    assert sandbox.container("postgres")["State"]["Health"]["Status"] == "healthy"
+    assert len(sandbox.documents()) == 3
+
+
+def test_diagnose_names_the_oom_restart_loop_and_context_size(sandbox):
+    sandbox.reset()
+    sandbox.ctl("break", "context-size", "200000")
+    sandbox.wait_for(lambda: sandbox.container("model_server")["State"]["OOMKilled"], 30, "model_server OOM kill")
+    r = sandbox.fab("diagnose", *STAGING)
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = flat(r)
+    assert "model_server was OOM-killed" in out
+    assert "CONTEXT_SIZE=200000" in out and "reduce CONTEXT_SIZE" in out
+    r = sandbox.fab("check-restarts", *STAGING)
+    assert r.returncode == 3 and "OOM-killed" in flat(r)
+
+
+def test_check_model_server_sees_a_hang(sandbox):
+    sandbox.reset()
+    sandbox.ctl("break", "model-hang")
+    r = sandbox.fab("check-model-server", *STAGING)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "timed out: the request hung" in flat(r) and "CONTEXT_SIZE" in flat(r)
+
+
+def test_smoke_fails_when_the_proxy_is_down(sandbox):
+    sandbox.reset()
+    fab_ok(sandbox, "smoke", *STAGING)
+    sandbox.ctl("break", "proxy-down")
+    r = sandbox.fab("smoke", *STAGING)
+    assert r.returncode == 4
+    assert "http://127.0.0.1:8080/api/v1/documents from the host: connection refused" in flat(r)
+
+
+def test_env_diff_shows_changed_keys_and_never_the_secrets(sandbox):
+    sandbox.reset()
+    r = fab_ok(sandbox, "env-diff", *STAGING, "--show", "APP_ENV,SECRET_KEY")
+    out = r.stdout + r.stderr
+    assert "only in .env.production  LEGACY_CACHE_TTL" in out
+    assert "only in .env.staging     STAGING_BANNER" in out
+    assert "changed                  APP_ENV            production" in out
+    assert "changed                  SECRET_KEY         ****** (secret)" in out
+    secrets = sandbox.sentinels()
+    assert len(secrets) >= 4
+    assert not [s for s in secrets if s in out]
+
+
+def test_unknown_and_changed_host_keys_are_refused(sandbox, tmp_path):
+    sandbox.reset()
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    r = sandbox.fab("status", *STAGING, env={"DEPLOY_KNOWN_HOSTS": str(empty)})
+    assert r.returncode == 5
+    out = flat(r)
+    assert "the host key of [127.0.0.1]:2222 is not known: offered ssh-ed25519 SHA256:" in out
+    assert "--accept-new-host-key" in out and "Security incident -> Security Team" in out
+    # a different key recorded for the host: refused as a changed key
+    other = tmp_path / "other_key"
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text("[127.0.0.1]:2222 " + " ".join((tmp_path / "other_key.pub").read_text().split()[:2]) + "\n")
+    r = sandbox.fab("status", *STAGING, env={"DEPLOY_KNOWN_HOSTS": str(wrong)})
+    assert r.returncode == 5 and "has CHANGED" in flat(r) and "Traceback" not in flat(r)
+    # the explicit opt-in records an unknown key on first use; a changed key stays refused
+    r = sandbox.fab("status", *STAGING, "--accept-new-host-key", env={"DEPLOY_KNOWN_HOSTS": str(empty)})
+    assert r.returncode == 0, r.stderr
+    assert "[127.0.0.1]:2222 ssh-ed25519" in empty.read_text()
+    assert sandbox.fab("status", *STAGING, env={"DEPLOY_KNOWN_HOSTS": str(empty)}).returncode == 0
+    r = sandbox.fab("status", *STAGING, "--accept-new-host-key", env={"DEPLOY_KNOWN_HOSTS": str(wrong)})
+    assert r.returncode == 5 and "has CHANGED" in flat(r)
