@@ -72,9 +72,14 @@ def check_remote(value: str, role: str = "git remote") -> str:
     return value
 
 
+_PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$\\\"']")
+
+
 def check_path(value: str, role: str = "path", absolute: bool = True) -> str:
-    if not value or _CONTROL.search(value):
-        raise UnsafeValue(f"{role} {value!r} must be a non-empty path without control characters")
+    """Paths may hold spaces and ';' (they are quoted), but not quotes, backslashes, '$' or
+    backticks: no real deploy path needs them and each is a classic injection vector."""
+    if not value or _PATH_FORBIDDEN.search(value):
+        raise UnsafeValue(f"{role} {value!r} must be a non-empty path without control characters, quotes, backslashes, '$' or backticks")
     if absolute and not value.startswith("/"):
         raise UnsafeValue(f"{role} {value!r} must be an absolute path (starting with /)")
     if not absolute and (value.startswith("/") or value.startswith("-")):

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import requests
 
 from commands import alembic as alembic_cmd
-from commands import envdiff, git as git_cmd, health as health_cmd
+from commands import envdiff, git as git_cmd
 from config import ConfigError, load_settings
 from tasks import ui
 from tasks.base import open_session, operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.notify import notify
 from tasks.session import Session
-from tasks.services import containers, describe_images, images_of
+from tasks.services import containers, describe_images, observe
 
 
 @dataclass
@@ -35,23 +35,27 @@ class Item:
     skipped: bool = False
 
 
-def _current_db_revision(s: Session) -> list[str] | None:
+def _current_db_revision(s: Session) -> tuple[list[str] | None, str]:
+    """(revisions, why not) from ``alembic current`` in the backend container."""
     st = s.settings
     if not any(c.status == "running" for c in containers(s, [st.backend_service])):
-        return None
+        return None, f"{st.backend_service} is not running"
     r = s.run(s.compose.exec(st.backend_service, alembic_cmd.CURRENT), check=False)
-    return alembic_cmd.parse_current(r.stdout) if r.ok else None
+    if not r.ok:
+        last = [l for l in (r.stdout + r.stderr).splitlines() if l.strip() and "level=warning" not in l]
+        return None, f"alembic current failed: {last[-1][:120] if last else 'exit code ' + str(r.exited)}"
+    return alembic_cmd.parse_current(r.stdout), ""
 
 
 def check_migrations(s: Session, remote: str) -> list[Item]:
     st = s.settings
     graph = git_cmd.parse_migration_headers(s.run(git_cmd.migration_headers(st.app_dir, remote, st.migrations_path)).stdout)
     heads = alembic_cmd.heads(graph)
-    current = _current_db_revision(s)
+    current, why = _current_db_revision(s)
     items = []
     if current is None:
         items.append(Item("migrations_pending", "Database migrations reviewed", False,
-                          f"cannot read the database revision ({st.backend_service} not running); head of {remote} is {', '.join(heads) or 'none'}"))
+                          f"cannot read the database revision ({why}); head of {remote} is {', '.join(heads) or 'none'}"))
         return items
     todo = alembic_cmd.pending(graph, current)
     s.facts["pending_migrations"] = [m.revision for m in todo]
@@ -80,13 +84,13 @@ def check_tested_on(s: Session, graph, todo) -> Item:
     try:
         t = open_session(s.ctx, other, other.hosts[0])
         try:
-            staged = _current_db_revision(t)
+            staged, why = _current_db_revision(t)
         finally:
             t.close()
     except (DeployError, CommandFailed) as exc:
         return Item(name, runbook, False, f"cannot ask {st.tested_on_stage} ({other.hosts[0]}): {exc}")
     if staged is None:
-        return Item(name, runbook, False, f"cannot read the database revision on {st.tested_on_stage}")
+        return Item(name, runbook, False, f"cannot read the database revision on {st.tested_on_stage}: {why}")
     applied = alembic_cmd.ancestors(graph, staged)
     untested = [m.revision for m in todo if m.revision not in applied]
     if untested:
@@ -142,9 +146,7 @@ def check_env(s: Session, remote: str) -> list[Item]:
 
 def check_rollback_target(s: Session) -> Item:
     st = s.settings
-    states = containers(s, st.services)
-    images = images_of(s, states, st.services)
-    healthy = health_cmd.evaluate(st.services, states).ready
+    images, healthy, _ = observe(s)
     runbook = "Rollback plan documented"
     if not images:
         return Item("rollback_target", runbook, False, "nothing is running: a first deploy has nothing to roll back to")

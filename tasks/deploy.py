@@ -15,7 +15,6 @@ import time
 
 from commands import record as record_cmd
 from commands import timing as timing_cmd
-from commands.health import evaluate
 from tasks import ui
 from tasks.base import operator_task
 from tasks.checklist import checklist_step
@@ -25,11 +24,14 @@ from tasks.migrate import migrate_step
 from tasks.notify import notify
 from tasks.prepare import prepare_step
 from tasks.rollback import restore, rollback_step
-from tasks.services import containers, deploy_services, describe_images, http_check, images_of
+from tasks.services import deploy_services, describe_images, observe, pull
 from tasks.session import Recorder, Session, operator
 from tasks.verify import verify_step
 
-DEPLOY_STEPS = ("checklist", "prepare", "migrate", "services", "verify")
+# The runbook's order, with one change: images are pulled before migrating (see README, "Where the
+# tool differs from the runbook"), so a missing image or an unreachable registry stops the deploy
+# before the database changes. Pulling changes nothing that runs.
+DEPLOY_STEPS = ("checklist", "prepare", "pull", "migrate", "services", "verify")
 
 
 def _run_step(s: Session, name: str, opts: dict):
@@ -37,31 +39,19 @@ def _run_step(s: Session, name: str, opts: dict):
         return checklist_step(s, opts.get("message", ""))
     if name == "prepare":
         return prepare_step(s, opts.get("show", frozenset()))
+    if name == "pull":
+        return pull(s, step="pull")
     if name == "migrate":
         return migrate_step(s)
     if name == "services":
         s.facts["services_touched"] = True
-        return deploy_services(s)
+        return deploy_services(s, pulled="pull" in opts.get("steps", ()))
     if name == "verify":
         return verify_step(s)
     if name == "rollback":
         s.facts["services_touched"] = True
         return rollback_step(s, opts.get("to", ""))
     raise ValueError(f"unknown step {name}")
-
-
-def observe(s: Session) -> tuple[dict, bool, str | None]:
-    """What runs now: images per deployed service, whether all are healthy, the reported version."""
-    st = s.settings
-    states = containers(s, st.services)
-    images = images_of(s, states, st.services)
-    healthy = evaluate(st.services, states).ready
-    version = None
-    if healthy:
-        check = http_check(s, st.health_url)
-        healthy = check.ok
-        version = check.version
-    return images, healthy, version
 
 
 def _add(s: Session, step: str, sub: str | None, seconds: float) -> tuple:
@@ -75,14 +65,12 @@ def _label(images: dict, version: str | None) -> str:
 
 def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, DeployError]:
     """Put the recorded previous images back after a failed health or smoke check."""
-    st = s.settings
     ui.say(f"      auto-rollback: {err.what}")
     ui.say(f"      auto-rollback: restoring {describe_images(before)} (AUTO_ROLLBACK=true)")
+    details = list(err.details)
     try:
         with s.timed("auto-rollback"):
-            after = restore(s, before, step="auto-rollback")
-            from tasks.verify import smoke_checks
-            smoke_checks(s, step="auto-rollback › smoke")
+            after = restore(s, before, step="auto-rollback")      # includes waiting until healthy
     except DeployError as rb_err:
         s.facts["serving"] = "NEITHER VERSION IS HEALTHY: the new version failed and the rollback failed too"
         return "failed", DeployError(
@@ -90,20 +78,28 @@ def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, Depl
             command=rb_err.command, output=rb_err.output, step=err.step, code=ExitCode.ROLLBACK_FAILED,
             kind="infrastructure", state=s.describe_state(),
             next_step=f"escalate now; then fab -H {s.host} diagnose and fab -H {s.host} rollback --to <release> (fab history)")
+    # Smoke again, for information: if the previous version fails too, the fault is not the release.
+    from tasks.verify import smoke_checks
+    try:
+        smoke_checks(s, step="auto-rollback › smoke")
+        details.append("after the rollback the smoke tests pass on the previous version")
+    except DeployError as smoke_err:
+        details.append(f"the smoke tests FAIL on the previous version too ({smoke_err.what}): the fault is probably outside the release")
     s.facts["images_after"] = after
     s.facts["after_healthy"] = True
-    s.facts["serving"] = f"serving the PREVIOUS version again {_label(after, s.facts.get('version'))} after the automatic rollback"
+    s.facts["serving"] = f"serving the PREVIOUS version again: {_label(after, s.facts.get('version'))}, after the automatic rollback"
     return "rolled_back", DeployError(
         f"{err.what}; the previous images were restored automatically and are healthy",
         command=err.command, output=err.output, step=err.step, code=ExitCode.ROLLED_BACK, kind=err.kind,
-        details=err.details, state=s.describe_state(),
+        details=details, state=s.describe_state(),
         next_step=f"find out why the new version failed: fab -H {s.host} diagnose ; fix it, then fab deploy again")
 
 
 def _wants_auto_rollback(s: Session, err: DeployError, before: dict, before_healthy: bool) -> bool:
     return (s.settings.auto_rollback and not s.dry and s.facts.get("services_touched")
-            and err.code == ExitCode.UNHEALTHY and bool(before) and before_healthy
-            and (err.step or "").split(" ")[0] in ("services", "verify"))
+            and err.code in (ExitCode.UNHEALTHY, ExitCode.CONNECTION) and bool(before) and before_healthy
+            and (err.step or "").split(" ")[0] in ("services", "verify")
+            and not (err.step or "").startswith("services › pull"))
 
 
 def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = False,
@@ -139,7 +135,7 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                 t1 = time.monotonic()
                 try:
                     with s.timed(name):
-                        _run_step(s, name, opts)
+                        _run_step(s, name, {**opts, "steps": steps})
                 except CommandFailed as failed:
                     raise DeployError.from_command(failed, f"a command of step {name} failed", step=name,
                                                    state=s.describe_state(), next_step=f"fab -H {s.host} status") from None
@@ -151,7 +147,13 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
             outcome = "success"
         except DeployError as err:
             error = err
-            if _wants_auto_rollback(s, err, before, before_healthy):
+            if err.code == ExitCode.CONNECTION and not s.dry:
+                if s.kill_running():
+                    err.details.append("the SSH connection was re-established; this run's commands still running on the host were stopped")
+                else:
+                    err.details.append("the host is unreachable: the deploy lock stays until its heartbeat is "
+                                       f"{st.lock_stale_after:g} s old, then fab unlock --force takes it over")
+            if not s.dead and _wants_auto_rollback(s, err, before, before_healthy):
                 outcome, error = auto_rollback(s, err, before)
         except KeyboardInterrupt:
             # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
@@ -219,7 +221,7 @@ def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps
     "show": "comma-separated non-secret env keys whose values the env diff may print",
 })
 def deploy(s: Session, json=False, lock_wait=-1.0, message="", show=""):
-    """The whole runbook: checklist, prepare, migrate, services, verify; timed, locked, recorded."""
+    """The whole runbook: checklist, prepare, pull, migrate, services, verify; timed, locked, recorded."""
     run_flow(s, steps=DEPLOY_STEPS, kind="deploy", json_out=json,
              lock_wait=None if lock_wait < 0 else lock_wait, message=message,
              show=frozenset(k.strip() for k in show.split(",") if k.strip()))

@@ -6,7 +6,6 @@ three (check-db without fixing). Only ``check-db --fix`` changes anything (resta
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 from commands import docker as docker_cmd

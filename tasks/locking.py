@@ -82,6 +82,8 @@ class DeployLock:
 
         def beat():
             while not self._stop.wait(s.settings.lock_heartbeat):
+                if s.dead or not s.cxn.is_connected:
+                    continue      # only the main thread reconnects; a missed beat is harmless
                 try:
                     s.run(lock_cmd.heartbeat(s.settings.lock_dir, self.token), check=False, timeout=30)
                 except Exception:        # a lost connection ends the heartbeat; the lock then goes stale

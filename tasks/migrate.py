@@ -7,7 +7,7 @@ import time
 from commands import alembic as alembic_cmd
 from tasks import ui
 from tasks.base import operator_task
-from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.errors import CommandFailed, DeployError
 from tasks.session import Session
 from tasks.services import containers
 

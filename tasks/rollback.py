@@ -118,7 +118,7 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
         s.run(docker_cmd.tag(want["id"], ref), mutating=True)
     names = [svc for svc, _, _ in changes]
     up(s, names, no_deps=True, step=step)
-    states = wait_ready(s, names, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
+    wait_ready(s, names, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
                         next_step=f"escalate now; fab -H {s.host} history lists other healthy releases: fab -H {s.host} rollback --to <release>")
     check = wait_http(s, st.health_url, st.health_timeout, step=step)
     after = images_of(s, containers(s, st.services), st.services)

@@ -116,6 +116,24 @@ def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.
         time.sleep(s.settings.health_interval)
 
 
+def observe(s: Session) -> tuple[dict, bool, str | None]:
+    """What runs now: images per deployed service, whether all are healthy (containers *and* the
+    health URL), and the version the health URL reports. Cached until the next change."""
+    if "observed" in s.facts:
+        return s.facts["observed"]
+    st = s.settings
+    states = containers(s, st.services)
+    images = images_of(s, states, st.services)
+    healthy = health_cmd.evaluate(st.services, states).ready
+    version = None
+    if healthy:
+        check = http_check(s, st.health_url)
+        healthy = check.ok
+        version = check.version
+    s.facts["observed"] = (images, healthy, version)
+    return images, healthy, version
+
+
 # ---- the step -------------------------------------------------------------------------------------------
 
 def record_before(s: Session) -> tuple[dict, bool]:
@@ -127,14 +145,17 @@ def record_before(s: Session) -> tuple[dict, bool]:
     return images, verdict.ready
 
 
-def pull(s: Session, step: str = "services") -> None:
+def pull(s: Session, step: str = "services › pull") -> None:
+    """compose pull of the deployed services. Nothing that runs changes: a failure here leaves the
+    old containers serving."""
     st = s.settings
     try:
         s.run(s.compose.pull(st.services), timeout=st.pull_timeout, mutating=True)
     except CommandFailed as failed:
         raise DeployError.from_command(
-            failed, f"pulling the new images of {', '.join(st.services)} failed", step=f"{step} › pull",
-            state=s.describe_state(), next_step="check the image tags and the registry (docker pull on the host), then re-run fab deploy",
+            failed, f"pulling the new images of {', '.join(st.services)} failed", step=step,
+            state=s.describe_state() + "; no container was restarted",
+            next_step="check the image tags and the registry from the host (docker pull <image>), then re-run fab deploy",
         ) from None
 
 
@@ -147,12 +168,13 @@ def up(s: Session, services: Sequence[str] = (), *, no_deps: bool = False, step:
                                        code=ExitCode.UNHEALTHY, next_step=f"fab -H {s.host} status") from None
 
 
-def deploy_services(s: Session) -> dict:
-    """pull -> up -> wait healthy -> health URL. Returns the images now running (the caller has
-    recorded the previous ones)."""
+def deploy_services(s: Session, *, pulled: bool = False) -> dict:
+    """pull (unless done already) -> up -> wait healthy -> health URL. Returns the images now
+    running (the caller has recorded the previous ones)."""
     st = s.settings
-    with s.timed("services", "pull"):
-        pull(s)
+    if not pulled:
+        with s.timed("services", "pull"):
+            pull(s)
     with s.timed("services", "up"):
         up(s)
     s.facts["serving"] = "new containers started, not yet healthy (old images recorded)"

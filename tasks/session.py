@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import paramiko
 from fabric import Connection
@@ -178,11 +178,16 @@ def connect(c, host: str, settings: Settings, accept_new: bool = False) -> Conne
             f"cannot connect to {cxn.user}@{cxn.host}:{cxn.port}: {exc.__class__.__name__}: {exc}",
             state="nothing was run", next_step=f"check that the host is up and sshd listens (ssh -p {cxn.port} {cxn.user}@{cxn.host} true)",
             code=ExitCode.CONNECTION) from None
+    tune(cxn, settings)
+    return cxn
+
+
+def tune(cxn: Connection, settings: Settings) -> None:
+    """TCP_NODELAY (Nagle costs ~40 ms per command on paramiko) and the SSH keepalive."""
     sock = getattr(cxn.transport, "sock", None)
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     cxn.transport.set_keepalive(settings.keepalive)
-    return cxn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +225,8 @@ class Session:
     connect_seconds: float = 0.0
     ctx: object = None                                # the Fabric context, to open sessions to other stages
     run_tag: str = field(default_factory=lambda: "ai-doc-qa-" + os.urandom(4).hex())
+    dead: bool = False                                 # a reconnect failed: the host is unreachable
+    _conn_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         if self.redactor is None:
@@ -238,9 +245,12 @@ class Session:
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)
+        if mutating:
+            self.facts.pop("observed", None)       # what runs may change: observe again next time
         # Remote-side timeout kills the process on the host too (a local timeout alone would leave it running).
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
         wrapped = f"timeout -k 5 {int(timeout)} sh -c {q(command)} {self.run_tag}"
+        self.ensure_connected(command)
         start = time.monotonic()
         try:
             r = self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False, echo=False,
@@ -248,12 +258,14 @@ class Session:
         except CommandTimedOut as exc:
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
-            raise DeployError(
-                f"lost the SSH connection to {self.host} while running a command ({exc.__class__.__name__}: {exc})",
-                command=command, state=self.describe_state("unknown: the command may or may not have finished on the host"),
-                next_step=f"fab -H {self.host} status   (then re-run; a deploy lock left behind goes stale and can be taken over with fab unlock --force)",
-                code=ExitCode.CONNECTION) from None
+            raise self._lost(command, f"{exc.__class__.__name__}: {exc}") from None
         seconds = time.monotonic() - start
+        if r.exited in (-1, None):
+            # No exit status: sshd closed the channel. Either the connection died, or the process
+            # was killed by a signal on the host.
+            if not self.cxn.is_connected:
+                raise self._lost(command, "the connection closed while the command ran")
+            raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())
         if r.exited == 124:
             raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
         result = Result(command, r.exited, r.stdout, r.stderr, seconds)
@@ -261,14 +273,45 @@ class Session:
             raise CommandFailed(command, r.exited, r.stdout, r.stderr)
         return result
 
-    def kill_running(self) -> None:
-        """After Ctrl-C: stop this run's commands still running on the host. ``timeout`` relays the
-        TERM to its whole process group (docker compose included). The ``[a]`` keeps pkill from
-        matching its own command line."""
+    def _lost(self, command: str | None, why: str) -> DeployError:
+        return DeployError(
+            f"lost the SSH connection to {self.host} ({why})",
+            command=command, code=ExitCode.CONNECTION,
+            state=self.describe_state("unknown: the last command may or may not have finished on the host"),
+            next_step=(f"check the network, then fab -H {self.host} status. A deploy lock this run could not release goes stale "
+                       f"{self.settings.lock_stale_after:g} s after its last heartbeat; take it over with fab -H {self.host} unlock --force, then re-run"))
+
+    def ensure_connected(self, command: str | None = None) -> None:
+        """Reconnect a dropped connection between commands (same hardened client: host keys are
+        checked again). Once a reconnect has failed, fail fast instead of waiting for more timeouts."""
+        if self.cxn is None or self.cxn.is_connected:
+            return
+        if self.dead:
+            raise self._lost(command, "reconnecting failed earlier in this run")
+        with self._conn_lock:
+            if self.cxn.is_connected:
+                return
+            try:
+                self.cxn.open()
+            except Exception as exc:
+                self.dead = True
+                raise self._lost(command, f"reconnecting failed: {exc.__class__.__name__}: {exc}") from None
+            tune(self.cxn, self.settings)
+            ui.warn(f"the SSH connection to {self.host} dropped and was re-established")
+
+    def kill_running(self) -> bool:
+        """After Ctrl-C or a lost connection: stop this run's commands still running on the host.
+        ``timeout`` relays the TERM to its whole process group (docker compose included). The
+        ``[a]`` keeps pkill from matching its own command line. Returns False if the host is
+        unreachable."""
         pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
-        with contextlib.suppress(Exception):
+        try:
+            self.ensure_connected()
             self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True, pty=False,
                          in_stream=False, echo=False, timeout=15)
+            return True
+        except Exception:
+            return False
 
     def read_file(self, path: str) -> str | None:
         """A text file under the app dir, or None if it does not exist."""
@@ -367,8 +410,8 @@ class Recorder:
         text = record_cmd.line(self.release, event, **data)
         self.lines.append(json.loads(text))
         s = self.session
-        if s.dry:
-            return
+        if s.dry or s.dead:
+            return          # nothing can be written to an unreachable host; the error block says so
         try:
             s.run(record_cmd.append(s.settings.releases_file, text), mutating=True)
         except (CommandFailed, DeployError) as exc:

@@ -1,5 +1,3 @@
-import json
-import shlex
 import subprocess
 
 from commands import record

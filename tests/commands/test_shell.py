@@ -51,7 +51,7 @@ def test_url_with_query_is_allowed_and_quoted():
     assert shlex.split(f"curl {q(url)}") == ["curl", url]
 
 
-@pytest.mark.parametrize("value", ["relative/path", "", "/a\x00b"])
+@pytest.mark.parametrize("value", ["relative/path", "", "/a\x00b", "/srv/$(id)", "/srv/`id`", "/srv/a'b", '/srv/a"b', "/srv/a\\b"])
 def test_paths_must_be_absolute_and_clean(value):
     with pytest.raises(UnsafeValue):
         check_path(value)

@@ -2,7 +2,7 @@ import re
 
 import pytest
 from fabric import Config
-from invoke import MockContext, Result
+from invoke import Result
 
 from config import load_settings
 from tasks.session import Session

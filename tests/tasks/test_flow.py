@@ -60,14 +60,14 @@ def records(remote):
 def test_deploy_runs_the_runbook_in_order_and_records_it(flow):
     s, remote, calls = flow
     deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy")
-    assert calls == ["checklist", "prepare", "migrate", "services", "verify"]
+    assert calls == ["checklist", "prepare", "pull", "migrate", "services", "verify"]
     evs = records(remote)
     assert [e["event"] for e in evs][:2] == ["start", "step"]
     assert evs[-1]["event"] == "end" and evs[-1]["outcome"] == "success"
     assert any(e["event"] == "images_before" and e["images"] == BEFORE and e["healthy"] for e in evs)
     assert any(e["event"] == "images_after" and e["images"] == AFTER for e in evs)
     steps = [e["step"] for e in evs if e["event"] == "step" and e["sub"] is None]
-    assert steps == ["start", "checklist", "prepare", "migrate", "services", "verify"]
+    assert steps == ["start", "checklist", "prepare", "pull", "migrate", "services", "verify"]
     assert FakeLock.instances[0].released >= 1
 
 
@@ -76,7 +76,7 @@ def test_failing_step_stops_the_flow_and_is_recorded(flow):
     err = DeployError("alembic upgrade head failed", kind="database", step="migrate › alembic")
     with pytest.raises(DeployError) as exc:
         deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"migrate": err})
-    assert calls == ["checklist", "prepare", "migrate"]
+    assert calls == ["checklist", "prepare", "pull", "migrate"]
     assert exc.value.step == "migrate › alembic" and exc.value.code == ExitCode.STEP_FAILED
     end = records(remote)[-1]
     assert end["event"] == "end" and end["outcome"] == "failed" and end["error"]["step"] == "migrate › alembic"
@@ -90,7 +90,7 @@ def test_health_failure_after_up_rolls_back_automatically(flow, mocker):
     err = DeployError("backend unhealthy", code=ExitCode.UNHEALTHY, step="services › health wait")
     with pytest.raises(DeployError) as exc:
         deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": err})
-    assert calls == ["checklist", "prepare", "migrate", "services"]
+    assert calls == ["checklist", "prepare", "pull", "migrate", "services"]
     restore.assert_called_once()
     assert restore.call_args.args[1] == BEFORE
     assert exc.value.code == ExitCode.ROLLED_BACK and "restored automatically" in exc.value.what
@@ -111,9 +111,10 @@ def test_failed_auto_rollback_says_neither_version_is_healthy(flow, mocker):
 def test_pull_failure_restarts_nothing_and_does_not_roll_back(flow, mocker):
     s, remote, calls = flow
     restore = mocker.patch.object(deploy_mod, "restore")
-    err = DeployError("pull failed", code=ExitCode.STEP_FAILED, step="services › pull")
+    err = DeployError("pull failed", code=ExitCode.STEP_FAILED, step="pull")
     with pytest.raises(DeployError) as exc:
-        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": err})
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"pull": err})
+    assert calls == ["checklist", "prepare", "pull"]
     restore.assert_not_called()
     assert exc.value.code == ExitCode.STEP_FAILED
 
@@ -151,5 +152,5 @@ def test_timing_table_and_bottleneck_are_printed(flow, capsys):
     s, remote, calls = flow
     deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy")
     out = capsys.readouterr().out
-    assert "[1/5] checklist ..." in out and "[5/5] verify ..." in out
+    assert "[1/6] checklist ..." in out and "[6/6] verify ..." in out
     assert "Bottleneck:" in out and "Outcome: SUCCESS" in out

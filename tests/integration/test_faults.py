@@ -1,0 +1,297 @@
+"""Issue 4: the fault matrix, proven on the staging host. Each test asserts the end state (what is
+serving, the database, the lock, the release record), not just the exit code."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ALL_OUTPUT, APP_DIR, PROXY, SANDBOX_ROOT, flat
+
+STAGING = ["--stage", "staging"]
+FAST_LOCK = {"DEPLOY_LOCK_HEARTBEAT": "1", "DEPLOY_LOCK_STALE_AFTER": "4"}
+
+
+def container_ids(sandbox):
+    return {svc: sandbox.container(svc)["Id"] for svc in ("backend", "model_server", "proxy", "postgres", "redis")}
+
+
+def wait_for_event(sandbox, proc, predicate, timeout, what):
+    def seen():
+        assert proc.poll() is None, f"fab ended early ({proc.returncode}):\n{proc.stdout.read()}"
+        return any(predicate(e) for e in sandbox.records())
+    sandbox.wait_for(seen, timeout, what, interval=0.1)
+
+
+def test_migration_fails_nothing_restarted_and_database_reported(sandbox):
+    sandbox.reset()
+    sandbox.ctl("break", "bad-migration")
+    ids = container_ids(sandbox)
+    r = sandbox.fab("deploy", *STAGING)
+    out = flat(r)
+    assert r.returncode == 3, out
+    assert "FAILED at migrate › alembic" in out and "alembic upgrade head failed" in out
+    assert "no_such_table" in out                                   # the migration's own error, in the tail
+    assert "Database corruption / database failure -> DBA Team" in out
+    assert "migration failed: database at revision 0001" in out and "services not changed" in out
+    assert container_ids(sandbox) == ids and sandbox.version() == "v1"
+    assert sandbox.alembic_current() == "0001"                      # transactional DDL: all rolled back
+    assert len(sandbox.documents()) == 3
+    end = sandbox.last_release()[-1]
+    assert end["outcome"] == "failed" and end["error"]["step"] == "migrate › alembic"
+    assert not sandbox.lock_held()
+
+
+@pytest.mark.parametrize("fault", ["missing-tag", "registry-down"])
+def test_pull_failure_restarts_nothing_and_changes_no_database(sandbox, fault):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    if fault == "missing-tag":
+        sandbox.ctl("break", "missing-tag", "latest")
+    else:
+        sandbox.ctl("break", "registry-down")
+    ids = container_ids(sandbox)
+    try:
+        r = sandbox.fab("deploy", *STAGING)
+        out = flat(r)
+        assert r.returncode == 3, out
+        assert "FAILED at pull" in out and "no container was restarted" in out
+        assert ("manifest unknown" in out or "not found" in out) if fault == "missing-tag" else ("connection refused" in out)
+        assert container_ids(sandbox) == ids and sandbox.version() == "v1"
+        assert sandbox.alembic_current() == "0001"                  # pulled before migrating: the database is untouched
+        assert sandbox.last_release()[-1]["outcome"] == "failed" and not sandbox.lock_held()
+    finally:
+        sandbox.ctl("restore", "registry" if fault == "registry-down" else "tags")
+
+
+def test_new_image_fails_health_auto_rollback_serves_the_old_version(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    assert sandbox.fab("deploy", *STAGING).returncode == 0
+    v2_id = sandbox.image_id("backend")
+    sandbox.ctl("version", "broken")
+    r = sandbox.fab("deploy", *STAGING)          # AUTO_ROLLBACK=true is the default
+    out = flat(r)
+    assert r.returncode == 7, out
+    assert "the previous images were restored automatically and are healthy" in out
+    assert "serving the PREVIOUS version again" in out
+    assert sandbox.image_id("backend") == v2_id and sandbox.version() == "v2"
+    rel = sandbox.last_release("deploy")
+    assert rel[-1]["outcome"] == "rolled_back"
+    before = [e for e in rel if e["event"] == "images_before"][0]["images"]["backend"]["id"]
+    after = [e for e in rel if e["event"] == "images_after"][0]["images"]["backend"]["id"]
+    assert before == after == v2_id
+    assert {e["step"] for e in rel if e["event"] == "step"} >= {"services", "auto-rollback"}
+    # a later manual rollback never picks the broken image: only healthy releases are targets
+    r = sandbox.fab("history", *STAGING)
+    assert r.returncode == 0 and "rolled_back" in r.stdout
+
+
+def test_smoke_failure_after_up_rolls_back(sandbox):
+    sandbox.reset()
+    v1_id = sandbox.image_id("backend")
+    sandbox.ctl("version", "v2")
+    urls = f"{PROXY}/api/v1/documents,{PROXY}/api/v1/no-such-endpoint"
+    r = sandbox.fab("deploy", *STAGING, env={"DEPLOY_SMOKE_URLS": urls})
+    out = flat(r)
+    assert r.returncode == 7, out
+    assert "FAILED at verify › smoke" in out and "no-such-endpoint from the host: HTTP 404" in out
+    assert "the smoke tests FAIL on the previous version too" in out
+    assert sandbox.image_id("backend") == v1_id and sandbox.version() == "v1"
+    assert sandbox.alembic_current() == "0002"          # migrations are reported, never pretended undone
+    assert "migrations applied: database at revision 0002 (was 0001)" in out
+    assert sandbox.last_release()[-1]["outcome"] == "rolled_back"
+
+
+def kill_ssh_sessions():
+    subprocess.run(["pkill", "-KILL", "-f", "^sshd: deploy"], check=False)
+
+
+def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):
+    """The connection dies while a command runs: the result is unknown. The tool reconnects, stops
+    what this run left running, rolls back if the services were touched, releases the lock."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    proc = sandbox.fab_background("deploy", *STAGING)
+    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "pull" and e["sub"] is None, 60, "pull done")
+    time.sleep(1.0)                                     # inside the migration (alembic takes ~3 s here)
+    kill_ssh_sessions()
+    out = proc.communicate(timeout=180)[0]
+    ALL_OUTPUT.append(out)
+    text = " ".join(out.split())
+    assert proc.returncode in (5, 7), out            # 5: lost during migrate; 7: lost in services, rolled back
+    assert "lost the SSH connection" in text and "re-established" in text
+    assert not sandbox.lock_held()
+    assert sandbox.last_release()[-1]["outcome"] in ("failed", "rolled_back")
+    assert sandbox.version() in ("v1", "v2")            # serving the old or the new version, never neither
+    r = sandbox.fab("deploy", *STAGING)                 # the re-run completes
+    assert r.returncode == 0, flat(r)
+    assert sandbox.version() == "v2" and sandbox.alembic_current() == "0002"
+
+
+def test_ssh_connection_lost_and_host_unreachable_then_takeover_and_rerun(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    proc = sandbox.fab_background("deploy", *STAGING, env=FAST_LOCK)
+    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "pull" and e["sub"] is None, 60, "pull done")
+    pid = int((SANDBOX_ROOT / "run" / "sshd.pid").read_text())
+    os.kill(pid, signal.SIGKILL)                        # the listener first: no reconnect is possible
+    kill_ssh_sessions()
+    try:
+        out = proc.communicate(timeout=180)[0]
+        ALL_OUTPUT.append(out)
+        text = " ".join(out.split())
+        assert proc.returncode == 5, out
+        assert "lost the SSH connection" in text and "the host is unreachable" in text
+        assert "unlock --force" in text and "Traceback" not in text
+        assert sandbox.lock_held()                      # nobody could release it
+    finally:
+        sandbox.ctl("up")                               # sshd back (the network "returns")
+    time.sleep(5)                                       # heartbeat older than LOCK_STALE_AFTER=4
+    r = sandbox.fab("deploy", *STAGING, env=FAST_LOCK)
+    assert r.returncode == 6 and "the holder looks gone" in flat(r)
+    r = sandbox.fab("unlock", *STAGING, env=FAST_LOCK)
+    assert r.returncode == 6 and "needs --force" in flat(r)
+    assert sandbox.fab("unlock", "--force", *STAGING, env=FAST_LOCK).returncode == 0
+    assert any(e["event"] == "lock_takeover" for e in sandbox.records())
+    r = sandbox.fab("deploy", *STAGING, env=FAST_LOCK)
+    assert r.returncode == 0, flat(r)
+    assert sandbox.version() == "v2" and sandbox.alembic_current() == "0002" and not sandbox.lock_held()
+
+
+def test_ctrl_c_mid_deploy_releases_the_lock_and_records_aborted(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    proc = sandbox.fab_background("deploy", *STAGING)
+    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "migrate" and e["sub"] is None, 60, "migrate done")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    ALL_OUTPUT.append(out)
+    assert proc.returncode == 130, out
+    assert "INTERRUPTED" in out and "Traceback" not in out
+    assert not sandbox.lock_held()
+    assert sandbox.last_release()[-1]["outcome"] == "aborted"
+    assert sandbox.version() in ("v1", "v2")            # serving the old or the new version, never neither
+    r = sandbox.fab("deploy", *STAGING)
+    assert r.returncode == 0 and sandbox.version() == "v2"
+
+
+def test_two_deploys_at_once_one_is_refused(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    first = sandbox.fab_background("deploy", *STAGING, "--message", "first")
+    sandbox.wait_for(sandbox.lock_held, 30, "first deploy to take the lock", interval=0.05)
+    r = sandbox.fab("deploy", *STAGING, "--message", "second")
+    out = flat(r)
+    assert r.returncode == 6, out
+    assert "another deploy holds the lock: held by" in out and "message: first" in out
+    assert first.wait(timeout=180) == 0
+    ALL_OUTPUT.append(first.stdout.read())
+    assert sandbox.version() == "v2" and not sandbox.lock_held()
+    # --lock-wait waits for the holder instead of refusing
+    first = sandbox.fab_background("deploy", *STAGING)
+    sandbox.wait_for(sandbox.lock_held, 30, "deploy to take the lock", interval=0.05)
+    r = sandbox.fab("deploy", *STAGING, "--lock-wait", "120")
+    assert r.returncode == 0 and "waiting up to 120 s for the deploy lock" in flat(r)
+    assert first.wait(timeout=180) == 0
+
+
+def test_stale_lock_from_a_killed_run_is_detected_and_taken_over(sandbox):
+    sandbox.reset()
+    proc = sandbox.fab_background("deploy", *STAGING, env=FAST_LOCK)
+    sandbox.wait_for(sandbox.lock_held, 30, "deploy to take the lock", interval=0.05)
+    proc.send_signal(signal.SIGKILL)                   # no cleanup possible
+    proc.wait()
+    r = sandbox.fab("lock", *STAGING, env=FAST_LOCK)
+    assert r.returncode == 0 and "deploy lock: held by" in r.stdout
+    sandbox.wait_for(lambda: "STALE:" in sandbox.fab("lock", *STAGING, env=FAST_LOCK).stdout, 20, "lock to go stale", interval=1)
+    r = sandbox.fab("unlock", "--force", *STAGING, env=FAST_LOCK)
+    assert r.returncode == 0 and "stale lock taken over" in r.stdout, flat(r)
+    takeover = [e for e in sandbox.records() if e["event"] == "lock_takeover"][-1]
+    assert takeover["previous_holder"]["task"] == "deploy" and takeover["heartbeat_age"] > 4
+    assert "token" not in takeover["previous_holder"]
+    assert sandbox.fab("deploy", *STAGING).returncode == 0
+
+
+def test_live_lock_is_never_broken(sandbox):
+    sandbox.reset()
+    proc = sandbox.fab_background("deploy", *STAGING)
+    sandbox.wait_for(sandbox.lock_held, 30, "deploy to take the lock", interval=0.05)
+    r = sandbox.fab("unlock", "--force", *STAGING)
+    assert r.returncode == 6 and "the lock is live" in flat(r)
+    assert proc.wait(timeout=180) == 0
+
+
+def test_diverged_history_is_refused_with_nothing_changed(sandbox):
+    sandbox.reset()
+    sandbox.ctl("break", "diverged")
+    head, ids = sandbox.head(), container_ids(sandbox)
+    r = sandbox.fab("deploy", *STAGING)
+    out = flat(r)
+    assert r.returncode == 3 and "history has diverged" in out and "Hotfix on the server" in out
+    assert sandbox.head() == head and container_ids(sandbox) == ids and not sandbox.lock_held()
+
+
+def test_postgres_down_before_deploy_is_started_by_the_migrate_step(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    sandbox.ctl("break", "postgres-down")
+    r = sandbox.fab("deploy", *STAGING)
+    assert r.returncode == 0, flat(r)
+    assert "(not healthy)" in r.stdout                  # the run said what it found before changing anything
+    assert "alembic current failed" in r.stdout
+    assert sandbox.version() == "v2" and len(sandbox.documents()) == 3
+
+
+@pytest.mark.parametrize("key,value", [
+    ("DEPLOY_GIT_BRANCH", "main;touch /tmp/ai-doc-qa-pwned"),
+    ("DEPLOY_SERVICES", "backend,$(touch /tmp/ai-doc-qa-pwned)"),
+    ("DEPLOY_APP_DIR", "/tmp/x`touch /tmp/ai-doc-qa-pwned`"),
+    ("DEPLOY_HEALTH_URL", "http://127.0.0.1:8000/health\ntouch /tmp/ai-doc-qa-pwned"),
+    ("DEPLOY_COMPOSE_FILE", "-f /etc/passwd"),
+])
+def test_hostile_config_values_are_refused_before_ssh(sandbox, key, value):
+    Path("/tmp/ai-doc-qa-pwned").unlink(missing_ok=True)
+    r = sandbox.fab("deploy", *STAGING, env={key: value})
+    assert r.returncode == 2 and key.removeprefix("DEPLOY_") in r.stderr and "Traceback" not in r.stderr
+    assert not Path("/tmp/ai-doc-qa-pwned").exists()
+
+
+def test_hostile_values_that_are_valid_stay_data(sandbox):
+    """A message and a URL query full of shell syntax reach the host only as quoted data."""
+    sandbox.reset()
+    Path("/tmp/ai-doc-qa-pwned").unlink(missing_ok=True)
+    message = "it's $(touch /tmp/ai-doc-qa-pwned); `touch /tmp/ai-doc-qa-pwned` \"q\""
+    # the fragment is never sent: the URL checks /health, and its shell syntax must stay data
+    urls = f"{PROXY}/health#x=1;touch%20/tmp/ai-doc-qa-pwned&y=$(id),{PROXY}/api/v1/documents"
+    r = sandbox.fab("deploy", *STAGING, "--message", message, env={"DEPLOY_SMOKE_URLS": urls})
+    assert r.returncode == 0, flat(r)
+    assert not Path("/tmp/ai-doc-qa-pwned").exists()
+    assert sandbox.last_release()[0]["message"] == message
+
+
+def test_sentinel_secrets_appear_in_no_output_record_or_webhook(sandbox):
+    """A full deploy, a failed deploy with auto-rollback, a manual rollback and the diagnostics, with
+    every command echoed (-e): no fake secret value of .env.production may appear anywhere."""
+    sandbox.reset()
+    secrets = sandbox.sentinels()
+    assert len(secrets) >= 4
+    sandbox.ctl("version", "v2")
+    runs = [sandbox.fab("-e", "deploy", *STAGING)]
+    sandbox.ctl("version", "broken")
+    runs.append(sandbox.fab("-e", "deploy", *STAGING, "--json"))
+    runs.append(sandbox.fab("-e", "rollback", *STAGING, "--to", "v1", "--json"))
+    for task in ("status", "history", "env-diff", "diagnose", "check-db", "checklist", "plan"):
+        runs.append(sandbox.fab("-e", task, *STAGING))
+    assert [r.returncode for r in runs[:3]] == [0, 7, 0], [flat(r)[-2000:] for r in runs[:3]]
+    assert "$ " in runs[0].stdout                        # commands really were echoed
+    haystacks = {"fab output (this test)": "\n".join(r.stdout + r.stderr for r in runs),
+                 "fab output (every test so far)": "\n".join(ALL_OUTPUT),
+                 "release record": (APP_DIR / ".deploy" / "releases.jsonl").read_text(),
+                 "webhook bodies": (SANDBOX_ROOT / "sink" / "webhooks.jsonl").read_text()}
+    assert haystacks["webhook bodies"].count("deploy_") >= 4
+    for where, text in haystacks.items():
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"secret value(s) found in {where}"
