@@ -109,3 +109,48 @@ def parse_curl(url: str, exit_code: int, stdout: str, stderr: str = "") -> HttpC
         return HttpCheck(url, False, status, seconds, f"HTTP {status}", body)
     reason = CURL_ERRORS.get(exit_code) or (stderr.strip().splitlines() or [f"curl exit code {exit_code}"])[-1]
     return HttpCheck(url, False, status, seconds, reason, body)
+
+
+def probe_loop(url: str, stop_file: str, max_seconds: int) -> str:
+    """Request URL every 0.2 s on the host until ``stop_file`` appears (or ``max_seconds`` pass),
+    printing ``<unix time> <http status>`` per probe: the downtime of a switch, measured
+    (runbook note 5: ``up -d`` is not zero-downtime by itself)."""
+    check_url(url)
+    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {int(max_seconds)} )); "
+            f"while [ ! -e {q(stop_file)} ] && [ $(date +%s) -lt $end ]; do "
+            f"echo \"$(date +%s.%N) $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 {q(url)})\"; "
+            f"sleep 0.2; done; rm -f {q(stop_file)}")
+
+
+@dataclass(frozen=True)
+class Downtime:
+    probes: int
+    failed: int
+    longest: float            # seconds from the first failed probe of a run to the next success
+
+    def describe(self, url: str) -> str:
+        if not self.probes:
+            return f"downtime of {url}: not measured"
+        if not self.failed:
+            return f"downtime of {url}: none ({self.probes} probes, all 2xx)"
+        return f"downtime of {url}: {self.longest:.1f} s ({self.failed} of {self.probes} probes failed)"
+
+
+def parse_probe(stdout: str) -> Downtime:
+    samples = []
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                samples.append((float(parts[0]), parts[1].isdigit() and 200 <= int(parts[1]) < 300))
+            except ValueError:
+                continue
+    longest, start = 0.0, None
+    for t, ok in samples:
+        if not ok and start is None:
+            start = t
+        elif ok and start is not None:
+            longest, start = max(longest, t - start), None
+    if start is not None and samples:
+        longest = max(longest, samples[-1][0] - start)
+    return Downtime(len(samples), sum(1 for _, ok in samples if not ok), round(longest, 2))

@@ -85,7 +85,7 @@ class DeployLock:
                 if s.dead or not s.cxn.is_connected:
                     continue      # only the main thread reconnects; a missed beat is harmless
                 try:
-                    s.run(lock_cmd.heartbeat(s.settings.lock_dir, self.token), check=False, timeout=30)
+                    s.run(lock_cmd.heartbeat(s.settings.lock_dir, self.token), check=False, timeout=30, quiet=True)
                 except Exception:        # a lost connection ends the heartbeat; the lock then goes stale
                     return
 

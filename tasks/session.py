@@ -234,14 +234,14 @@ class Session:
 
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
-            check: bool = True, ok_codes: tuple[int, ...] = (0,)) -> Result:
+            check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False) -> Result:
         """Run one command on the host; raise CommandFailed unless its exit code is in ok_codes.
 
         ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
         run shows real state.
         """
         timeout = timeout or self.settings.command_timeout
-        if self.echo or (self.dry and mutating):
+        if (self.echo and not quiet) or (self.dry and mutating):
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)

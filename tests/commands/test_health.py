@@ -44,3 +44,25 @@ def test_curl_command_and_parse():
     hung = health.parse_curl("u", 28, "\n@@status 000 5.0\n")
     assert "timed out" in hung.error
     assert health.parse_curl("u", 0, "not json\n@@status 200 0.1").version is None
+
+
+def test_parse_probe_measures_the_longest_outage():
+    out = "100.0 200\n100.2 200\n100.4 502\n100.6 000\n101.1 200\n101.3 502\n101.5 200\nnoise\n"
+    d = health.parse_probe(out)
+    assert (d.probes, d.failed, d.longest) == (7, 3, 0.7)
+    assert "0.7 s (3 of 7 probes failed)" in d.describe("u")
+    assert health.parse_probe("1.0 200\n1.2 200\n").describe("u") == "downtime of u: none (2 probes, all 2xx)"
+    assert health.parse_probe("1.0 200\n1.2 503\n1.4 503\n").longest == 0.2     # still down at the end
+    assert health.parse_probe("").describe("u") == "downtime of u: not measured"
+
+
+def test_probe_loop_runs_and_stops_on_its_stop_file(tmp_path):
+    import subprocess
+    import threading
+    stop = tmp_path / "stop"
+    cmd = health.probe_loop("http://127.0.0.1:1/health", str(stop), 20)
+    threading.Timer(0.7, stop.touch).start()
+    r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=15)
+    d = health.parse_probe(r.stdout)
+    assert d.probes >= 2 and d.failed == d.probes          # nothing listens on port 1
+    assert not stop.exists()
