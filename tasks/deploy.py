@@ -60,7 +60,7 @@ def _add(s: Session, step: str, sub: str | None, seconds: float) -> tuple:
 
 
 def _label(images: dict, version: str | None) -> str:
-    return (f"version {version} " if version else "") + f"({describe_images(images)})"
+    return (f"{version} " if version else "") + f"({describe_images(images)})"
 
 
 def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, DeployError]:

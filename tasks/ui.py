@@ -53,6 +53,8 @@ def emit_json(text: str) -> None:
     print(OUT.redact(text), file=sys.stdout, flush=True)
 
 
+# Compose v2 prints this on every command for a file that keeps `version:` for Compose v1's sake.
+NOISE = re.compile(r"level=warning msg=.*the attribute `version` is obsolete")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -60,7 +62,7 @@ def tail(text: str, lines: int = 15) -> list[str]:
     """The last non-empty lines, without terminal escape codes (Compose v2 emits them even with
     --no-color)."""
     clean = ANSI.sub("", (text or "").replace("\r\n", "\n"))
-    rows = [l.rstrip() for l in clean.splitlines() if l.strip()]
+    rows = [l.rstrip() for l in clean.splitlines() if l.strip() and not NOISE.search(l)]
     return rows[-lines:]
 
 
