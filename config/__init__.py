@@ -11,6 +11,7 @@ came from. The result is one frozen :class:`Settings`. No fabric/invoke imports 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -142,34 +143,21 @@ def _list(parse: Callable[[str], object], allow_empty: bool = True) -> Callable[
     return inner
 
 
-def _seconds(v: str) -> float:
-    try:
-        n = float(v)
-    except ValueError:
-        raise ValueError(f"must be a number of seconds, got {v!r}") from None
-    if not (n > 0):
-        raise ValueError(f"must be a positive number of seconds, got {v!r}")
-    return n
+def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False) -> Callable[[str], float]:
+    def inner(v: str):
+        try:
+            n = cast(v)
+        except ValueError:
+            raise ValueError(f"must be a {what}, got {v!r}") from None
+        if not math.isfinite(n) or n < 0 or (n == 0 and not allow_zero):
+            raise ValueError(f"must be {'zero or a positive' if allow_zero else 'a positive'} {what}, got {v!r}")
+        return n
+    return inner
 
 
-def _seconds0(v: str) -> float:
-    try:
-        n = float(v)
-    except ValueError:
-        raise ValueError(f"must be a number of seconds, got {v!r}") from None
-    if n < 0:
-        raise ValueError(f"must be zero or more seconds, got {v!r}")
-    return n
-
-
-def _int(v: str) -> int:
-    try:
-        n = int(v)
-    except ValueError:
-        raise ValueError(f"must be a whole number, got {v!r}") from None
-    if n <= 0:
-        raise ValueError(f"must be a positive whole number, got {v!r}")
-    return n
+_seconds = _number(float, "number of seconds")
+_seconds0 = _number(float, "number of seconds", allow_zero=True)
+_int = _number(int, "whole number")
 
 
 def _bool(v: str) -> bool:

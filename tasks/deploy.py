@@ -206,7 +206,10 @@ def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps
     ui.say("")
     ui.say(timing_cmd.table(s.timer))
     ui.say(timing_cmd.summary(s.timer))
-    ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}")
+    if s.dry:
+        ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}")
+    else:
+        ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}")
     ok, detail = notify(s, f"{'deploy' if 'services' in steps else steps[0]}_{outcome}", {
         "release": rid, "outcome": outcome, "seconds": s.timer.total(), "bottleneck": b.label if b else "",
         "serving": s.facts.get("serving", ""), "error": error.what if error else ""})

@@ -174,3 +174,50 @@ def test_unknown_and_changed_host_keys_are_refused(sandbox, tmp_path):
     assert sandbox.fab("status", *STAGING, env={"DEPLOY_KNOWN_HOSTS": str(empty)}).returncode == 0
     r = sandbox.fab("status", *STAGING, "--accept-new-host-key", env={"DEPLOY_KNOWN_HOSTS": str(wrong)})
     assert r.returncode == 5 and "has CHANGED" in flat(r)
+
+
+def test_rollback_without_a_healthy_release_refuses_with_the_list(sandbox):
+    sandbox.reset()                                      # nothing recorded yet
+    r = sandbox.fab("rollback", *STAGING)
+    out = flat(r)
+    assert r.returncode == 8, out
+    assert "no valid rollback target" in out and "the release record has no healthy release yet" in out
+    assert "rollback --to <release id | image tag | image id>" in out
+    assert not sandbox.lock_held()
+    # an explicit tag works even without a record: v1 is in the registry
+    sandbox.ctl("version", "v2")
+    fab_ok(sandbox, "deploy", *STAGING)
+    r = fab_ok(sandbox, "rollback", *STAGING, "--to", "v1")
+    assert sandbox.version() == "v1" and sandbox.image_id("backend") == sandbox.registry_image_id("v1")
+
+
+def test_dry_run_reads_real_state_and_changes_nothing(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    head, image = sandbox.head(), sandbox.image_id("backend")
+    r = fab_ok(sandbox, "--dry", "deploy", *STAGING)
+    out = flat(r)
+    assert "[dry] would run: git -C" in out and "merge --ff-only" in out
+    assert "[dry] would run: cd" in out and "pull --quiet -- backend model_server proxy" in out
+    assert "current 0001 -> head 0002: 1 pending" in out          # real state was read
+    assert "Outcome: DRY RUN, nothing was changed" in out
+    assert sandbox.head() == head and sandbox.image_id("backend") == image and sandbox.alembic_current() == "0001"
+    assert sandbox.records() == [] and not sandbox.lock_held()
+    r = fab_ok(sandbox, "plan", *STAGING)                          # offline: no connection at all
+    assert "nothing is run" in r.stdout and "merge --ff-only" in r.stdout
+
+
+def test_status_history_and_json_record(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    r = sandbox.fab("deploy", *STAGING, "--json")
+    assert r.returncode == 0, flat(r)
+    import json
+    rec = json.loads(r.stdout)                                      # only JSON on stdout; progress on stderr
+    assert rec["outcome"] == "success" and rec["kind"] == "deploy" and rec["seconds"] > 0
+    assert rec["images_after"]["backend"]["id"] == sandbox.image_id("backend")
+    assert "[1/6] checklist" in r.stderr
+    r = fab_ok(sandbox, "status", *STAGING)
+    assert "version v2" in r.stdout and "deploy lock: free" in r.stdout and rec["id"] in r.stdout
+    r = fab_ok(sandbox, "history", *STAGING)
+    assert rec["id"] in r.stdout and "success" in r.stdout
