@@ -66,7 +66,7 @@ def http_check(s: Session, url: str, timeout: float | None = None) -> health_cmd
 
 def logs_tail(s: Session, service: str, lines: int = 20) -> str:
     r = s.run(s.compose.logs(service, lines), check=False)
-    return (r.stdout + r.stderr).strip()
+    return ui.clean(r.stdout + r.stderr).strip()
 
 
 def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str,

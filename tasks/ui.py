@@ -58,6 +58,11 @@ NOISE = re.compile(r"level=warning msg=.*the attribute `version` is obsolete")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
+def clean(text: str) -> str:
+    """Text without terminal escape codes."""
+    return ANSI.sub("", text or "")
+
+
 def tail(text: str, lines: int = 15) -> list[str]:
     """The last non-empty lines, without terminal escape codes (Compose v2 emits them even with
     --no-color)."""

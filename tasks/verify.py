@@ -58,7 +58,7 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     findings = []
     for svc in st.services:
         r = s.run(s.compose.logs(svc, st.log_tail), check=False)
-        for line in (r.stdout + "\n" + r.stderr).splitlines():
+        for line in ui.clean(r.stdout + "\n" + r.stderr).splitlines():
             if pattern.search(line):
                 findings.append((svc, line.strip()[:200]))
     if findings:

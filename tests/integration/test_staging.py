@@ -181,7 +181,9 @@ def test_rollback_without_a_healthy_release_refuses_with_the_list(sandbox):
     r = sandbox.fab("rollback", *STAGING)
     out = flat(r)
     assert r.returncode == 8, out
-    assert "no valid rollback target" in out and "the release record has no healthy release yet" in out
+    # the only healthy image set on record is the one running now (recorded by this very run)
+    assert "no valid rollback target: every recorded healthy image set is what runs now" in out
+    assert "known healthy image sets, newest first" in out
     assert "rollback --to <release id | image tag | image id>" in out
     assert not sandbox.lock_held()
     # an explicit tag works even without a record: v1 is in the registry
