@@ -249,7 +249,9 @@ class Session:
             self.facts.pop("observed", None)       # what runs may change: observe again next time
         # Remote-side timeout kills the process on the host too (a local timeout alone would leave it running).
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
-        wrapped = f"timeout -k 5 {int(timeout)} sh -c {q(command)} {self.run_tag}"
+        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
+        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
+        wrapped = f"timeout -k 5 {int(timeout)} sh -c {q(command)} {self.run_tag} </dev/null"
         self.ensure_connected(command)
         start = time.monotonic()
         try:

@@ -297,3 +297,19 @@ def test_sentinel_secrets_appear_in_no_output_record_or_webhook(sandbox):
     for where, text in haystacks.items():
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"secret value(s) found in {where}"
+
+
+def test_a_hung_command_ends_with_a_clear_timeout_error(sandbox):
+    """MIGRATE_TIMEOUT=1 against a migration step that needs ~3 s: the remote command is killed on
+    the host (coreutils timeout), the operator gets an error block, the lock is released."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    t0 = time.monotonic()
+    r = sandbox.fab("deploy", *STAGING, env={"DEPLOY_MIGRATE_TIMEOUT": "1"})
+    out = flat(r)
+    assert r.returncode == 3, out
+    assert time.monotonic() - t0 < 90
+    assert "alembic upgrade head failed: timed out after 1 s (the remote command was killed)" in out
+    assert "Traceback" not in out and not sandbox.lock_held()
+    assert sandbox.version() == "v1"                      # services were not touched
+    assert sandbox.last_release()[-1]["outcome"] == "failed"

@@ -223,3 +223,16 @@ def test_status_history_and_json_record(sandbox):
     assert "version v2" in r.stdout and "deploy lock: free" in r.stdout and rec["id"] in r.stdout
     r = fab_ok(sandbox, "history", *STAGING)
     assert rec["id"] in r.stdout and "success" in r.stdout
+
+
+def test_first_deploy_with_no_container_running_uses_run_rm(sandbox):
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    sandbox.compose("down")                               # no container at all; the database volume stays
+    r = fab_ok(sandbox, "deploy", *STAGING)
+    out = flat(r)
+    assert "nothing is running: a first deploy has nothing to roll back to" in out
+    assert "no running backend container: using `run --rm` (first deploy)" in out
+    assert "migrations applied: database at revision 0002 (was 0001)" in out
+    assert sandbox.version() == "v2" and len(sandbox.documents()) == 3
+    assert sandbox.last_release("deploy")[-1]["outcome"] == "success"

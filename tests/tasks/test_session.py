@@ -13,7 +13,7 @@ def test_run_wraps_in_remote_timeout_and_passes_warn_explicitly(settings, mocker
     r = s.run("echo 'a b'", timeout=30)
     assert r.stdout == "ok\n" and r.ok
     cmd = cxn.run.call_args.args[0]
-    assert cmd == f"timeout -k 5 30 sh -c 'echo '\"'\"'a b'\"'\"'' {s.run_tag}"
+    assert cmd == f"timeout -k 5 30 sh -c 'echo '\"'\"'a b'\"'\"'' {s.run_tag} </dev/null"
     kw = cxn.run.call_args.kwargs
     assert kw["warn"] is True and kw["hide"] is True and kw["pty"] is False and kw["in_stream"] is False
     assert kw["timeout"] == 45
@@ -80,3 +80,40 @@ def test_compose_detection(make_session):
     s, _ = make_session([("docker compose version", "none\n")])
     with pytest.raises(DeployError, match="neither `docker compose` nor `docker-compose`"):
         s.compose
+
+
+def test_host_keys_are_enforced_on_the_target_and_every_jump_host(tmp_path, settings):
+    import dataclasses
+
+    import paramiko
+    from fabric import Connection
+
+    from tasks.conftest import hermetic_config
+    from tasks.session import AcceptNewPolicy, StrictPolicy, harden
+
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    st = dataclasses.replace(settings, known_hosts=str(kh))
+    hop2 = Connection("jump2.example.com", config=hermetic_config())
+    hop1 = Connection("jump1.example.com", gateway=hop2, config=hermetic_config())
+    target = Connection("prod.example.com", gateway=hop1, config=hermetic_config())
+    assert isinstance(target.client._policy, paramiko.AutoAddPolicy)      # Fabric's default: accept anything
+    assert harden(target, st, accept_new=False) == [str(kh)] * 3
+    for c in (target, hop1, hop2):
+        assert isinstance(c.client._policy, StrictPolicy)
+    harden(target, st, accept_new=True)
+    assert all(isinstance(c.client._policy, AcceptNewPolicy) for c in (target, hop1, hop2))
+
+
+def test_missing_known_hosts_file_is_refused_when_strict(tmp_path, settings):
+    import dataclasses
+
+    from fabric import Connection
+
+    from tasks.conftest import hermetic_config
+    from tasks.session import harden
+
+    st = dataclasses.replace(settings, known_hosts=str(tmp_path / "absent"))
+    with pytest.raises(DeployError) as exc:
+        harden(Connection("prod.example.com", config=hermetic_config()), st, accept_new=False)
+    assert exc.value.code == 5 and "no known_hosts file" in exc.value.what and exc.value.kind == "security"
