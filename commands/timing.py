@@ -57,6 +57,9 @@ HINTS = {
     "record images": "inspecting containers dominates: check SSH latency and the Docker daemon's responsiveness",
     "checklist": "the checklist dominates: check the monitoring URL and webhook response times",
     "connect": "opening SSH dominates: check DNS, network latency and the ProxyJump hop",
+    "lock": "waiting for the deploy lock dominates: another deploy held it (fab lock shows who)",
+    "restore": "recreating the services on the previous images dominates: the same start-up and healthcheck costs as a deploy's up and health wait",
+    "status": "reading alembic current/history dominates: each alembic start costs about a second",
 }
 DEFAULT_HINT = "look at what this step runs on the host with `fab plan` and time it by hand"
 

@@ -236,3 +236,20 @@ def test_first_deploy_with_no_container_running_uses_run_rm(sandbox):
     assert "migrations applied: database at revision 0002 (was 0001)" in out
     assert sandbox.version() == "v2" and len(sandbox.documents()) == 3
     assert sandbox.last_release("deploy")[-1]["outcome"] == "success"
+
+
+def test_production_checklist_flags_migrations_staging_has_not_applied(sandbox):
+    """The production stage asks the staging host (TESTED_ON_STAGE) whether each pending revision
+    has been applied there. Here "production" is pointed at the sandbox too, with v2 pending."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    client = "/var/lib/ai-doc-qa-sandbox/client"
+    env = {"DEPLOY_PRODUCTION_HOSTS": "ai-doc-qa-staging", "DEPLOY_PRODUCTION_SSH_CONFIG": f"{client}/ssh_config",
+           "DEPLOY_PRODUCTION_KNOWN_HOSTS": f"{client}/known_hosts",
+           "DEPLOY_PRODUCTION_APP_DIR": "/var/lib/ai-doc-qa-sandbox/app/ai-doc-qa",
+           "DEPLOY_PRODUCTION_MONITORING_URL": "http://127.0.0.1:9100/dashboard"}
+    r = sandbox.fab("checklist", "--stage", "production", env=env)
+    out = flat(r)
+    assert r.returncode == 9, out
+    assert "migrations_untested BLOCK UNTESTED: 0002 not applied on staging (at 0001); deploy there first" in out
+    assert "current 0001 -> head 0002: 1 pending" in out
