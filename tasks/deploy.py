@@ -1,6 +1,6 @@
 """The whole runbook in order, under the deploy lock, timed step by step and recorded on the host:
 
-    checklist -> prepare -> migrate -> services -> verify
+    checklist -> prepare -> pull -> migrate -> services -> verify
 
 Every run of a changing task (deploy, prepare, migrate, services, rollback) goes through
 :func:`run_flow`: lock, release record (written as it goes), per-step timing, the timing table with
@@ -134,11 +134,12 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                 ui.say(f"[{i}/{total}] {name} ...")
                 t1 = time.monotonic()
                 try:
-                    with s.timed(name):
-                        _run_step(s, name, {**opts, "steps": steps})
-                except CommandFailed as failed:
-                    raise DeployError.from_command(failed, f"a command of step {name} failed", step=name,
-                                                   state=s.describe_state(), next_step=f"fab -H {s.host} status") from None
+                    try:
+                        with s.timed(name):
+                            _run_step(s, name, {**opts, "steps": steps})
+                    except CommandFailed as failed:
+                        raise DeployError.from_command(failed, f"a command of step {name} failed", step=name,
+                                                       state=s.describe_state(), next_step=f"fab -H {s.host} status") from None
                 except DeployError as err:
                     err.step = err.step or name
                     ui.say(f"[{i}/{total}] {name} FAILED after {time.monotonic() - t1:.1f} s")
@@ -155,6 +156,8 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                                        f"{st.lock_stale_after:g} s old, then fab unlock --force takes it over")
             if not s.dead and _wants_auto_rollback(s, err, before, before_healthy):
                 outcome, error = auto_rollback(s, err, before)
+            elif kind == "rollback" and err.code == ExitCode.UNHEALTHY:
+                err.code = ExitCode.ROLLBACK_FAILED       # the rollback target itself is not healthy
         except KeyboardInterrupt:
             # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

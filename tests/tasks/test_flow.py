@@ -154,3 +154,12 @@ def test_timing_table_and_bottleneck_are_printed(flow, capsys):
     out = capsys.readouterr().out
     assert "[1/6] checklist ..." in out and "[6/6] verify ..." in out
     assert "Bottleneck:" in out and "Outcome: SUCCESS" in out
+
+
+def test_unhealthy_rollback_target_is_a_failed_rollback(flow):
+    s, remote, calls = flow
+    err = DeployError("the rolled-back services did not become healthy", code=ExitCode.UNHEALTHY, step="rollback")
+    with pytest.raises(DeployError) as exc:
+        deploy_mod.run_flow(s, steps=("rollback", "verify"), kind="rollback", fail={"rollback": err})
+    assert exc.value.code == ExitCode.ROLLBACK_FAILED and calls == ["rollback"]
+    assert records(remote)[-1]["outcome"] == "failed"
