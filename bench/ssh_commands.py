@@ -51,7 +51,7 @@ def main() -> None:
         print(f"{label:30s} median {statistics.median(samples):6.1f} ms  p90 {sorted(samples)[int(len(samples) * .9)]:6.1f} ms  (n={len(samples)})")
     off = statistics.median([x for f, xs in rows if not f for x in xs])
     on = statistics.median([x for f, xs in rows if f for x in xs])
-    print(f"ratio (Nagle / NODELAY): {off / on:.1f}x per remote command; a deploy runs about 60 of them")
+    print(f"ratio (Nagle / NODELAY): {off / on:.1f}x per remote command; a deploy runs about 80 of them")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json as jsonlib
+import os
 import signal
+import threading
 import time
 
 from commands import record as record_cmd
@@ -159,14 +161,20 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
             elif kind == "rollback" and err.code == ExitCode.UNHEALTHY:
                 err.code = ExitCode.ROLLBACK_FAILED       # the rollback target itself is not healthy
         except KeyboardInterrupt:
-            # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock).
+            # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock),
+            # but never let that clean-up hang the operator: a watchdog ends the process after
+            # INTERRUPT_CLEANUP_LIMIT seconds, saying what may be left behind.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            watchdog = threading.Timer(INTERRUPT_CLEANUP_LIMIT, _give_up_cleanup, args=(s,))
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 s.kill_running()
                 ui.say("      interrupted: stopped this run's commands on the host")
                 _finish(s, rid, "aborted", None, steps)
             finally:
                 lock.release()
+                watchdog.cancel()
                 signal.signal(signal.SIGINT, previous)
             raise
         except BaseException as exc:        # a bug: still record it and unlock, then show the traceback
@@ -180,6 +188,16 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
         ui.emit_json(jsonlib.dumps(dataclasses.asdict(rel[0]) if rel else {}, indent=2, sort_keys=True))
     if error:
         raise error
+
+
+INTERRUPT_CLEANUP_LIMIT = 45
+
+
+def _give_up_cleanup(s: Session) -> None:
+    ui.warn(f"clean-up after Ctrl-C did not finish within {INTERRUPT_CLEANUP_LIMIT} s; exiting now. The deploy lock may "
+            f"remain: it goes stale {s.settings.lock_stale_after:g} s after its last heartbeat (fab -H {s.host} lock, "
+            f"then fab -H {s.host} unlock --force); check the host with fab -H {s.host} status")
+    os._exit(int(ExitCode.INTERRUPTED))
 
 
 def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps) -> None:

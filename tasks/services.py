@@ -216,8 +216,8 @@ def deploy_services(s: Session, *, pulled: bool = False) -> dict:
         with s.timed("services", "pull"):
             pull(s)
     probe = DowntimeProbe(s, st.smoke_urls[0])
-    probe.start()
     try:
+        probe.start()
         with s.timed("services", "up"):
             up(s)
         s.facts["serving"] = "new containers started, not yet healthy (old images recorded)"

@@ -131,6 +131,8 @@ def stage_config(c, settings: Settings):
         config.timeouts.connect = int(settings.connect_timeout)
     config.connect_kwargs.setdefault("banner_timeout", settings.connect_timeout)
     config.connect_kwargs.setdefault("auth_timeout", settings.connect_timeout)
+    # Opening a channel waits up to an hour by default (paramiko); a silent peer must not hang us.
+    config.connect_kwargs.setdefault("channel_timeout", 3 * settings.connect_timeout)
     return config
 
 
@@ -192,6 +194,36 @@ def tune(cxn: Connection, settings: Settings) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The session
+
+def off_main_thread(fn: Callable):
+    """Run ``fn`` (SSH I/O) in a worker thread; the main thread only waits.
+
+    Ctrl-C raises KeyboardInterrupt in the main thread at any bytecode boundary. Landing inside
+    paramiko it can leave a transport lock acquired (``_send_user_message`` takes
+    ``clear_to_send_lock`` outside its try/finally), and every later command, the clean-up
+    included, then waits forever. Waiting here keeps the interrupt out of paramiko: the command
+    in flight finishes in its thread (or is killed by ``kill_running``) and the transport stays usable.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict = {}
+    done = threading.Event()
+
+    def work():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:          # handed to the waiting thread as is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="ssh-io", daemon=True).start()
+    while not done.wait(0.25):
+        pass
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
 
 @dataclass
 class Result:
@@ -255,8 +287,8 @@ class Session:
         self.ensure_connected(command)
         start = time.monotonic()
         try:
-            r = self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False, echo=False,
-                             timeout=timeout + 15)
+            r = off_main_thread(lambda: self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
+                                                     echo=False, timeout=timeout + 15))
         except CommandTimedOut as exc:
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
@@ -294,7 +326,7 @@ class Session:
             if self.cxn.is_connected:
                 return
             try:
-                self.cxn.open()
+                off_main_thread(self.cxn.open)
             except Exception as exc:
                 self.dead = True
                 raise self._lost(command, f"reconnecting failed: {exc.__class__.__name__}: {exc}") from None
@@ -309,8 +341,8 @@ class Session:
         pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
         try:
             self.ensure_connected()
-            self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True, pty=False,
-                         in_stream=False, echo=False, timeout=15)
+            off_main_thread(lambda: self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True,
+                                                 pty=False, in_stream=False, echo=False, timeout=15))
             return True
         except Exception:
             return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,9 +68,22 @@ class Sandbox:
 
     def fab_background(self, *args: str, env: dict | None = None) -> subprocess.Popen:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOY_")}
-        full_env.update(env or {})
+        # SIGABRT then dumps every thread's stack: communicate() below says where a hang was.
+        full_env.update({"PYTHONFAULTHANDLER": "1", **(env or {})})
         return subprocess.Popen([FAB, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=full_env)
+
+    @staticmethod
+    def finish(proc: subprocess.Popen, timeout: float) -> str:
+        """Output of a background fab; on a hang, its thread stacks (faulthandler) in the failure."""
+        try:
+            out = proc.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out = proc.communicate()[0]
+            raise AssertionError(f"fab did not exit within {timeout} s; its stacks:\n{out[-8000:]}")
+        ALL_OUTPUT.append(out)
+        return out
 
     def docker(self, *args: str, check: bool = True) -> str:
         r = subprocess.run(["docker", *args], capture_output=True, text=True, env={**os.environ, "DOCKER_HOST": DOCKER_HOST},

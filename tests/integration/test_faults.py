@@ -119,8 +119,7 @@ def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):
     wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "pull" and e["sub"] is None, 60, "pull done")
     time.sleep(1.0)                                     # inside the migration (alembic takes ~3 s here)
     kill_ssh_sessions()
-    out = proc.communicate(timeout=180)[0]
-    ALL_OUTPUT.append(out)
+    out = sandbox.finish(proc, 180)
     text = " ".join(out.split())
     assert proc.returncode in (5, 7), out            # 5: lost during migrate; 7: lost in services, rolled back
     assert "lost the SSH connection" in text and "re-established" in text
@@ -141,8 +140,7 @@ def test_ssh_connection_lost_and_host_unreachable_then_takeover_and_rerun(sandbo
     os.kill(pid, signal.SIGKILL)                        # the listener first: no reconnect is possible
     kill_ssh_sessions()
     try:
-        out = proc.communicate(timeout=180)[0]
-        ALL_OUTPUT.append(out)
+        out = sandbox.finish(proc, 180)
         text = " ".join(out.split())
         assert proc.returncode == 5, out
         assert "lost the SSH connection" in text and "the host is unreachable" in text
@@ -168,8 +166,7 @@ def test_ctrl_c_mid_deploy_releases_the_lock_and_records_aborted(sandbox):
     proc = sandbox.fab_background("deploy", *STAGING)
     wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "migrate" and e["sub"] is None, 60, "migrate done")
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0]
-    ALL_OUTPUT.append(out)
+    out = sandbox.finish(proc, 90)
     assert proc.returncode == 130, out
     assert "INTERRUPTED" in out and "Traceback" not in out
     assert not sandbox.lock_held()

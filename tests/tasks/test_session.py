@@ -117,3 +117,30 @@ def test_missing_known_hosts_file_is_refused_when_strict(tmp_path, settings):
     with pytest.raises(DeployError) as exc:
         harden(Connection("prod.example.com", config=hermetic_config()), st, accept_new=False)
     assert exc.value.code == 5 and "no known_hosts file" in exc.value.what and exc.value.kind == "security"
+
+
+def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
+    """off_main_thread: the interrupt is raised while the main thread waits; the I/O it was waiting
+    for still runs to completion in its own thread (so no paramiko lock is left held)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from tasks.session import off_main_thread
+
+    finished = threading.Event()
+
+    def io():
+        time.sleep(0.6)
+        finished.set()
+        return "done"
+
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        off_main_thread(io)
+    assert not finished.is_set()            # interrupted while the I/O was still running...
+    assert finished.wait(2)                 # ...which then completed undisturbed
+    assert off_main_thread(lambda: 42) == 42
+    with pytest.raises(ValueError):
+        off_main_thread(lambda: (_ for _ in ()).throw(ValueError("boom")))
