@@ -165,12 +165,16 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
             # but never let that clean-up hang the operator: a watchdog ends the process after
             # INTERRUPT_CLEANUP_LIMIT seconds, saying what may be left behind.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            watchdog = threading.Timer(INTERRUPT_CLEANUP_LIMIT, _give_up_cleanup, args=(s,))
+            limit = INTERRUPT_CLEANUP_LIMIT + sum(t for _, _, t, must in s.interrupted if must)
+            watchdog = threading.Timer(limit, _give_up_cleanup, args=(s, limit))
             watchdog.daemon = True
             watchdog.start()
+            ui.say(f"      Ctrl-C: cleaning up (at most {limit:g} s; further Ctrl-C are ignored)")
             try:
+                s.settle_after_interrupt()
                 s.kill_running()
-                ui.say("      interrupted: stopped this run's commands on the host")
+                ui.say("      interrupted: stopped this run's other commands on the host")
+                _restore_after_abort(s, before, before_healthy)
                 _finish(s, rid, "aborted", None, steps)
             finally:
                 lock.release()
@@ -193,8 +197,23 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
 INTERRUPT_CLEANUP_LIMIT = 45
 
 
-def _give_up_cleanup(s: Session) -> None:
-    ui.warn(f"clean-up after Ctrl-C did not finish within {INTERRUPT_CLEANUP_LIMIT} s; exiting now. The deploy lock may "
+def _restore_after_abort(s: Session, before: dict, before_healthy: bool) -> None:
+    """An aborted run that had switched the services puts the previous images back: the new ones
+    never passed verification, and the host must end serving one known version."""
+    if s.dry or not s.facts.get("services_touched") or not before or not before_healthy:
+        return
+    ui.say(f"      aborted after the services were switched: restoring {describe_images(before)}")
+    try:
+        after = restore(s, before, step="abort › restore")
+    except DeployError as err:
+        s.facts["serving"] = f"NEITHER VERSION IS HEALTHY after the abort: {err.what}"
+        ui.warn(s.facts["serving"])
+        return
+    s.facts["serving"] = f"serving the PREVIOUS version again: {_label(after, s.facts.get('version'))}, after the abort"
+
+
+def _give_up_cleanup(s: Session, limit: float) -> None:
+    ui.warn(f"clean-up after Ctrl-C did not finish within {limit:g} s; exiting now. The deploy lock may "
             f"remain: it goes stale {s.settings.lock_stale_after:g} s after its last heartbeat (fab -H {s.host} lock, "
             f"then fab -H {s.host} unlock --force); check the host with fab -H {s.host} status")
     os._exit(int(ExitCode.INTERRUPTED))

@@ -85,20 +85,25 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     """Point each service's image reference at the target image ID and recreate it; wait healthy.
     Returns the images running afterwards."""
     st = s.settings
-    current = images_of(s, containers(s, st.services), st.services)
-    changes = []
+    states = containers(s, st.services)
+    current = images_of(s, states, st.services)
+    running = {c.service for c in states if c.status == "running" and c.health in (None, "healthy", "starting")}
+    changes = []          # services whose image must change (retag, then recreate)
+    restart = []          # services on the right image whose container is stopped or unhealthy
     for svc in st.services:
         want = target.get(svc)
         if not want or not want.get("id"):
             continue
         have = current.get(svc) or {}
-        if have.get("id") == want["id"]:
-            continue
-        changes.append((svc, want, have.get("ref") or want.get("ref")))
-    if not changes:
+        if have.get("id") != want["id"]:
+            changes.append((svc, want, have.get("ref") or want.get("ref")))
+        elif svc not in running:
+            restart.append(svc)
+    if not changes and not restart:
         ui.say("      every service already runs the target image")
         return current
-    present = {i.id for i in docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect([w["id"] for _, w, _ in changes])).stdout)}
+    present = {i.id for i in docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect([w["id"] for _, w, _ in changes])).stdout)} \
+        if changes else set()
     for svc, want, _ in changes:
         if want["id"] in present:
             continue
@@ -116,7 +121,9 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     for svc, want, ref in changes:
         ui.say(f"      {svc}: {ref} -> image {docker_cmd.short_image_id(want['id'])}")
         s.run(docker_cmd.tag(want["id"], ref), mutating=True)
-    names = [svc for svc, _, _ in changes]
+    names = [svc for svc, _, _ in changes] + restart
+    if restart:
+        ui.say(f"      {', '.join(restart)}: on the target image but not running and healthy: recreating")
     up(s, names, no_deps=True, step=step)
     wait_ready(s, names, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
                         next_step=f"escalate now; fab -H {s.host} history lists other healthy releases: fab -H {s.host} rollback --to <release>")

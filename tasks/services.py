@@ -190,7 +190,7 @@ def pull(s: Session, step: str = "services › pull") -> None:
     old containers serving."""
     st = s.settings
     try:
-        s.run(s.compose.pull(st.services), timeout=st.pull_timeout, mutating=True)
+        s.run(s.compose.pull(st.services), timeout=st.pull_timeout, mutating=True, interruptible=True)
     except CommandFailed as failed:
         raise DeployError.from_command(
             failed, f"pulling the new images of {', '.join(st.services)} failed", step=step,

@@ -195,34 +195,44 @@ def tune(cxn: Connection, settings: Settings) -> None:
 # ---------------------------------------------------------------------------------------------
 # The session
 
-def off_main_thread(fn: Callable):
-    """Run ``fn`` (SSH I/O) in a worker thread; the main thread only waits.
+class Job:
+    """SSH I/O running in a worker thread; the main thread only waits for it.
 
     Ctrl-C raises KeyboardInterrupt in the main thread at any bytecode boundary. Landing inside
     paramiko it can leave a transport lock acquired (``_send_user_message`` takes
     ``clear_to_send_lock`` outside its try/finally), and every later command, the clean-up
     included, then waits forever. Waiting here keeps the interrupt out of paramiko: the command
-    in flight finishes in its thread (or is killed by ``kill_running``) and the transport stays usable.
+    in flight goes on in its thread (the clean-up lets it finish or kills it) and the transport
+    stays usable.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return fn()
-    box: dict = {}
-    done = threading.Event()
 
-    def work():
-        try:
-            box["result"] = fn()
-        except BaseException as exc:          # handed to the waiting thread as is
-            box["error"] = exc
-        finally:
-            done.set()
+    def __init__(self, fn: Callable):
+        self._box: dict = {}
+        self.done = threading.Event()
 
-    threading.Thread(target=work, name="ssh-io", daemon=True).start()
-    while not done.wait(0.25):
-        pass
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+        def work():
+            try:
+                self._box["result"] = fn()
+            except BaseException as exc:          # handed to the waiting thread as is
+                self._box["error"] = exc
+            finally:
+                self.done.set()
+
+        if threading.current_thread() is threading.main_thread():
+            threading.Thread(target=work, name="ssh-io", daemon=True).start()
+        else:
+            work()          # already off the main thread (heartbeat, downtime probe)
+
+    def wait(self):
+        while not self.done.wait(0.25):
+            pass
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
+
+
+def off_main_thread(fn: Callable):
+    return Job(fn).wait()
 
 
 @dataclass
@@ -258,6 +268,8 @@ class Session:
     ctx: object = None                                # the Fabric context, to open sessions to other stages
     run_tag: str = field(default_factory=lambda: "ai-doc-qa-" + os.urandom(4).hex())
     dead: bool = False                                 # a reconnect failed: the host is unreachable
+    inflight: tuple | None = None                      # (job, command, timeout, must finish) of the main thread
+    interrupted: list = field(default_factory=list)    # such tuples whose wait Ctrl-C interrupted
     _conn_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -266,11 +278,14 @@ class Session:
 
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
-            check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False) -> Result:
+            check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False,
+            interruptible: bool = False) -> Result:
         """Run one command on the host; raise CommandFailed unless its exit code is in ok_codes.
 
         ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
-        run shows real state.
+        run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
+        ``compose up`` half-way can leave no container serving) unless it is ``interruptible``
+        (``compose pull`` changes nothing that runs).
         """
         timeout = timeout or self.settings.command_timeout
         if (self.echo and not quiet) or (self.dry and mutating):
@@ -287,12 +302,25 @@ class Session:
         self.ensure_connected(command)
         start = time.monotonic()
         try:
-            r = off_main_thread(lambda: self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
-                                                     echo=False, timeout=timeout + 15))
+            job = Job(lambda: self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
+                                           echo=False, timeout=timeout + 15))
+            if threading.current_thread() is threading.main_thread():
+                self.inflight = (job, command, timeout, mutating and not interruptible)
+            r = job.wait()
+        except KeyboardInterrupt:
+            # Remembered for settle_after_interrupt(): commands run while unwinding (finally
+            # blocks) must not make us forget the one that was interrupted.
+            if self.inflight:
+                self.interrupted.append(self.inflight)
+            self.inflight = None
+            raise
         except CommandTimedOut as exc:
+            self.inflight = None
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
+            self.inflight = None
             raise self._lost(command, f"{exc.__class__.__name__}: {exc}") from None
+        self.inflight = None
         seconds = time.monotonic() - start
         if r.exited in (-1, None):
             # No exit status: sshd closed the channel. Either the connection died, or the process
@@ -332,6 +360,15 @@ class Session:
                 raise self._lost(command, f"reconnecting failed: {exc.__class__.__name__}: {exc}") from None
             tune(self.cxn, self.settings)
             ui.warn(f"the SSH connection to {self.host} dropped and was re-established")
+
+    def settle_after_interrupt(self) -> None:
+        """After Ctrl-C: let a command that changes the host finish, so nothing is left half-done."""
+        for job, command, timeout, must_finish in self.interrupted:
+            if must_finish and not job.done.is_set():
+                ui.say(f"      Ctrl-C: letting the running command finish first (up to {timeout:g} s), "
+                       f"so nothing is left half-done: {command}")
+                job.done.wait(timeout + 20)
+        self.interrupted.clear()
 
     def kill_running(self) -> bool:
         """After Ctrl-C or a lost connection: stop this run's commands still running on the host.

@@ -163,3 +163,15 @@ def test_unhealthy_rollback_target_is_a_failed_rollback(flow):
         deploy_mod.run_flow(s, steps=("rollback", "verify"), kind="rollback", fail={"rollback": err})
     assert exc.value.code == ExitCode.ROLLBACK_FAILED and calls == ["rollback"]
     assert records(remote)[-1]["outcome"] == "failed"
+
+
+def test_interrupt_after_the_switch_restores_the_previous_images(flow, mocker):
+    s, remote, calls = flow
+    mocker.patch.object(type(s), "kill_running")
+    restore = mocker.patch.object(deploy_mod, "restore", return_value=BEFORE)
+    with pytest.raises(KeyboardInterrupt):
+        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", fail={"services": KeyboardInterrupt()})
+    restore.assert_called_once()
+    assert restore.call_args.args[1] == BEFORE
+    assert records(remote)[-1]["outcome"] == "aborted"
+    assert FakeLock.instances[0].released >= 1

@@ -144,3 +144,25 @@ def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
     assert off_main_thread(lambda: 42) == 42
     with pytest.raises(ValueError):
         off_main_thread(lambda: (_ for _ in ()).throw(ValueError("boom")))
+
+
+def test_after_ctrl_c_a_mutating_command_is_allowed_to_finish(settings, mocker, capsys):
+    import threading
+
+    from tasks.session import Job, Session
+
+    gate = threading.Event()
+    job = Job(lambda: gate.wait(5))
+    s = Session(settings, "h", mocker.Mock())
+    s.interrupted.append((job, "docker compose up -d", 30, True))
+    threading.Timer(0.3, gate.set).start()
+    s.settle_after_interrupt()
+    assert job.done.is_set() and s.interrupted == []
+    assert "letting the running command finish first" in capsys.readouterr().out
+    # an interruptible one (compose pull) is not waited for
+    gate2 = threading.Event()
+    job2 = Job(lambda: gate2.wait(5))
+    s.interrupted.append((job2, "docker compose pull", 600, False))
+    s.settle_after_interrupt()
+    assert not job2.done.is_set()
+    gate2.set()
