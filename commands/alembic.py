@@ -7,10 +7,7 @@ from typing import Iterable, Sequence
 
 from commands.git import Migration
 
-UPGRADE = ["alembic", "upgrade", "head"]
 CURRENT = ["alembic", "current"]
-HISTORY = ["alembic", "history"]                  # newest first; the task shows the first ten
-HEADS = ["alembic", "heads"]
 
 # Runbook step 2 in one round trip to the container (each `compose exec` + alembic start-up costs
 # about a second): revision before, upgrade, revision after, history. Sections are marked so the

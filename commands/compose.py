@@ -77,9 +77,6 @@ class Compose:
     def restart(self, services: Sequence[str]) -> str:
         return self._cmd("restart", services)
 
-    def stop(self, services: Sequence[str]) -> str:
-        return self._cmd("stop", services)
-
     def logs(self, service: str, tail: int) -> str:
         return self._cmd(f"logs --no-color --tail={int(tail)}", [service])
 
@@ -95,10 +92,6 @@ class Compose:
         """For a first deploy, when no container of the service exists yet to exec into."""
         return cd(self.app_dir, f"{self._base()} run --rm -T {q(check_service(service))} {join(argv)}")
 
-    def config_images(self) -> str:
-        """The image of each service as Compose resolves it (``config``, both generations)."""
-        return cd(self.app_dir, f"{self._base()} config")
-
 
 _ID = re.compile(r"^[0-9a-f]{12,64}$")
 
@@ -106,30 +99,3 @@ _ID = re.compile(r"^[0-9a-f]{12,64}$")
 def parse_ps_ids(stdout: str) -> list[str]:
     """Container IDs from ``ps -q``; ignores blank lines and any warnings Compose mixes in."""
     return [line.strip() for line in stdout.splitlines() if _ID.match(line.strip())]
-
-
-def parse_config_images(stdout: str) -> dict[str, str]:
-    """service -> image from ``compose config`` YAML, without a YAML library.
-
-    ``config`` prints normalised YAML: ``services:`` then two-space service keys and four-space
-    attributes. Only ``image:`` lines directly under a service are read.
-    """
-    images: dict[str, str] = {}
-    in_services = False
-    service = None
-    for line in stdout.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        text = line.strip()
-        if indent == 0:
-            in_services = text == "services:"
-            service = None
-            continue
-        if not in_services:
-            continue
-        if indent == 2 and text.endswith(":"):
-            service = text[:-1].strip("'\"")
-        elif indent == 4 and service and text.startswith("image:"):
-            images[service] = text.split(":", 1)[1].strip().strip("'\"")
-    return images

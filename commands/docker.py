@@ -31,10 +31,6 @@ class ContainerState:
     env: dict = field(default_factory=dict)  # only the keys asked for; never the whole environment
 
     @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    @property
     def short_image(self) -> str:
         return short_image_id(self.image_id)
 

@@ -47,10 +47,6 @@ def remote_ref(remote: str, branch: str) -> str:
     return f"{check_remote(remote)}/{check_ref(branch)}"
 
 
-def rev_parse(app_dir: str, ref: str) -> str:
-    return _git(app_dir, f"rev-parse --verify --quiet {q(ref + '^{commit}')}")
-
-
 def ahead_behind(app_dir: str, ref: str) -> str:
     """``<behind> <ahead>``: commits only on the remote, commits only local."""
     return _git(app_dir, f"rev-list --left-right --count {q(ref + '...HEAD')}")
@@ -70,10 +66,6 @@ def merge_ff_only(app_dir: str, ref: str) -> str:
 
 def log_range(app_dir: str, old: str, new: str, limit: int = 50) -> str:
     return _git(app_dir, f"log --oneline --no-decorate -n {int(limit)} {q(old + '..' + new)}")
-
-
-def log_recent(app_dir: str, n: int = 5) -> str:
-    return _git(app_dir, f"log --oneline --no-decorate -n {int(n)}")
 
 
 def show_file(app_dir: str, ref: str, path: str) -> str:

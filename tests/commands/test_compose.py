@@ -1,6 +1,6 @@
 import shlex
 
-from commands.compose import Compose, parse_compose_probe, parse_config_images, parse_ps_ids
+from commands.compose import Compose, parse_compose_probe, parse_ps_ids
 
 V2 = Compose("docker compose", "/app/ai-doc-qa", "docker-compose.production.yml")
 V1 = Compose("docker-compose", "/app/ai-doc-qa", "docker-compose.production.yml")
@@ -21,7 +21,6 @@ def test_pull_up_restart_stop_logs():
     assert V2.up(["postgres", "redis"]) == f"{BASE2} up -d -- postgres redis"
     assert V1.up(["backend"], no_deps=True) == f"{BASE1} up -d --no-deps -- backend"
     assert V2.restart(["postgres"]) == f"{BASE2} restart -- postgres"
-    assert V2.stop(["proxy"]) == f"{BASE2} stop -- proxy"
     assert V2.logs("backend", 100) == f"{BASE2} logs --no-color --tail=100 -- backend"
 
 
@@ -53,19 +52,3 @@ def test_ps_ids_ignore_warnings():
            "3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a\n\n"
            "0123456789ab\n")
     assert parse_ps_ids(out) == ["3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a", "0123456789ab"]
-
-
-def test_config_images():
-    out = """name: ai-doc-qa
-services:
-  backend:
-    image: 127.0.0.1:5000/ai-doc-qa/backend:latest
-    environment:
-      IMAGE: not-this
-  proxy:
-    image: "127.0.0.1:5000/ai-doc-qa/proxy:latest"
-volumes:
-  pgdata: {}
-"""
-    assert parse_config_images(out) == {"backend": "127.0.0.1:5000/ai-doc-qa/backend:latest",
-                                        "proxy": "127.0.0.1:5000/ai-doc-qa/proxy:latest"}
