@@ -253,3 +253,23 @@ def test_production_checklist_flags_migrations_staging_has_not_applied(sandbox):
     assert r.returncode == 9, out
     assert "migrations_untested BLOCK UNTESTED: 0002 not applied on staging (at 0001); deploy there first" in out
     assert "current 0001 -> head 0002: 1 pending" in out
+
+
+def test_each_runbook_section_runs_on_its_own(sandbox):
+    """prepare, migrate, services, verify as separate tasks reach the same end state as deploy,
+    each locked and recorded."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    r = fab_ok(sandbox, "prepare", *STAGING)
+    assert "1 commit(s) pulled" in r.stdout and sandbox.alembic_current() == "0001"
+    r = fab_ok(sandbox, "migrate", *STAGING)
+    assert "migrations applied: database at revision 0002 (was 0001)" in r.stdout
+    assert sandbox.version() == "v1"                      # code migrated, services not yet switched
+    r = fab_ok(sandbox, "services", *STAGING)
+    assert "downtime of" in r.stdout and sandbox.version() == "v2"
+    r = fab_ok(sandbox, "verify", *STAGING)
+    assert "verify passed" in r.stdout
+    kinds = [e["kind"] for e in sandbox.records() if e["event"] == "start"]
+    assert kinds == ["prepare", "migrate", "services"]
+    ends = [e["outcome"] for e in sandbox.records() if e["event"] == "end"]
+    assert ends == ["success"] * 3 and not sandbox.lock_held()
