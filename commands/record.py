@@ -120,6 +120,11 @@ def _is_str_list(v) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+def _is_revisions(v) -> bool:
+    """An alembic revision, or the list of them (one per head)."""
+    return v is None or isinstance(v, str) or _is_str_list(v)
+
+
 def _is_image_ref(v) -> bool:
     try:
         return isinstance(v, str) and bool(check_image(v))
@@ -149,7 +154,8 @@ SCHEMA: dict[str, dict[str, tuple[bool, Callable[[object], bool], str]]] = {
     "git": {"before": (False, _is_opt_str, "a string"), "after": (False, _is_opt_str, "a string")},
     "step": {"step": (True, _is_str, "a string"), "sub": (False, _is_opt_str, "a string or null"),
              "seconds": (True, _is_seconds, "a number of seconds"), "ok": (False, _is_bool, "true or false")},
-    "migrations": {"before": (False, _is_opt_str, "a string"), "after": (False, _is_opt_str, "a string")},
+    "migrations": {"before": (False, _is_revisions, "a revision or a list of them"),
+                   "after": (False, _is_revisions, "a revision or a list of them")},
     "end": {"outcome": (True, lambda v: v in OUTCOMES, "one of " + ", ".join(OUTCOMES)),
             "seconds": (False, _is_seconds, "a number of seconds"), "bottleneck": (False, _is_opt_str, "a string"),
             "error": (False, _is_dict, "an object"), "serving": (False, _is_opt_str, "a string")},

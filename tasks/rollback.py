@@ -42,7 +42,7 @@ def candidate_rows(rels, services, current: dict | None = None) -> list[list[str
     """One row per healthy image set: the --to that selects it, when, images, evidence, note."""
     cands = plan.healthy_sets(rels, services)
     ids = record_cmd.image_ids(current) if current is not None else None
-    return [[c.release or "-", c.when, describe_images({k: v for k, v in c.images.items() if k in services}),
+    return [[c.release or "-", c.when.replace("+00:00", "Z"), describe_images({k: v for k, v in c.images.items() if k in services}),
              c.source, note] for c, note in plan.annotate(cands, ids, services)]
 
 
@@ -63,13 +63,13 @@ def no_target_error(s: Session, problem: plan.NoTarget, rels, current: dict | No
 def resolve_target(s: Session, to: str, current: dict) -> tuple[dict, str]:
     """(service -> {ref, id, digests}, description) for --to, or the bare-rollback target."""
     st = s.settings
+    rels = load_releases(s, to)
     own = s.recorder.release if s.recorder else ""
-    rels = [r for r in load_releases(s, to) if r.id != own]      # never this run's own release
     try:
         if not to:
             target = plan.bare_target(rels, record_cmd.image_ids(current), st.services)
-        else:
-            target = plan.release_target(rels, to, st.services)
+        else:            # a prefix never matches this run's own (incomplete) release
+            target = plan.release_target([r for r in rels if r.id != own], to, st.services)
     except plan.NoTarget as problem:
         raise no_target_error(s, problem, rels, current) from None
     if target:

@@ -72,5 +72,5 @@ def history(s: Session, limit="10"):
     cands = candidate_rows(all_rels, s.settings.services, running_images(s))
     if cands:
         ui.say("rollback candidates (healthy image sets, newest first; --to takes the release shown, - when none left it running):")
-        ui.table([[r[0], r[1].replace("+00:00", "Z"), r[2], r[4] or "-"] for r in cands[:8]],
+        ui.table([[r[0], r[1], r[2], r[4] or "-"] for r in cands[:8]],
                  ["release (--to)", "when", "images", "note"])

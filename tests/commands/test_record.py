@@ -110,6 +110,7 @@ def test_corrupt_record_line_is_skipped_not_a_crash_nor_healthy(what, bad):
     assert [r.id for r in rels] == ["r9"]
     r = rels[0]
     assert r.images_after == {} and r.after_healthy is False and r.outcome == "incomplete" and r.seconds == 0.0
+    assert r.steps == [{"step": "services", "sub": "pull", "seconds": 1.5, "ok": True}]    # only the valid step
 
 
 def test_healthy_false_as_a_string_never_counts_as_healthy():

@@ -177,3 +177,27 @@ def test_history_limit_must_be_a_whole_number():
     assert plan.check_limit("20") is None and plan.check_limit(10) is None
     for bad in ("abc", "0", "-3", "1.5", "", "٣", True, "100001"):
         assert "--limit takes a whole number of releases from 1 to 100000" in plan.check_limit(bad)
+
+
+# ---- the real record of a staging session -------------------------------------------------------------
+
+def test_real_record_deploy_autorollback_bare_rollback_and_rollback_to():
+    """v1 -> v2 (deploy), broken image (auto-rolled back to v2), bare rollback (-> v1), then
+    --to the deploy (-> v2): captured from the staging host."""
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "fixtures" / "captured" / "releases-deploy-autorollback-rollback-to.jsonl").read_text()
+    got = record.parse_read(f"{text.count(chr(10))}\n{text}")
+    assert got.skipped == [] and got.numbers == list(range(1, 82))       # every real line passes the schema
+    rels = record.releases(got.lines)
+    assert [(r.kind, r.outcome) for r in rels] == [("deploy", "success"), ("deploy", "rolled_back"),
+                                                   ("rollback", "success"), ("rollback", "success")]
+    deploy, _, bare_rb, to_rb = rels
+    services = ["backend", "model_server", "proxy"]
+    v1, v2 = deploy.images_before, deploy.images_after
+    assert plan.release_target(rels[:3], deploy.id, services).images == v2      # the --to the host ran
+    assert bare_rb.images_after == v1 and to_rb.images_after == v2
+    # now: v2, after a --to that moved away from v1: a bare rollback refuses rather than flip-flop
+    with pytest.raises(plan.NoTarget, match=f"rolled away from by a later rollback \\({to_rb.id}\\)"):
+        plan.bare_target(rels, record.image_ids(v2), services)
+    assert [c.release for c, _ in plan.annotate(plan.healthy_sets(rels, services), record.image_ids(v2), services)] \
+        == [to_rb.id, bare_rb.id]                                       # two sets, each once, newest release

@@ -11,7 +11,6 @@ from invoke import Exit, MockContext
 
 from commands import record
 from tasks import base
-from tasks import rollback as rollback_mod
 from tasks.conftest import Remote, hermetic_config
 from tasks.errors import DeployError, ExitCode
 from tasks.rollback import rollback, resolve_target
@@ -108,10 +107,10 @@ def test_rollback_to_an_ambiguous_prefix_lists_the_matches(make_session):
     assert exc.value.output == ["releases whose id starts with that prefix:", A, R1]
 
 
-def test_bare_rollback_never_targets_this_runs_own_release(make_session, mocker):
-    text = "\n".join(rel(A, "deploy", V1, V2) + rel(R1, "rollback", V2, V1))
-    s, remote = make_session([(r"^\{ wc -l <", f"8\n{text}\n")])
-    s.recorder = mocker.Mock(release=R1)                                 # as if R1 were running now
-    target, _ = resolve_target(s, "", V2)
-    assert target == V1
-    assert rollback_mod.plan.check_reference(A) is None
+def test_rollback_to_a_prefix_never_matches_this_runs_own_release(make_session, mocker):
+    own = rel(R1, "rollback", V2, V1)[:2]                                 # as written so far by this very run
+    text = "\n".join(rel(A, "deploy", V1, V2) + own)
+    s, remote = make_session([(r"^\{ wc -l <", f"6\n{text}\n"), (r"^grep -n -F", "")])
+    s.recorder = mocker.Mock(release=R1)
+    target, _ = resolve_target(s, "20261127T1", V2)                      # not "ambiguous: A and R1"
+    assert target == V2
