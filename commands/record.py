@@ -52,7 +52,9 @@ def append(path: str, text_line: str) -> str:
 
     A crash mid-write can leave the file without a final newline; appending straight after it
     would glue this line to the torn one and lose both. So when the file's last byte is not a
-    newline, a newline goes first (``wc -l`` counts the newlines in that last byte: 0 or 1)."""
+    newline, a newline goes first. ``wc -l`` counts the newlines in that last byte (0 or 1); a
+    plain ``[ -n "$(tail -c 1 FILE)" ]`` would not do: the shell drops a NUL byte, which is what a
+    crash on some file systems leaves at the end of a file."""
     check_path(path, "record file")
     directory = path.rsplit("/", 1)[0]
     p = q(path)
