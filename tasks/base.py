@@ -70,9 +70,20 @@ def render_config_error(exc: ConfigError) -> None:
     ])
 
 
-def operator_task(*, help: dict | None = None, connects: bool = True, **task_kwargs) -> Callable:
+def render_usage_error(problems: list[str]) -> None:
+    ui.block("✗ USAGE ERROR", [
+        ("Problems", problems),
+        ("Host state", "nothing was run: options are checked before any SSH connection"),
+        ("Next", "correct the option and re-run (fab --help <task> describes each option)"),
+        ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),
+    ])
+
+
+def operator_task(*, help: dict | None = None, connects: bool = True, check: Callable[..., list[str]] | None = None,
+                  **task_kwargs) -> Callable:
     """Declare a task. The body receives a :class:`Session` (or :class:`Offline` when
-    ``connects=False``) instead of the Fabric context."""
+    ``connects=False``) instead of the Fabric context. ``check(**options)`` returns the problems
+    with the task's own options; any problem is a usage error (exit 2) before any connection."""
 
     def deco(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
@@ -89,6 +100,13 @@ def operator_task(*, help: dict | None = None, connects: bool = True, **task_kwa
             accept_new = bool(kwargs.pop("accept_new_host_key", False))
             ui.set_json_mode(bool(kwargs.get("json")))
             ui.set_redactor(Redactor())
+            if check:
+                options = sig.bind_partial(c, *args, **kwargs)
+                options.apply_defaults()
+                problems = check(**dict(list(options.arguments.items())[1:]))
+                if problems:
+                    render_usage_error(problems)
+                    raise Exit(code=int(ExitCode.CONFIG))
             return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=[params[0], *params[1:], *extra])

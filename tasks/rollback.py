@@ -11,6 +11,8 @@ import re
 
 from commands import docker as docker_cmd
 from commands import record as record_cmd
+from commands import rollback_plan as plan
+from commands.shell import UnsafeValue
 from tasks import ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
@@ -18,55 +20,81 @@ from tasks.session import Session
 from tasks.services import containers, describe_images, images_of, up, wait_http, wait_ready
 
 
-def load_releases(s: Session) -> list[record_cmd.Release]:
-    text = s.run(record_cmd.read(s.settings.releases_file)).stdout
-    return record_cmd.releases(record_cmd.parse(text))
+def read_record(s: Session, to: str = "") -> record_cmd.RecordRead:
+    """The record's last lines; with an explicit ``--to`` that could be a release id, also every
+    line of that release anywhere in the file. Lines that fail the schema are skipped, with one
+    warning per run."""
+    path = s.settings.releases_file
+    got = record_cmd.parse_read(s.run(record_cmd.read(path)).stdout)
+    if to and record_cmd.RELEASE_ID.match(to):
+        got = record_cmd.merge(got, record_cmd.parse_search(s.run(record_cmd.search(path, to)).stdout))
+    if got.skipped and not s.facts.get("record_warned"):
+        s.facts["record_warned"] = True
+        ui.warn(got.warning(path))
+    return got
 
 
-def candidates_table(cands, services) -> list[list[str]]:
-    return [[c.release, c.when, c.source, describe_images({k: v for k, v in c.images.items() if k in services})] for c in cands]
+def load_releases(s: Session, to: str = "") -> list[record_cmd.Release]:
+    return record_cmd.releases(read_record(s, to).lines)
 
 
-def no_target_error(s: Session, why: str, cands) -> DeployError:
-    st = s.settings
-    rows = candidates_table(cands, st.services)
-    listing = [f"{r[0]}  {r[1]}  {r[3]}  ({r[2]})" for r in rows] or ["(the release record has no healthy release yet)"]
+def candidate_rows(rels, services, current: dict | None = None) -> list[list[str]]:
+    """One row per healthy image set: the --to that selects it, when, images, evidence, note."""
+    cands = plan.healthy_sets(rels, services)
+    ids = record_cmd.image_ids(current) if current is not None else None
+    return [[c.release or "-", c.when.replace("+00:00", "Z"), describe_images({k: v for k, v in c.images.items() if k in services}),
+             c.source, note] for c, note in plan.annotate(cands, ids, services)]
+
+
+def no_target_error(s: Session, problem: plan.NoTarget, rels, current: dict | None = None) -> DeployError:
+    if problem.matches:
+        listing = ["releases whose id starts with that prefix:", *problem.matches]
+    else:
+        rows = [f"{r[0]}  {r[1]}  {r[2]}  ({r[3]}{'; ' + r[4] if r[4] else ''})"
+                for r in candidate_rows(rels, s.settings.services, current)]
+        listing = ["known healthy image sets, newest first (release = what --to takes):",
+                   *(rows or ["(the release record has no healthy release yet)"])]
     return DeployError(
-        f"no valid rollback target: {why}", output=["known healthy image sets, newest first:", *listing],
+        f"no valid rollback target: {problem.why}", output=listing,
         step="rollback", code=ExitCode.ROLLBACK_FAILED, state=s.describe_state(),
         next_step=f"pick one explicitly: fab -H {s.host} rollback --to <release id | image tag | image id>  (fab history lists releases)")
 
 
 def resolve_target(s: Session, to: str, current: dict) -> tuple[dict, str]:
-    """(service -> {ref, id, digests}, description) for --to, or the newest valid candidate."""
+    """(service -> {ref, id, digests}, description) for --to, or the bare-rollback target."""
     st = s.settings
-    rels = load_releases(s)
-    cands = record_cmd.rollback_candidates(rels, st.services)
-    current_ids = record_cmd.image_ids(current)
-    if not to:
-        target = record_cmd.choose_target(cands, current_ids, st.services)
-        if target is None:
-            raise no_target_error(s, "every recorded healthy image set is what runs now" if cands else
-                                  "no release in the record finished healthy", cands)
-        return dict(target.images), f"{target.source}"
-    matches = [c for c in cands if c.release.startswith(to)]
-    if matches:
-        return dict(matches[0].images), matches[0].source
-    if any(r.id.startswith(to) for r in rels):
-        raise no_target_error(s, f"release {to} never served healthily (only finished-healthy releases are valid targets)", cands)
-    # Otherwise an image for the backend: a tag of its current repository, a full reference, or an image ID.
+    rels = load_releases(s, to)
+    own = s.recorder.release if s.recorder else ""
+    try:
+        if not to:
+            target = plan.bare_target(rels, record_cmd.image_ids(current), st.services)
+        else:            # a prefix never matches this run's own (incomplete) release
+            target = plan.release_target([r for r in rels if r.id != own], to, st.services)
+    except plan.NoTarget as problem:
+        raise no_target_error(s, problem, rels, current) from None
+    if target:
+        return dict(target.images), target.source
+    return image_target(s, to, current, rels)
+
+
+def image_target(s: Session, to: str, current: dict, rels) -> tuple[dict, str]:
+    """--to an image for the backend: a tag of its current repository, a full reference, or an image ID."""
+    st = s.settings
     backend = st.backend_service
     cur = current.get(backend)
     if not cur:
-        raise no_target_error(s, f"no running {backend} container to take the image reference from", cands)
-    if re.fullmatch(r"(sha256:)?[0-9a-f]{12,64}", to):
-        ref = to
-    elif "/" in to or ":" in to:
+        raise no_target_error(s, plan.NoTarget(f"no running {backend} container to take the image reference from"), rels, current)
+    if re.fullmatch(r"(sha256:)?[0-9a-f]{12,64}", to) or "/" in to or ":" in to:
         ref = to
     else:
         repo = cur["ref"].rsplit(":", 1)[0] if ":" in cur["ref"].rsplit("/", 1)[-1] else cur["ref"]
         ref = f"{repo}:{to}"
-    docker_cmd.check_image(ref)
+    try:
+        docker_cmd.check_image(ref)
+    except UnsafeValue as bad:
+        raise DeployError(f"--to {to!r} does not make a valid image reference for {backend}: {bad}", step="rollback",
+                          code=ExitCode.CONFIG, state=s.describe_state(),
+                          next_step=f"fab -H {s.host} history lists releases; --to takes {plan.TO_ACCEPTS}") from None
     infos = docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect([ref])).stdout)
     if not infos and not ref.startswith("sha256:") and not re.fullmatch(r"[0-9a-f]{12,64}", ref):
         try:
@@ -77,7 +105,7 @@ def resolve_target(s: Session, to: str, current: dict) -> tuple[dict, str]:
                                            next_step=f"check the tag exists in the registry; fab -H {s.host} history lists known releases") from None
         infos = docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect([ref])).stdout)
     if not infos:
-        raise no_target_error(s, f"image {to} is not on the host", cands)
+        raise no_target_error(s, plan.NoTarget(f"image {to} is not on the host"), rels, current)
     return {backend: {"ref": cur["ref"], "id": infos[0].id, "digests": list(infos[0].digests)}}, f"image {ref}"
 
 
@@ -146,9 +174,17 @@ def rollback_step(s: Session, to: str = "") -> dict:
     return after
 
 
-@operator_task(help={"to": "release id (fab history), image tag (e.g. v1) or image ID; default: the newest healthy release that differs from what runs now",
-                     "json": "print the release record as JSON on stdout"})
+def check_options(to="", **_) -> list[str]:
+    """Checked before any SSH connection (a hostile --to never reaches the host)."""
+    problem = plan.check_reference(to)
+    return [problem] if problem else []
+
+
+@operator_task(help={"to": "release id or unique prefix (fab history): the images that release left serving healthily; "
+                           "or an image tag (e.g. v1) or image ID. Default: one step back, the newest healthy image set "
+                           "that differs from what runs now and that no later rollback moved away from",
+                     "json": "print the release record as JSON on stdout"}, check=check_options)
 def rollback(s: Session, to="", json=False):
-    """Rollback Procedure: back to the images recorded before the last deploy (or --to REF); wait healthy, smoke."""
+    """Rollback Procedure: one step back to the previous healthy images (or --to REF); wait healthy, smoke."""
     from tasks.deploy import run_flow
     run_flow(s, steps=("rollback", "verify"), kind="rollback", to=to, json_out=json)

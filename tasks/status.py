@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from commands import git as git_cmd
 from commands import lock as lock_cmd
-from commands import record as record_cmd
+from commands import rollback_plan
 from commands.docker import short_image_id
 from commands.health import evaluate
 from tasks import ui
 from tasks.base import operator_task
+from tasks.errors import CommandFailed, DeployError
 from tasks.locking import read_state
-from tasks.rollback import load_releases
-from tasks.services import containers, http_check
+from tasks.rollback import candidate_rows, load_releases
+from tasks.services import containers, http_check, images_of
 from tasks.session import Session
 
 
@@ -40,10 +41,24 @@ def status(s: Session):
     ui.say("deploy lock: " + (lock_cmd.describe(lk) + (" (STALE)" if lk.is_stale(st.lock_stale_after) else "") if lk.held else "free"))
 
 
-@operator_task(help={"limit": "how many releases to show (newest last)"})
-def history(s: Session, limit=10):
+def running_images(s: Session) -> dict | None:
+    """What runs now, to mark it among the rollback candidates; None when it cannot be read."""
+    try:
+        return images_of(s, containers(s, s.settings.services), s.settings.services)
+    except (DeployError, CommandFailed):
+        return None
+
+
+def check_history_options(limit="10", **_) -> list[str]:
+    problem = rollback_plan.check_limit(limit)
+    return [problem] if problem else []
+
+
+@operator_task(help={"limit": "how many releases to show, newest last (a whole number, default 10)"}, check=check_history_options)
+def history(s: Session, limit="10"):
     """Recent deploys and rollbacks from the host's release record: who, when, outcome, git, timings, bottleneck."""
-    rels = load_releases(s)[-int(limit):]
+    all_rels = load_releases(s)
+    rels = all_rels[-int(str(limit).strip()):]
     if not rels:
         ui.say(f"no releases recorded in {s.settings.releases_file}")
         return
@@ -54,6 +69,8 @@ def history(s: Session, limit=10):
         rows.append([r.id, r.kind, r.who, r.started.replace("+00:00", "Z"), r.outcome, git,
                      f"{r.seconds:.1f}" if r.seconds else "-", r.bottleneck or "-", images])
     ui.table(rows, ["release", "kind", "who", "started", "outcome", "git", "seconds", "bottleneck", "images after"])
-    cands = record_cmd.rollback_candidates(load_releases(s), s.settings.services)
+    cands = candidate_rows(all_rels, s.settings.services, running_images(s))
     if cands:
-        ui.say("rollback candidates (healthy image sets, newest first): " + "; ".join(c.release for c in cands[:5]))
+        ui.say("rollback candidates (healthy image sets, newest first; --to takes the release shown, - when none left it running):")
+        ui.table([[r[0], r[1], r[2], r[4] or "-"] for r in cands[:8]],
+                 ["release (--to)", "when", "images", "note"])

@@ -53,7 +53,7 @@ def records(remote):
     out = []
     for c in remote.commands:
         if "releases.jsonl" in c and ">>" in c:
-            out.append(json.loads(shlex.split(c.split("&&", 1)[1])[2]))
+            out.append(json.loads(next(w for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))))
     return out
 
 
