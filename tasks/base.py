@@ -89,6 +89,7 @@ def operator_task(*, help: dict | None = None, connects: bool = True, **task_kwa
             accept_new = bool(kwargs.pop("accept_new_host_key", False))
             ui.set_json_mode(bool(kwargs.get("json")))
             ui.set_redactor(Redactor())
+            ui.install_excepthook()     # a traceback (exit 1) is redacted too
             return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=[params[0], *params[1:], *extra])
@@ -116,9 +117,10 @@ def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
     try:
         settings, why = _settings_for(c, stage_arg)
     except ConfigError as exc:
+        ui.set_redactor(Redactor(secrets=exc.secrets))      # problems echo raw values
         render_config_error(exc)
         raise Exit(code=int(ExitCode.CONFIG))
-    ui.set_redactor(Redactor(settings.secret_key_pattern))
+    ui.set_redactor(Redactor(settings.secret_key_pattern, settings.secrets))
     dry = bool(c.config.run.dry)
     if not connects:
         try:
