@@ -158,6 +158,7 @@ class Redactor:
         self._shape_pattern = self._pattern or re.compile(FALLBACK_KEY_PATTERN)
         self._values: set[str] = set()
         self.too_short: set[str] = set()   # names of secrets whose values are too short to redact by value
+        self.too_short_reported: set[str] = set()
         self._regex: re.Pattern | None = None
         self.add_many(secrets)
 

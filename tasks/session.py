@@ -431,10 +431,12 @@ class Session:
                 self.redactor.add_env(envdiff.parse_env(text))
             if unreadable:
                 raise self._unreadable(unreadable, r.stderr, cmd)
-        if self.redactor.too_short:
+        unreported = sorted(self.redactor.too_short - self.redactor.too_short_reported)
+        if unreported:
             ui.warn(f"secret value(s) too short to redact by value (under {MIN_LENGTH} characters): "
-                    f"{', '.join(sorted(self.redactor.too_short))}. They are masked only where their name "
-                    f"comes with them (NAME=value), not in free text: replace them with real secrets.")
+                    f"{', '.join(unreported)}. They are masked only where their name comes with them "
+                    f"(NAME=value), not in free text: replace them with real secrets.")
+            self.redactor.too_short_reported.update(unreported)
 
     def _unreadable(self, paths: list[str], stderr: str, cmd: str) -> DeployError:
         # cat says "cat: PATH: Permission denied"; a path that is not a regular file gets no message.

@@ -71,14 +71,14 @@ def excerpt(text: str, limit: int, redact=None) -> str:
     return _excerpt(strip_controls(text or ""), limit, redact or OUT.redact)
 
 
-def lines(text: str, redact=None) -> list[str]:
-    """Host text as lines, redacted as a whole before it is split (a multi-line secret split into
-    lines first would no longer be matched)."""
-    return (redact or OUT.redact)(strip_controls(text or "")).splitlines()
-
-
 # Compose v2 prints this on every command for a file that keeps `version:` for Compose v1's sake.
 NOISE = re.compile(r"level=warning msg=.*the attribute `version` is obsolete")
+
+
+def lines(text: str, redact=None) -> list[str]:
+    """Host text as lines (without Compose's NOISE), redacted as a whole before it is split: a
+    multi-line secret split into lines first would no longer be matched."""
+    return [l for l in (redact or OUT.redact)(strip_controls(text or "")).splitlines() if not NOISE.search(l)]
 
 
 def clean(text: str) -> str:
