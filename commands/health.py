@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from commands.docker import ContainerState
+from commands.secrets import excerpt
 from commands.shell import check_url, q
 
 
@@ -22,11 +23,13 @@ class Readiness:
 
 
 def evaluate(services: Sequence[str], states: Sequence[ContainerState],
-             restart_baseline: Mapping[str, int] | None = None) -> Readiness:
+             restart_baseline: Mapping[str, int] | None = None,
+             redact: Callable[[str], str] | None = None) -> Readiness:
     """Judge one poll. Every service needs a running container, healthy where it has a healthcheck.
 
     Definitive failures: ``unhealthy`` (Docker already counted its retries), exited or dead,
-    restarting, OOM-killed, or a restart count that grew since ``up``.
+    restarting, OOM-killed, or a restart count that grew since ``up``. ``redact`` is applied to
+    the healthcheck output before it is cut (a cut secret would no longer be matched).
     """
     baseline = restart_baseline or {}
     by_service: dict[str, list[ContainerState]] = {}
@@ -50,7 +53,7 @@ def evaluate(services: Sequence[str], states: Sequence[ContainerState],
                 waiting.append(f"{label}: {c.status}")
             elif c.health == "unhealthy":
                 last = c.health_log[-1] if c.health_log else "no healthcheck output"
-                problems.append(f"{label}: unhealthy; last healthcheck said: {last[:200]}")
+                problems.append(f"{label}: unhealthy; last healthcheck said: {excerpt(last, 200, redact)}")
             elif c.health == "starting":
                 waiting.append(f"{label}: health starting")
     return Readiness(ready=not waiting and not problems, failed=bool(problems), waiting=waiting, problems=problems)
@@ -58,13 +61,19 @@ def evaluate(services: Sequence[str], states: Sequence[ContainerState],
 
 CURL_WRITE_OUT = "\\n@@status %{http_code} %{time_total}"
 BODY_LIMIT = 2000
+BODY_CUT = "[... start of the body cut ...]"
 
 
 def curl(url: str, timeout: float) -> str:
-    """One HTTP GET; prints the start of the body, then ``@@status <code> <seconds>`` on its own line."""
+    """One HTTP GET; prints the end of the body, then ``@@status <code> <seconds>`` on its own line.
+
+    A body longer than BODY_LIMIT bytes is cut on the host at a LINE boundary: the window's first,
+    partial line is dropped (and BODY_CUT printed instead), because a secret cut in half there
+    would no longer be recognised by the redactor, and its second half would be printed."""
     # Captured in a variable, not piped, so the exit status stays curl's (sh has no pipefail).
     return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {int(max(1, timeout))} {q(check_url(url))}); "
-            f"rc=$?; printf '%s\\n' \"$out\" | tail -c {BODY_LIMIT}; exit $rc")
+            f"rc=$?; if [ \"$(printf '%s\\n' \"$out\" | wc -c)\" -le {BODY_LIMIT} ]; then printf '%s\\n' \"$out\"; "
+            f"else echo {q(BODY_CUT)}; printf '%s\\n' \"$out\" | tail -c {BODY_LIMIT} | sed 1d; fi; exit $rc")
 
 
 @dataclass(frozen=True)

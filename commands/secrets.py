@@ -1,21 +1,166 @@
-"""Redaction by value: every secret value the tool has seen is replaced in everything it prints
-or writes (command echoes, captured output, error blocks, log tails, records, webhook bodies)."""
+"""Redaction: every secret the tool knows of is replaced in everything it prints or writes
+(command echoes, captured output, error blocks, log tails, records, webhook bodies, tracebacks).
+
+Two kinds of rule:
+- **By value.** Values of secret-looking keys in the env files on the host, and secrets held in
+  the stage config itself (a token in a URL, a password in a DB command), in every form they take
+  in text: as is, JSON-escaped, as a Python repr, inside a single-quoted shell string,
+  URL-encoded, base64 (at the three byte alignments, so also inside ``user:secret`` of HTTP
+  Basic auth), and each line of a multi-line value (PEM keys) on its own.
+- **By shape**, for values never seen: the password of a URL (``scheme://user:PASSWORD@``),
+  ``NAME=value`` and ``"NAME": "value"`` where NAME looks secret (``PGPASSWORD=``, ``?token=``,
+  ``--password=``), ``Authorization:`` header values, ``Basic <base64 of user:password>`` and
+  long ``Bearer`` tokens.
+
+Limits: a value shorter than MIN_LENGTH is not redacted by value (it would mangle ordinary
+output); it is still masked where its key names it (``KEY=abc``), and the tool warns about it.
+Base64 fragments shorter than ENCODED_MIN_LENGTH and lines of a multi-line secret shorter than
+LINE_MIN_LENGTH are not registered.
+
+Redact first, then cut (:func:`excerpt`): a secret cut in half is no longer matched by its value.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from typing import Iterable, Mapping
+import shlex
+from typing import Callable, Iterable, Mapping
+from urllib.parse import quote, quote_plus, unquote
+
+from commands.terminal import strip_controls
 
 REDACTED = "[REDACTED]"
-MIN_LENGTH = 4   # shorter values would mangle ordinary output; the tool warns about them instead
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+MIN_LENGTH = 4            # shorter values would mangle ordinary output; the tool warns about them instead
+LINE_MIN_LENGTH = 8       # a line of a multi-line secret registered on its own (shorter: "}" or "-----")
+ENCODED_MIN_LENGTH = 6    # a shorter base64 fragment would match ordinary words
+# Used until the stage config (and its SECRET_KEY_PATTERN) is loaded, e.g. for a configuration error.
+FALLBACK_KEY_PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)"
 
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+# NAME=value (env lines, shell assignments, --name=value, ?name=value&...), NAME secret-looking.
+_ASSIGNMENT = re.compile(r"(?<![\w])(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]*=[ \t]*)"
+                         r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)")
+# "name": "value" (JSON, Python dict reprs), name secret-looking.
+_JSON_PAIR = re.compile(r"(?P<key>[\"'][A-Za-z0-9_.-]{1,64}[\"'])(?P<sep>[ \t]*:[ \t]*)"
+                        r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')")
+_AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<val>[^\r\n\"']+)")
+_BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
+_BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
+_PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
+_MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
+_SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)
+
+
+# ---- the forms a value takes in text ---------------------------------------------------------------
+
+def _base64_fragments(raw: bytes) -> set[str]:
+    """The base64 characters that depend only on ``raw``, wherever it sits in an encoded stream.
+
+    Base64 encodes 3 bytes as 4 characters, so the same bytes encode differently at each of the
+    three offsets; at each offset the characters fully determined by ``raw`` are the same in any
+    stream (``user:secret`` of HTTP Basic auth included, whatever the user)."""
+    out = set()
+    for pad in range(3):
+        enc = base64.b64encode(b"\0" * pad + raw).decode().rstrip("=")
+        start, end = -(-8 * pad // 6), (8 * (pad + len(raw))) // 6
+        fragment = enc[start:end]
+        if len(fragment) >= ENCODED_MIN_LENGTH:
+            out.add(fragment)
+            out.add(fragment.translate(str.maketrans("+/", "-_")))    # base64url
+    return out
+
+
+def forms(value: str) -> set[str]:
+    """Every form of ``value`` the redactor looks for (see the module docstring)."""
+    out = {value}
+    escaped = value
+    for _ in range(2):                  # JSON inside JSON (a record line quoted in a webhook body)
+        escaped = json.dumps(escaped)[1:-1]
+        out.add(escaped)
+    out.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    out |= {f.replace("/", "\\/") for f in list(out) if "/" in f}      # encoders that escape '/'
+    out.add(repr(value)[1:-1])
+    out.add(value.replace("'", "'\"'\"'"))                              # inside '...' of a shell command
+    out |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    out.add(strip_controls(value))                                      # what the terminal filter leaves
+    out |= _base64_fragments(value.encode("utf-8"))
+    return {f for f in out if len(f) >= MIN_LENGTH}
+
+
+# ---- secrets found by shape in a piece of config ----------------------------------------------------
+
+def _is_secret_name(pattern: re.Pattern, name: str) -> bool:
+    return bool(pattern.search(name) or pattern.search(name.upper()))
+
+
+def url_secrets(text: str, key_pattern: str | None = None) -> list[str]:
+    """Passwords of URLs in ``text`` and values of its secret-looking query parameters."""
+    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
+    found = [m.group("pw") for m in _URL_PASSWORD.finditer(text or "")]
+    for m in _ASSIGNMENT.finditer(text or ""):
+        if _is_secret_name(pattern, m.group("key")):
+            val = m.group("val").strip("\"'")
+            found += [val, unquote(val)]
+    return list(dict.fromkeys(v for v in found if v and not _PLACEHOLDER.match(v)))
+
+
+def command_secrets(command: str, key_pattern: str | None = None) -> list[tuple[str, str]]:
+    """(name, value) of the secrets in a shell command: ``PGPASSWORD=...`` and other secret-looking
+    assignments, ``--password[=]...`` options, ``-u/--user user:password``, MySQL's ``-pPASSWORD``,
+    and URL passwords."""
+    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        words = (command or "").split()
+    found: list[tuple[str, str]] = []
+    program = ""
+    for i, word in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        name, eq, value = word.partition("=")
+        if eq and _is_secret_name(pattern, name.lstrip("-")):
+            found.append((name.lstrip("-"), value))
+        elif _SECRET_OPTION.match(word) and nxt:
+            found.append((word.lstrip("-"), nxt))
+        elif word in ("-u", "--user") and ":" in nxt:
+            found.append(("user password", nxt.split(":", 1)[1]))
+        elif word.startswith("--user=") and ":" in word:
+            found.append(("user password", word.split(":", 1)[1]))
+        elif _MYSQL.match(program) and word.startswith("-p") and len(word) > 2:
+            found.append(("-p", word[2:]))
+        if word in ("&&", "||", ";", "|"):
+            program = ""
+        elif not eq and not program and not word.startswith("-"):
+            program = word.rsplit("/", 1)[-1]
+    known = {v for _, v in found}
+    found += [("URL", v) for v in dict.fromkeys(url_secrets(command, key_pattern)) if v not in known]
+    return found
+
+
+# ---- cutting ---------------------------------------------------------------------------------------
+
+def excerpt(text: str, limit: int, redact: Callable[[str], str] | None = None) -> str:
+    """At most ``limit`` characters of ``text``, redacted BEFORE it is cut: a secret cut in half
+    would no longer be matched by its value, and its first part would be printed."""
+    text = redact(text) if redact else (text or "")
+    return text if len(text) <= limit else text[:max(0, limit - 1)] + "…"
+
+
+# ---- the redactor ------------------------------------------------------------------------------------
 
 class Redactor:
-    def __init__(self, secret_key_pattern: str | None = None):
+    def __init__(self, secret_key_pattern: str | None = None, secrets: Iterable = ()):
+        """``secrets``: values, or (name, value) pairs (the name is only used to report a value
+        too short to redact)."""
         self._pattern = re.compile(secret_key_pattern) if secret_key_pattern else None
+        self._shape_pattern = self._pattern or re.compile(FALLBACK_KEY_PATTERN)
         self._values: set[str] = set()
-        self.too_short: set[str] = set()   # names of secret keys whose values are too short to redact
+        self.too_short: set[str] = set()   # names of secrets whose values are too short to redact by value
+        self.too_short_reported: set[str] = set()
         self._regex: re.Pattern | None = None
+        self.add_many(secrets)
 
     def is_secret_key(self, key: str) -> bool:
         return bool(self._pattern and self._pattern.search(key))
@@ -25,47 +170,87 @@ class Redactor:
             return
         value = value.strip()
         if len(value) < MIN_LENGTH:
-            if name:
+            if value and name:
                 self.too_short.add(name)
             return
-        if value not in self._values:
-            self._values.add(value)
+        new = forms(value) - self._values
+        if new:
+            self._values |= new
             self._regex = None
+        # Each line of a multi-line value (a PEM key) may be printed on its own.
+        if "\n" in value or "\r" in value:
+            for line in value.splitlines():
+                if len(line.strip()) >= LINE_MIN_LENGTH:
+                    self.add(line, name)
         # The password inside a URL may also appear on its own (e.g. a DSN and its parts).
-        for m in _URL_PASSWORD.finditer(value):
-            self.add(m.group("pw"), name)
+        for secret in url_secrets(value, self._shape_pattern.pattern):
+            if secret != value:
+                self.add(secret, name)
 
     def add_env(self, values: Mapping[str, str]) -> None:
-        """Collect the values of secret-looking keys of one env file, and URL passwords of any key."""
+        """Collect the values of secret-looking keys of one env file, and URL secrets of any key."""
         for key, value in values.items():
             if self.is_secret_key(key):
                 self.add(value, key)
             else:
-                for m in _URL_PASSWORD.finditer(value or ""):
-                    self.add(m.group("pw"), key)
+                for secret in url_secrets(value or "", self._shape_pattern.pattern):
+                    self.add(secret, key)
 
-    def add_many(self, values: Iterable[str]) -> None:
+    def add_many(self, values: Iterable) -> None:
         for v in values:
-            self.add(v)
+            if isinstance(v, tuple):
+                self.add(v[1], v[0])
+            else:
+                self.add(v)
 
     @property
     def count(self) -> int:
         return len(self._values)
+
+    # -- redacting -------------------------------------------------------------------------------
+    def _mask_named(self, m: re.Match) -> str:
+        val = m.group("val")
+        bare = val.strip("\"'")
+        # Already redacted, a `<placeholder>`, or only the quotes of a quoted shell string ('"'"').
+        if not bare or REDACTED in bare or _PLACEHOLDER.match(val) \
+                or not _is_secret_name(self._shape_pattern, m.group("key").strip("\"'")):
+            return m.group(0)
+        quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
+        return f"{m.group('key')}{m.group('sep')}{quote_char}{REDACTED}{quote_char}"
+
+    @staticmethod
+    def _mask_basic(m: re.Match) -> str:
+        token = m.group("val")
+        try:
+            decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return m.group(0)
+        return f"Basic {REDACTED}" if b":" in decoded else m.group(0)
+
+    def _by_shape(self, text: str) -> str:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
+        text = _AUTH_HEADER.sub(lambda m: f"{m.group('pre')}{REDACTED}", text)
+        text = _BASIC.sub(self._mask_basic, text)
+        text = _BEARER.sub(f"Bearer {REDACTED}", text)
+        text = _JSON_PAIR.sub(self._mask_named, text)
+        return _ASSIGNMENT.sub(self._mask_named, text)
 
     def __call__(self, text):
         if text is None:
             return text
         if not isinstance(text, str):
             text = str(text)
-        # Passwords inside URLs are removed even when the value was never seen before.
-        text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:{REDACTED}@", text)
-        if not self._values:
-            return text
-        if self._regex is None:
-            # Longest first, so a secret that contains another is replaced whole.
-            alts = sorted(self._values, key=len, reverse=True)
-            self._regex = re.compile("|".join(re.escape(v) for v in alts))
-        return self._regex.sub(REDACTED, text)
+        if self._values:
+            if self._regex is None:
+                # Longest first, so a secret that contains another is replaced whole.
+                alts = sorted(self._values, key=len, reverse=True)
+                self._regex = re.compile("|".join(re.escape(v) for v in alts))
+            text = self._regex.sub(REDACTED, text)
+        # Values never seen: by their shape.
+        return self._by_shape(text)
+
+    def excerpt(self, text: str, limit: int) -> str:
+        return excerpt(text, limit, self)
 
     def obj(self, data):
         """Redact every string inside a JSON-able structure (records, webhook payloads)."""

@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 from dotenv import dotenv_values
 
+from commands.secrets import command_secrets, url_secrets
 from commands.shell import (
     UnsafeValue, check_path, check_ref, check_remote, check_service, check_url,
 )
@@ -32,9 +33,10 @@ ENV_PREFIX = "DEPLOY_"
 class ConfigError(Exception):
     """One or more settings are invalid. ``problems`` holds one line per key."""
 
-    def __init__(self, problems: list[str], stage: str | None = None):
+    def __init__(self, problems: list[str], stage: str | None = None, secrets: tuple = ()):
         self.problems = problems
         self.stage = stage
+        self.secrets = secrets          # (name, value) held in the raw config: problems may echo them
         super().__init__("\n".join(problems))
 
 
@@ -101,6 +103,8 @@ class Settings:
     setup_hint: str | None
     contacts: Mapping[str, Contact] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # (name, value) of the secrets the config itself holds (see config_secrets); never printed.
+    secrets: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     # ---- derived paths -------------------------------------------------------------
     @property
@@ -337,6 +341,33 @@ def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[di
     return values, sources
 
 
+# A chat webhook (Slack, Teams, ...) carries its token in the path: the whole URL is a secret.
+WHOLE_SECRET_KEYS = ("WEBHOOK_URL",)
+
+
+def config_secrets(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(name, value) of the secrets held in the config itself, from the raw values (before any
+    validation, because a configuration error echoes raw values): the whole WEBHOOK_URL, the
+    password and secret-looking query values of any URL, and the passwords in *_COMMAND keys
+    (``PGPASSWORD=...``, ``--password ...``)."""
+    pattern = values.get("SECRET_KEY_PATTERN") or None
+    try:
+        re.compile(pattern or "")
+    except re.error:
+        pattern = None
+    found: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if not value:
+            continue
+        if key in WHOLE_SECRET_KEYS:
+            found.append((key, value.strip()))
+        if key.endswith("_COMMAND"):
+            found += [(f"{key} ({name})", v) for name, v in command_secrets(value, pattern)]
+        else:
+            found += [(key, v) for v in url_secrets(value, pattern)]
+    return tuple(found)
+
+
 def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply_generic_env: bool = True) -> Settings:
     """Read, merge and validate one stage. Raises ConfigError listing every bad key."""
     if not STAGE_NAME.match(stage or ""):
@@ -348,6 +379,7 @@ def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply
         environ = {k: v for k, v in environ.items()
                    if k.startswith(f"{ENV_PREFIX}{stage.upper()}_")}
     values, sources = raw_values(stage, environ)
+    secrets = config_secrets(values)
     problems: list[str] = []
     fields: dict[str, object] = {"stage": stage}
     for key, (parse, name) in SCHEMA.items():
@@ -386,9 +418,10 @@ def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply
             problems.append(f"SSH_CONFIG ({sources['SSH_CONFIG']}): file {fields['ssh_config']} does not exist")
     if problems:
         hint = values.get("SETUP_HINT", "").strip()
-        raise ConfigError(problems + ([f"hint: {hint}"] if hint else []), stage)
+        raise ConfigError(problems + ([f"hint: {hint}"] if hint else []), stage, secrets)
     fields["contacts"] = contacts
     fields["sources"] = sources
+    fields["secrets"] = secrets
     return Settings(**fields)  # type: ignore[arg-type]
 
 

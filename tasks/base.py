@@ -100,6 +100,7 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
             accept_new = bool(kwargs.pop("accept_new_host_key", False))
             ui.set_json_mode(bool(kwargs.get("json")))
             ui.set_redactor(Redactor())
+            ui.install_excepthook()     # a traceback (exit 1) is redacted too
             if check:
                 options = sig.bind_partial(c, *args, **kwargs)
                 options.apply_defaults()
@@ -134,9 +135,10 @@ def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
     try:
         settings, why = _settings_for(c, stage_arg)
     except ConfigError as exc:
+        ui.set_redactor(Redactor(secrets=exc.secrets))      # problems echo raw values
         render_config_error(exc)
         raise Exit(code=int(ExitCode.CONFIG))
-    ui.set_redactor(Redactor(settings.secret_key_pattern))
+    ui.set_redactor(Redactor(settings.secret_key_pattern, settings.secrets))
     dry = bool(c.config.run.dry)
     if not connects:
         try:

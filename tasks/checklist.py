@@ -42,8 +42,8 @@ def _current_db_revision(s: Session) -> tuple[list[str] | None, str]:
         return None, f"{st.backend_service} is not running"
     r = s.run(s.compose.exec(st.backend_service, alembic_cmd.CURRENT), check=False)
     if not r.ok:
-        last = [l for l in (r.stdout + r.stderr).splitlines() if l.strip() and "level=warning" not in l]
-        return None, f"alembic current failed: {last[-1][:120] if last else 'exit code ' + str(r.exited)}"
+        last = [l for l in ui.lines(r.stdout + r.stderr, s.redactor) if l.strip() and "level=warning" not in l]
+        return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"
     return alembic_cmd.parse_current(r.stdout), ""
 
 
@@ -80,10 +80,14 @@ def check_tested_on(s: Session, graph, todo) -> Item:
     try:
         other = load_settings(st.tested_on_stage, apply_generic_env=False)
     except ConfigError as exc:
+        s.redactor.add_many(exc.secrets)
         return Item(name, runbook, False, f"cannot load stage {st.tested_on_stage}: {exc.problems[0]}")
+    s.redactor.add_many(other.secrets)
     try:
         t = open_session(s.ctx, other, other.hosts[0])
+        t.redactor = s.redactor         # what it reads is shown through this run's output
         try:
+            t.learn_secrets()
             staged, why = _current_db_revision(t)
         finally:
             t.close()

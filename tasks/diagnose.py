@@ -59,7 +59,8 @@ def check_restart_loop(s: Session) -> list[Finding]:
         if not looping and c.status in ("running", "created"):
             continue
         logs = logs_tail(s, c.service, 200)
-        signals = [l.strip()[:160] for l in logs.splitlines() if RESTART_PATTERN.search(l)][-5:]
+        signals = [ui.excerpt(l.strip(), 160, s.redactor)
+                   for l in ui.lines(logs, s.redactor) if RESTART_PATTERN.search(l)][-5:]
         if c.oom_killed or c.exit_code == 137:
             ctx = c.env.get(st.model_context_key)
             findings.append(Finding(
@@ -98,7 +99,7 @@ def backend_db_check(s: Session) -> tuple[bool, str]:
     if not backend:
         return False, f"{st.backend_service} is not running, so the connection from it cannot be tested"
     r = s.run(s.compose.exec_sh(st.backend_service, st.db_check_command), check=False, timeout=60)
-    out = (r.stdout + r.stderr).strip().splitlines()
+    out = [l for l in ui.lines(r.stdout + r.stderr, s.redactor) if l.strip()]
     return r.ok, ("connected" if r.ok else (out[-1] if out else f"exit code {r.exited}"))
 
 
@@ -108,8 +109,8 @@ def check_database(s: Session, fix: bool = False) -> list[Finding]:
     pg = postgres_state(s)
     state = "no container" if pg is None else f"{pg.status}, health {pg.health or 'n/a'}, {pg.restart_count} restarts"
     ui.say(f"      {st.postgres_service}: {state}")
-    for line in logs_tail(s, st.postgres_service, 15).splitlines()[-8:]:
-        ui.say(f"      {st.postgres_service} log: {line[:160]}")
+    for line in ui.lines(logs_tail(s, st.postgres_service, 15), s.redactor)[-8:]:
+        ui.say(f"      {st.postgres_service} log: {ui.excerpt(line, 160, s.redactor)}")
     healthy = pg is not None and pg.status == "running" and pg.health in (None, "healthy")
     if not healthy:
         if fix:
@@ -156,8 +157,8 @@ def check_model(s: Session) -> list[Finding]:
     m = stats.get(c.name)
     usage = f"{docker_cmd.human_bytes(m.mem_usage)} of {docker_cmd.human_bytes(m.mem_limit)} ({m.mem_percent:.0f}%)" if m else "n/a"
     ui.say(f"      {svc}: {c.status}, health {c.health or 'n/a'}, memory {usage}, {st.model_context_key}={ctx}")
-    for line in logs_tail(s, svc, 200).splitlines()[-8:]:
-        ui.say(f"      {svc} log: {line[:160]}")
+    for line in ui.lines(logs_tail(s, svc, 200), s.redactor)[-8:]:
+        ui.say(f"      {svc} log: {ui.excerpt(line, 160, s.redactor)}")
     advice = (f"If OOM, increase the memory limit or reduce the context size: edit {st.model_context_key} "
               f"(now {ctx}) or mem_limit for {svc} in {st.compose_file}, then redeploy")
     if c.oom_killed:
@@ -168,7 +169,7 @@ def check_model(s: Session) -> list[Finding]:
                                 "close to being OOM-killed; requests may slow down", advice))
     health = [h for h in (c.health_log or ())]
     if c.health == "unhealthy":
-        findings.append(Finding("model server", "problem", f"{svc} is unhealthy: {health[-1][:160] if health else 'no output'}",
+        findings.append(Finding("model server", "problem", f"{svc} is unhealthy: {ui.excerpt(health[-1], 160, s.redactor) if health else 'no output'}",
                                 "its healthcheck fails: requests to it hang or error", advice))
     probe = None
     url = st.model_health_url

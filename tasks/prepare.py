@@ -98,8 +98,6 @@ def env_diff(s: Session, show: frozenset[str] = frozenset()) -> envdiff.EnvDiff 
     else:
         ui.say(f"      env diff {left_name} vs {right_name} (by key; values masked):")
         ui.table(rows, ["change", "key", left_name, right_name])
-    if s.redactor.too_short:
-        ui.warn(f"secret values too short to redact reliably: {', '.join(sorted(s.redactor.too_short))}")
     return d
 
 

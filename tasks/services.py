@@ -86,7 +86,7 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
         states = [c for c in states if c.service in services]
         if baseline is None:
             baseline = {c.id: c.restart_count for c in states}
-        verdict = health_cmd.evaluate(services, states, baseline)
+        verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
         if verdict.ready:
             return states
         if verdict.failed or time.monotonic() > deadline:

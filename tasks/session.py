@@ -30,7 +30,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands import compose as compose_cmd
 from commands import envdiff, record as record_cmd
-from commands.secrets import Redactor
+from commands.secrets import MIN_LENGTH, Redactor
 from commands.shell import q
 from commands.timing import Timer
 from config import Settings
@@ -275,6 +275,8 @@ class Session:
     def __post_init__(self):
         if self.redactor is None:
             self.redactor = Redactor(self.settings.secret_key_pattern)
+        # Secrets held in the config itself (a token in WEBHOOK_URL, PGPASSWORD= in DB_READY_COMMAND).
+        self.redactor.add_many(self.settings.secrets)
 
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
@@ -408,29 +410,44 @@ class Session:
                 self.recorder.step(t.step, t.sub, t.seconds, t.ok)
 
     # -- secrets ----------------------------------------------------------------------------------
+    FILE_MARKER = "@@ai-doc-qa-file@@"
+    UNREADABLE_MARKER = "@@ai-doc-qa-unreadable@@"
+
     def learn_secrets(self) -> None:
         """Read the env files on the host and teach the redactor their secret values, before any
-        remote output is shown."""
+        remote output is shown. A file that exists but cannot be read stops the run: its secrets
+        would be unknown, so they could be printed. A missing file is fine (the env diff says so)."""
         s = self.settings
-        self.redactor.add_env({"WEBHOOK_URL": s.webhook_url or ""})
         names = list(dict.fromkeys([*s.env_files, *s.secret_files]))
-        if not names:
-            return
-        files = " ".join(q(f"{s.app_dir.rstrip('/')}/{n}") for n in names)
-        # One round trip: each file framed by a marker line so they can be split apart.
-        marker = "@@ai-doc-qa-file@@"
-        cmd = f"for f in {files}; do echo {q(marker)}\"$f\"; [ -f \"$f\" ] && cat -- \"$f\"; echo; done"
-        r = self.run(cmd, check=False)
-        current = None
-        chunks: dict[str, list[str]] = {}
-        for line in r.stdout.splitlines():
-            if line.startswith(marker):
-                current = line[len(marker):]
-                chunks[current] = []
-            elif current is not None:
-                chunks[current].append(line)
-        for text in chunks.values():
-            self.redactor.add_env(envdiff.parse_env("\n".join(text)))
+        if names:
+            files = " ".join(q(f"{s.app_dir.rstrip('/')}/{n}") for n in names)
+            # One round trip: each file framed by a marker line so they can be split apart.
+            cmd = (f"for f in {files}; do echo {q(self.FILE_MARKER)}\"$f\"; "
+                   f"if [ -f \"$f\" ]; then cat -- \"$f\" || {{ echo; echo {q(self.UNREADABLE_MARKER)}\"$f\"; }}; "
+                   f"elif [ -e \"$f\" ]; then echo {q(self.UNREADABLE_MARKER)}\"$f\"; fi; echo; done")
+            r = self.run(cmd, check=False)
+            chunks, unreadable = split_env_files(r.stdout, self.FILE_MARKER, self.UNREADABLE_MARKER)
+            for text in chunks.values():
+                self.redactor.add_env(envdiff.parse_env(text))
+            if unreadable:
+                raise self._unreadable(unreadable, r.stderr, cmd)
+        unreported = sorted(self.redactor.too_short - self.redactor.too_short_reported)
+        if unreported:
+            ui.warn(f"secret value(s) too short to redact by value (under {MIN_LENGTH} characters): "
+                    f"{', '.join(unreported)}. They are masked only where their name comes with them "
+                    f"(NAME=value), not in free text: replace them with real secrets.")
+            self.redactor.too_short_reported.update(unreported)
+
+    def _unreadable(self, paths: list[str], stderr: str, cmd: str) -> DeployError:
+        # cat says "cat: PATH: Permission denied"; a path that is not a regular file gets no message.
+        why = {p: next((l.rsplit(": ", 1)[-1].strip() for l in stderr.splitlines() if p in l), "not a regular file")
+               for p in paths}
+        return DeployError(
+            f"cannot read {', '.join(f'{p} ({why[p]})' for p in paths)} on {self.host}: the secrets to hide "
+            f"are learned from these files, so this run could print them",
+            command=cmd, step="secrets", state="nothing was changed: only the env files were read",
+            next_step=(f"make the file(s) readable by the SSH user on {self.host} (owner or mode), or leave a "
+                       f"file out knowingly for one run with DEPLOY_ENV_FILES / DEPLOY_SECRET_FILES; then re-run"))
 
     # -- compose ------------------------------------------------------------------------------------
     @property
@@ -465,6 +482,23 @@ class Session:
         if self.cxn is not None:
             with contextlib.suppress(Exception):
                 self.cxn.close()
+
+
+def split_env_files(stdout: str, marker: str, unreadable_marker: str) -> tuple[dict[str, str], list[str]]:
+    """The output of learn_secrets' command: {path: text} of the files read, and the paths that
+    exist but could not be read."""
+    current = None
+    chunks: dict[str, list[str]] = {}
+    unreadable = []
+    for line in stdout.splitlines():
+        if line.startswith(marker):
+            current = line[len(marker):]
+            chunks[current] = []
+        elif line.startswith(unreadable_marker):
+            unreadable.append(line[len(unreadable_marker):])
+        elif current is not None:
+            chunks[current].append(line)
+    return {p: "\n".join(t) for p, t in chunks.items()}, unreadable
 
 
 class Recorder:

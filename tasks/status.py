@@ -24,7 +24,7 @@ def status(s: Session):
     rows = [[c.service, c.status, c.health or "-", c.restart_count, c.image_ref, short_image_id(c.image_id)]
             for c in sorted(states, key=lambda c: c.service)]
     ui.table(rows, ["service", "state", "health", "restarts", "image", "image id"])
-    verdict = evaluate([*st.dependency_services, *st.services], states)
+    verdict = evaluate([*st.dependency_services, *st.services], states, redact=s.redactor)
     check = http_check(s, st.health_url)
     ui.say(f"health: {'all services running and healthy' if verdict.ready else '; '.join(verdict.problems + verdict.waiting)}")
     ui.say(f"{st.health_url}: " + (f"HTTP {check.status}" + (f", version {check.version}" if check.version else "") if check.ok else f"FAILING ({check.error})"))

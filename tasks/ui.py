@@ -1,4 +1,5 @@
-"""Everything the tool prints goes through here, and through the redactor on its way out.
+"""Everything the tool prints goes through here: control characters and escape sequences are
+stripped from it (host text is data, not terminal commands), then it is redacted.
 
 Progress and tables go to stdout; with ``--json`` they go to stderr so stdout carries only the
 JSON record for CI. Error blocks always go to stderr.
@@ -8,11 +9,14 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+import threading
+import traceback
 from typing import Sequence
 
 from tabulate import tabulate
 
-from commands.secrets import Redactor
+from commands.secrets import Redactor, excerpt as _excerpt
+from commands.terminal import strip_controls
 
 
 class _Out:
@@ -36,54 +40,97 @@ def set_json_mode(on: bool) -> None:
     OUT.json_mode = on
 
 
+def safe(text) -> str:
+    """What may reach the terminal: control characters and escape sequences stripped first (so
+    one hidden inside a secret cannot split it from the redactor), then redacted."""
+    return OUT.redact(strip_controls("" if text is None else str(text)))
+
+
 def say(text: str = "") -> None:
-    print(OUT.redact(text), file=OUT.stream, flush=True)
+    print(safe(text), file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:
-    print(OUT.redact(f"! {text}"), file=OUT.stream, flush=True)
+    print(safe(f"! {text}"), file=OUT.stream, flush=True)
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
-    say(tabulate([[("" if c is None else c) for c in r] for r in rows], headers=list(headers)))
+    # Each cell is made safe before tabulate measures it and splits multi-line cells into rows.
+    cells = [[("" if c is None else c if isinstance(c, (int, float)) else safe(c)) for c in r] for r in rows]
+    say(tabulate(cells, headers=list(headers)))
 
 
 def emit_json(text: str) -> None:
     """The only thing written to stdout in --json mode."""
-    print(OUT.redact(text), file=sys.stdout, flush=True)
+    print(safe(text), file=sys.stdout, flush=True)
+
+
+def excerpt(text: str, limit: int, redact=None) -> str:
+    """At most ``limit`` characters of host text: made safe first, then cut (a secret cut in half
+    is no longer matched, so cutting first would print its first part)."""
+    return _excerpt(strip_controls(text or ""), limit, redact or OUT.redact)
 
 
 # Compose v2 prints this on every command for a file that keeps `version:` for Compose v1's sake.
 NOISE = re.compile(r"level=warning msg=.*the attribute `version` is obsolete")
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def lines(text: str, redact=None) -> list[str]:
+    """Host text as lines (without Compose's NOISE), redacted as a whole before it is split: a
+    multi-line secret split into lines first would no longer be matched."""
+    return [l for l in (redact or OUT.redact)(strip_controls(text or "")).splitlines() if not NOISE.search(l)]
 
 
 def clean(text: str) -> str:
-    """Text without terminal escape codes."""
-    return ANSI.sub("", text or "")
+    """Text without terminal escape codes and control characters."""
+    return strip_controls(text or "")
 
 
 def tail(text: str, lines: int = 15) -> list[str]:
-    """The last non-empty lines, without terminal escape codes (Compose v2 emits them even with
-    --no-color)."""
-    clean = ANSI.sub("", (text or "").replace("\r\n", "\n"))
-    rows = [l.rstrip() for l in clean.splitlines() if l.strip() and not NOISE.search(l)]
+    """The last non-empty lines, redacted as a whole before the split, without terminal escape
+    codes (Compose v2 emits them even with --no-color)."""
+    rows = [l.rstrip() for l in safe(text).splitlines() if l.strip() and not NOISE.search(l)]
     return rows[-lines:]
 
 
 def block(title: str, fields: Sequence[tuple[str, object]], stream=None) -> None:
-    """A labelled block: one label per line, continuation lines indented under the value."""
-    out = [title]
+    """A labelled block: one label per line, continuation lines indented under the value.
+    Each value is redacted whole before it is wrapped: wrapping splits a secret with spaces."""
+    out = [safe(title)]
     width = max((len(k) for k, _ in fields), default=0) + 2
     for key, value in fields:
         if value is None or value == "" or value == []:
             continue
         if isinstance(value, (list, tuple)):
             out.append(f"  {key + ':':<{width}}")
-            out.extend(f"      | {v}" for v in value)
+            out.extend(f"      | {safe(v)}" for v in value)
         else:
-            wrapped = textwrap.wrap(str(value), width=110 - width, break_long_words=False,
+            wrapped = textwrap.wrap(safe(value), width=110 - width, break_long_words=False,
                                     break_on_hyphens=False) or [""]
             out.append(f"  {key + ':':<{width}}{wrapped[0]}")
             out.extend(" " * (width + 2) + w for w in wrapped[1:])
-    print(OUT.redact("\n".join(out)), file=stream or sys.stderr, flush=True)
+    print(safe("\n".join(out)), file=stream or sys.stderr, flush=True)
+
+
+# ---- tracebacks (exit 1: a bug) go through the redactor too -----------------------------------------
+
+def print_traceback(exc_type, exc, tb, stream=None) -> None:
+    """A traceback, made safe like everything else: an exception message may hold host output."""
+    try:
+        text = safe("".join(traceback.format_exception(exc_type, exc, tb)))
+    except Exception:           # never fall back to the raw text
+        text = f"{getattr(exc_type, '__name__', 'error')}: (traceback withheld: it could not be redacted)\n"
+    print(text, end="", file=stream or sys.stderr, flush=True)
+
+
+def _thread_excepthook(args) -> None:
+    if args.exc_type is not SystemExit:
+        print(f"Exception in thread {args.thread.name if args.thread else '?'}:", file=sys.stderr)
+        print_traceback(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def install_excepthook() -> None:
+    """Route the interpreter's last-resort traceback printing (main and other threads) through
+    :func:`print_traceback`."""
+    sys.excepthook = print_traceback
+    threading.excepthook = _thread_excepthook

@@ -45,10 +45,10 @@ def operator_check(url: str, timeout: float) -> health_cmd.HttpCheck:
     except requests.Timeout:
         return health_cmd.HttpCheck(url, False, 0, timeout, "timed out: the request hung")
     except requests.RequestException as exc:
-        return health_cmd.HttpCheck(url, False, 0, 0.0, f"{exc.__class__.__name__}: {str(exc)[:120]}")
+        return health_cmd.HttpCheck(url, False, 0, 0.0, f"{exc.__class__.__name__}: {ui.excerpt(str(exc), 120)}")
     ok = 200 <= r.status_code < 300
     return health_cmd.HttpCheck(url, ok, r.status_code, r.elapsed.total_seconds(),
-                                "" if ok else f"HTTP {r.status_code}", r.text[:2000])
+                                "" if ok else f"HTTP {r.status_code}", ui.excerpt(r.text, 2000))
 
 
 def scan_logs(s: Session) -> list[tuple[str, str]]:
@@ -58,9 +58,10 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     findings = []
     for svc in st.services:
         r = s.run(s.compose.logs(svc, st.log_tail), check=False)
-        for line in ui.clean(r.stdout + "\n" + r.stderr).splitlines():
+        # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
+        for line in ui.lines(r.stdout + "\n" + r.stderr, s.redactor):
             if pattern.search(line):
-                findings.append((svc, line.strip()[:200]))
+                findings.append((svc, ui.excerpt(line.strip(), 200, s.redactor)))
     if findings:
         ui.warn(f"{len(findings)} log line(s) match LOG_ERROR_PATTERN in the last {st.log_tail} lines:")
         for svc, line in findings[-15:]:

@@ -66,3 +66,41 @@ def test_probe_loop_runs_and_stops_on_its_stop_file(tmp_path):
     d = health.parse_probe(r.stdout)
     assert d.probes >= 2 and d.failed == d.probes          # nothing listens on port 1
     assert not stop.exists()
+
+
+def test_curl_builder_exact_string():
+    assert health.curl("http://localhost/health", 5) == (
+        "out=$(curl -sS -w '\\n@@status %{http_code} %{time_total}' --max-time 5 http://localhost/health); rc=$?; "
+        "if [ \"$(printf '%s\\n' \"$out\" | wc -c)\" -le 2000 ]; then printf '%s\\n' \"$out\"; "
+        "else echo '[... start of the body cut ...]'; printf '%s\\n' \"$out\" | tail -c 2000 | sed 1d; fi; exit $rc")
+
+
+def _run_curl_with_body(tmp_path, body: str):
+    """Run the curl builder for real with /bin/sh, a fake curl printing ``body`` and the status."""
+    import subprocess
+    fake = tmp_path / "curl"
+    (tmp_path / "body").write_text(body)
+    fake.write_text(f"#!/bin/sh\ncat {tmp_path / 'body'}\nprintf '\\n@@status 500 0.01'\nexit 0\n")
+    fake.chmod(0o755)
+    r = subprocess.run(["sh", "-c", health.curl("http://localhost/x", 5)], capture_output=True, text=True,
+                       env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=15)
+    return health.parse_curl("http://localhost/x", r.returncode, r.stdout, r.stderr)
+
+
+def test_host_side_body_cut_never_starts_inside_a_secret(tmp_path):
+    """Issue 7 item 10: `tail -c` cut a secret in half at the start of the window; its second half
+    is matched by no redaction rule. The window now starts at a line boundary."""
+    secret = "sentinel-tail-0123456789abcdef"
+    status_line = len("\n@@status 500 0.01\n")
+    for cut_inside in (1, 5, 12, len(secret) - 4):
+        head = "x" * 50 + "\n" + "y" * 3000 + secret[:cut_inside]
+        body = head + secret[cut_inside:] + "\n" + "tail line\n" + "z" * (2000 - status_line - len(secret[cut_inside:]) - 12)
+        check = _run_curl_with_body(tmp_path, body)
+        leaked = [secret[i:] for i in range(len(secret) - 3) if secret[i:] in check.body]
+        assert not leaked, (cut_inside, check.body[:80])
+        assert check.body.startswith("[... start of the body cut ...]\ntail line") and check.status == 500
+
+
+def test_short_body_is_passed_whole(tmp_path):
+    check = _run_curl_with_body(tmp_path, "line one\nline two")
+    assert check.body == "line one\nline two" and check.status == 500

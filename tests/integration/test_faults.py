@@ -1,11 +1,13 @@
 """Issue 4: the fault matrix, proven on the staging host. Each test asserts the end state (what is
 serving, the database, the lock, the release record), not just the exit code."""
+import base64
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -273,23 +275,105 @@ def test_hostile_values_that_are_valid_stay_data(sandbox):
     assert sandbox.last_release()[0]["message"] == message
 
 
+# Issue 7 items 10-12: secrets in every shape, appended to .env.production and held in the config.
+PEM = ("-----BEGIN PRIVATE KEY-----\n"
+       "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCsentinelPEMbody1aB3xQ\n"
+       "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789sentinelPEMbody2\n"
+       "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0sentinelPEMbody3==\n"
+       "-----END PRIVATE KEY-----")
+SPACED = "sentinel correct horse battery staple 7f3a"
+QUOTED = 'sentinel-q"uo\\te/9d2c'
+EXTRA_ENV = (f'\nTLS_PRIVATE_KEY="{PEM}"\nSMTP_PASSWORD="{SPACED}"\n'
+             f"API_TOKEN='{QUOTED}'\nPIN_PASSWORD=x7q\n")
+CONFIG_TOKENS = ("sentinel-hook-token-5e1d", "sentinel-monitor-token-8c2b", "sentinel-pg-ready-3f9a")
+CONFIG_ENV = {
+    "DEPLOY_STAGING_WEBHOOK_URL": f"http://127.0.0.1:9100/hook?token={CONFIG_TOKENS[0]}",
+    "DEPLOY_STAGING_MONITORING_URL": f"http://127.0.0.1:9100/dashboard?auth_token={CONFIG_TOKENS[1]}",
+    "DEPLOY_STAGING_DB_READY_COMMAND": f"PGPASSWORD={CONFIG_TOKENS[2]} pg_isready -h 127.0.0.1 -p 5433 -U postgres",
+}
+HOSTILE = "ERROR ctl \x1b]0;owned\x07\x1b[2J\x1b[31mred\x1b[0m \u009b2J done"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret_traces(value: str) -> set[str]:
+    """What of ``value`` must never be seen: its escaped and encoded forms, every 10-character piece
+    of it (a cut secret), and the base64 characters that encode only its bytes, at each alignment."""
+    out = {json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value)}
+    out |= {value[i:i + 10] for i in range(max(1, len(value) - 9))}
+    for pad in range(3):
+        enc = base64.b64encode(b"\0" * pad + value.encode()).decode()
+        out.add(enc[-(-8 * pad // 6):(8 * (pad + len(value))) // 6])
+    return {t for t in out if len(t) >= 6}
+
+
+def inject_logs(sandbox, service: str, *lines: str) -> None:
+    """Lines in a container's log stream, as if the service had printed them (written to the
+    stdout of its PID 1, as PID 1's own user: /proc/1/fd is closed to other users, root included;
+    postgres's PID 1 changed user and is closed to all, so postgres is left out)."""
+    owner = sandbox.compose("exec", "-T", service, "stat", "-c", "%u:%g", "/proc/1").stdout.strip()
+    r = sandbox.compose("exec", "-T", "-u", owner, service, "sh", "-c", 'printf "%s\\n" "$@" > /proc/1/fd/1', "sh", *lines)
+    assert r.returncode == 0, r.stderr
+
+
+def cut_line(service: str, prefix: str, limit: int, secret: str) -> str:
+    """A log line that the tool's cut at ``limit`` characters (Compose's ``service-1  | `` prefix
+    included) ends 12 characters into ``secret``."""
+    return prefix + "x" * (limit - len(f"{service}-1  | ") - len(prefix) - 12) + secret + " end of line"
+
+
+def prepare_sentinel_host(sandbox, secret_key: str) -> None:
+    """Secrets in every shape in .env.production (containers recreated with them), and log lines
+    that print them in every shape, cut, and with escape sequences."""
+    with (APP_DIR / ".env.production").open("a") as fh:
+        fh.write(EXTRA_ENV)
+    sandbox.compose("up", "-d")
+    sandbox.wait_for(lambda: sandbox.version() == "v1", 60, "v1 serving with the extra secrets")
+    pem_body = PEM.splitlines()[1:-1]
+    inject_logs(sandbox, "backend", cut_line("backend", "ERROR cut: ", 200, secret_key),
+                f"ERROR smtp login refused for password {SPACED} by the relay",
+                "ERROR json " + json.dumps({"detail": QUOTED}),
+                f"ERROR header Authorization: Basic {b64('mailer:' + SPACED)}",
+                f"ERROR blob {b64('a:' + QUOTED)} end",
+                f"ERROR url https://relay.example.com/login?u=x&p={quote(SPACED, safe='')}",
+                "ERROR env PIN_PASSWORD=x7q", *[f"ERROR pem {line}" for line in pem_body], HOSTILE)
+    inject_logs(sandbox, "model_server", cut_line("model_server", "model cut: ", 160, secret_key), PEM, HOSTILE)
+
+
 def test_sentinel_secrets_appear_in_no_output_record_or_webhook(sandbox):
     """A full deploy, a failed deploy with auto-rollback, a manual rollback and the diagnostics, with
-    every command echoed (-e): no fake secret value of .env.production may appear anywhere."""
+    every command echoed (-e): no fake secret value of .env.production may appear anywhere. The
+    file also holds a PEM key, a secret with spaces, one with quotes and a backslash, and a
+    3-character one; the config holds a webhook token, a monitoring token and a PGPASSWORD; the
+    services' logs print them cut, JSON-escaped, base64-encoded, URL-encoded, line by line, and
+    with terminal escape sequences. No form of any of them may appear, nor an escape sequence."""
     sandbox.reset()
     secrets = sandbox.sentinels()
     assert len(secrets) >= 4
+    secret_key = next(s for s in secrets if s.startswith("sentinel-secret-"))
+    prepare_sentinel_host(sandbox, secret_key)
+    fab = lambda *args: sandbox.fab("-e", *args, *STAGING, env=CONFIG_ENV)
+    runs = [fab("verify"), fab("diagnose")]
     sandbox.ctl("version", "v2")
-    runs = [sandbox.fab("-e", "deploy", *STAGING)]
+    runs.append(fab("deploy"))
     sandbox.ctl("version", "broken")
-    runs.append(sandbox.fab("-e", "deploy", *STAGING, "--json"))
-    runs.append(sandbox.fab("-e", "rollback", *STAGING, "--to", "v1", "--json"))
+    runs.append(fab("deploy", "--json"))
+    runs.append(fab("rollback", "--to", "v1", "--json"))
     for task in ("status", "history", "env-diff", "diagnose", "check-db", "checklist", "plan"):
-        runs.append(sandbox.fab("-e", task, *STAGING))
-    assert [r.returncode for r in runs] == [0, 7, 0] + [0] * 7, [flat(r)[-1500:] for r in runs if r.returncode]
-    assert json.loads(runs[1].stdout)["outcome"] == "rolled_back"
-    assert "$ " in runs[0].stdout                        # commands really were echoed
-    haystacks = {"fab output (this test)": "\n".join(r.stdout + r.stderr for r in runs),
+        runs.append(fab(task))
+    assert [r.returncode for r in runs] == [0, 0, 0, 7, 0] + [0] * 7, [flat(r)[-1500:] for r in runs if r.returncode]
+    assert json.loads(runs[3].stdout)["outcome"] == "rolled_back"
+    assert "$ " in runs[2].stdout                        # commands really were echoed
+    this_test = "\n".join(r.stdout + r.stderr for r in runs)
+    # The hostile lines really were shown (cut, line by line), so the checks below are not vacuous.
+    assert "ERROR cut: xxx" in runs[0].stdout and "model cut: xxx" in runs[1].stdout
+    assert "ERROR ctl" in runs[0].stdout and "ERROR ctl" in runs[1].stdout
+    assert "monitoring: http://127.0.0.1:9100/dashboard?auth_token=[REDACTED]" in runs[0].stdout
+    assert "PGPASSWORD=[REDACTED] pg_isready" in runs[2].stdout
+    assert "too short to redact by value" in runs[0].stdout and "PIN_PASSWORD" in runs[0].stdout
+    haystacks = {"fab output (this test)": this_test,
                  "fab output (every test so far)": "\n".join(ALL_OUTPUT),
                  "release record": (APP_DIR / ".deploy" / "releases.jsonl").read_text(),
                  "webhook bodies": (SANDBOX_ROOT / "sink" / "webhooks.jsonl").read_text()}
@@ -297,6 +381,31 @@ def test_sentinel_secrets_appear_in_no_output_record_or_webhook(sandbox):
     for where, text in haystacks.items():
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"secret value(s) found in {where}"
+    every_form = set()
+    # (A DSN's host and port are not secret: only the sentinel values themselves are traced.)
+    for value in [*(s for s in secrets if s.startswith("sentinel")), SPACED, QUOTED, *PEM.splitlines()[1:-1], *CONFIG_TOKENS]:
+        every_form |= secret_traces(value)
+    for where in ("fab output (this test)", "release record", "webhook bodies"):
+        leaked = sorted(t for t in every_form if t in haystacks[where])
+        assert not leaked, f"secret forms found in {where}: {leaked[:5]}"
+        assert "PIN_PASSWORD=x7q" not in haystacks[where]
+    escapes = [ch for ch in ("\x1b", "\x07", "\u009b", "\r") if ch in this_test]
+    assert not escapes, f"terminal control characters reached the output: {escapes}"
+
+
+def test_unreadable_env_file_stops_the_run_and_says_which_file_and_why(sandbox):
+    """Issue 7 item 11: an env file the SSH user cannot read gave zero secrets, silently."""
+    sandbox.reset()
+    staging_env = APP_DIR / ".env.staging"
+    staging_env.chmod(0)
+    try:
+        r = sandbox.fab("status", *STAGING)
+    finally:
+        staging_env.chmod(0o644)
+    out = flat(r)
+    assert r.returncode == 3, out
+    assert f"cannot read {staging_env} (Permission denied)" in out and "DEPLOY_SECRET_FILES" in out
+    assert "Traceback" not in out
 
 
 def test_a_hung_command_ends_with_a_clear_timeout_error(sandbox):
