@@ -18,7 +18,7 @@ The sandbox is reset many times: run it under the sandbox lock for the whole run
 `with-sandbox make bench`. This script takes no lock itself. It ends with the sandbox reset, on
 the Compose generation it found.
 
-Usage: .venv/bin/python bench/run.py [--rounds N] [--quick] [--json] [--generations v2,v1]
+Usage: .venv/bin/python bench/run.py [--rounds N] [--quick] [--json] [--save FILE] [--generations v2,v1]
 """
 from __future__ import annotations
 
@@ -293,6 +293,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="rounds per strategy and Compose generation (default 5)")
     p.add_argument("--quick", action="store_true", help="1 round per generation and a short per-command run (a smoke run)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of the table")
+    p.add_argument("--save", metavar="FILE", help="also write the JSON results to FILE")
     p.add_argument("--generations", default="v2,v1", help="Compose generations to measure, in order (default v2,v1)")
     args = p.parse_args(argv)
     if args.quick:
@@ -329,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = measure(args)
     rows = report.build_rows(results)
+    text = json.dumps({**results, "rows": rows}, indent=2, sort_keys=True)
+    if args.save:
+        Path(args.save).write_text(text + "\n")
     if args.json:
-        print(json.dumps({**results, "rows": rows}, indent=2, sort_keys=True))
+        print(text)
         return 0
     print(f"make bench, {results['date']}, {results['machine']}, {args.rounds} round(s) per strategy and generation")
     print(report.table(rows))
