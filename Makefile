@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CTL    := sandbox/ctl
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down test unit integration clean
+.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down test unit integration bench clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,13 @@ unit: setup
 
 integration: setup sandbox-up
 	$(BIN)/pytest tests/integration
+
+# The benchmark (bench/README.md): `fab deploy` vs the plain bash runbook (bench/runbook.sh), side by
+# side in one run, for Compose v2 and v1, and one table of the targets. It resets the staging host
+# many times (~10 min): nobody else may use the sandbox meanwhile (here: `with-sandbox make bench`).
+# BENCH_ARGS: --quick (1 round), --rounds N, --json, --generations v2.
+bench: setup sandbox-up
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
