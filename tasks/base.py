@@ -60,7 +60,7 @@ def render_error(err: DeployError, settings: Settings | None, host: str | None, 
     fields.append(("Next", err.next_step))
     if settings:
         fields.append(("Escalate", escalation(err, settings)))
-    if runlog.CURRENT and runlog.CURRENT.written:
+    if runlog.CURRENT and runlog.CURRENT.has_warnings:
         fields.append(("Log", f"{runlog.CURRENT.path} (the SSH library's own messages)"))
     fields.append(("Exit code", f"{int(err.code)}: {EXIT_CODE_HELP[err.code]}"))
     ui.block(title, fields)

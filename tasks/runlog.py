@@ -39,6 +39,12 @@ def logs_dir(environ=None) -> Path:
 
 
 class _QuietFileHandler(logging.FileHandler):
+    worst = logging.NOTSET               # the highest level written, for the error block
+
+    def emit(self, record):
+        self.worst = max(self.worst, record.levelno)
+        super().emit(record)
+
     def handleError(self, record):      # a full disk must not print "--- Logging error ---"
         pass
 
@@ -58,8 +64,9 @@ class RunLog:
             pass
 
     @property
-    def written(self) -> bool:
-        return self.path.is_file() and self.path.stat().st_size > 0
+    def has_warnings(self) -> bool:
+        """A library logged a warning or an error: the error block then names this file."""
+        return getattr(self.handler, "worst", logging.NOTSET) >= logging.WARNING and self.path.is_file()
 
     def write(self, text: str) -> None:
         """Append lines of our own (already redacted) to the log."""
