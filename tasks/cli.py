@@ -18,7 +18,7 @@ from fabric.tasks import Task
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
-from tasks import ui
+from tasks import terminal, ui
 from tasks.errors import EXIT_CODE_HELP, ExitCode
 
 SHORT_FLAGS = {
@@ -99,7 +99,8 @@ def _usage_errors_exit_2(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
-            return method(self, *args, **kwargs)
+            with terminal.guarded():                 # `fab --list | head`, `fab --help deploy | head`
+                return method(self, *args, **kwargs)
         except (ParseError, ValueError) as exc:      # ValueError: a fab option's value after the task name
             render_usage_error(exc)
             raise Exit(code=int(ExitCode.CONFIG)) from None
@@ -109,7 +110,8 @@ def _usage_errors_exit_2(method):
 
 def exit_2_on_usage_errors(program_class=Fab) -> None:
     """invoke's Program.run exits 1 on a ParseError (hard-coded), the code this tool keeps for
-    bugs; usage errors are documented as 2. ``fab`` imports the fabfile after parsing its own
+    bugs; usage errors are documented as 2. (The same two methods print ``--list`` and ``--help``,
+    so they also get the closed-pipe guard of tasks/terminal.py.) ``fab`` imports the fabfile after parsing its own
     options and before parsing the tasks' part of the command line (``parse_tasks``) and the
     ``--help TASK`` lookup (``parse_cleanup``), so the fabfile wraps those two methods of fab's
     Program class. An error in fab's own options (``fab --bogus``) comes before the fabfile is

@@ -6,9 +6,10 @@ line. So while a task runs, TERM and HUP raise :class:`Terminated`, a ``Keyboard
 subclass: every ``except KeyboardInterrupt`` clean-up (let a mutating command finish, restore,
 record ``aborted``, unlock) runs unchanged, and only the exit code differs (128 + the signal).
 
-SIGINT gets Python's own handler explicitly: a parent that starts us with SIGINT ignored (a
-background job of a non-interactive shell, some CI runners) makes Python skip installing it, and
-Ctrl-C would then do nothing at all.
+SIGINT is handled explicitly: a parent that starts us with SIGINT ignored (a background job of a
+non-interactive shell, some CI runners) makes Python skip installing its handler, and Ctrl-C
+would then do nothing at all. A TERM or HUP that the parent ignores stays ignored: ``nohup``
+ignores SIGHUP precisely so that a run outlives its terminal.
 """
 from __future__ import annotations
 
@@ -81,8 +82,10 @@ def handled() -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in HANDLED}
     _State.raised = False
     signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGHUP, _raise_terminated)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        # `nohup fab deploy &` ignores SIGHUP on purpose: the run must outlive the terminal.
+        if previous[sig] is not signal.SIG_IGN:
+            signal.signal(sig, _raise_terminated)
     try:
         yield
     finally:

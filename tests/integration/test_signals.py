@@ -14,12 +14,16 @@ from tests.integration.test_faults import STAGING, wait_for_event
 
 
 def start_deploy(sigint: str):
-    """`fab deploy` in the background, with SIGINT default or ignored as its parent chose."""
-    disposition = signal.SIG_IGN if sigint == "ignored" else signal.SIG_DFL
+    """`fab deploy` in the background, with SIGINT default or ignored as its parent chose, and
+    SIGTERM/SIGHUP default (pytest itself may run under nohup, which fab would respect)."""
+    def dispositions():
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOY_")}
     env["PYTHONFAULTHANDLER"] = "1"        # SIGABRT on a hang dumps the stacks (Sandbox.finish)
     return subprocess.Popen([FAB, "deploy", *STAGING], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
+                            text=True, env=env, preexec_fn=dispositions)
 
 
 def after_migrate(e):

@@ -158,12 +158,13 @@ def test_unknown_task_option_is_a_usage_error_with_exit_2():
         assert "✗ USAGE ERROR" in err and problem in err and "Traceback" not in err, err
 
 
-def test_fab_plan_into_a_closed_pipe_ends_quietly():
+@pytest.mark.parametrize("args", [["plan", "--stage", "production"], ["--list"]])
+def test_fab_plan_into_a_closed_pipe_ends_quietly(args):
     # `fab plan | head`: the reader is gone before the first write, so every write fails (EPIPE)
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fab"), "plan", "--stage", "production"],
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fab"), *args],
                            cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)

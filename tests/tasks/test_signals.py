@@ -114,6 +114,14 @@ def test_signal_handlers_are_restored_after_the_task(unhandled):
     assert {sig: signal.getsignal(sig) for sig in interrupts.HANDLED} == before
 
 
+def test_nohup_keeps_sighup_ignored(unhandled):
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)          # what `nohup fab deploy &` does
+    with interrupts.handled():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
 CHILD = r"""
 import signal, sys, time
 from fabric import Config
