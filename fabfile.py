@@ -3,6 +3,7 @@ section) and README.md. `fab --list` shows every task; `fab --help TASK` its opt
 from invoke import Collection
 
 from tasks.checklist import checklist
+from tasks.cli import exit_2_on_usage_errors
 from tasks.deploy import deploy
 from tasks.diagnose import check_db, check_model_server, check_restarts, diagnose
 from tasks.escalation import contacts
@@ -20,3 +21,6 @@ ns = Collection(
     diagnose, check_restarts, check_db, check_model_server, contacts,
     status, history, lock, unlock, plan,
 )
+
+# fab exits 1 on a command-line usage error; this tool documents 2 (see tasks/cli.py for how).
+exit_2_on_usage_errors()

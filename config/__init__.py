@@ -33,10 +33,12 @@ ENV_PREFIX = "DEPLOY_"
 class ConfigError(Exception):
     """One or more settings are invalid. ``problems`` holds one line per key."""
 
-    def __init__(self, problems: list[str], stage: str | None = None, secrets: tuple = ()):
+    def __init__(self, problems: list[str], stage: str | None = None, secrets: tuple = (),
+                 next_step: str | None = None):
         self.problems = problems
         self.stage = stage
         self.secrets = secrets          # (name, value) held in the raw config: problems may echo them
+        self.next_step = next_step
         super().__init__("\n".join(problems))
 
 
@@ -437,21 +439,38 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if re.search(r":[0-9]+$", host) else host
 
 
+def lists_host(hosts, host: str) -> bool:
+    """Whether ``hosts`` (a stage's HOSTS) name ``host``. User and port do not count: ``-H
+    root@prod:2200`` is the host ``prod``."""
+    return _host_name(host) in {_host_name(h) for h in hosts}
+
+
+def _stage_hosts(stage: str, environ: Mapping[str, str] | None) -> list[str]:
+    values, _ = raw_values(stage, environ)
+    return [h.strip() for h in values.get("HOSTS", "").split(",") if h.strip()]
+
+
 def choose_stage(explicit: str | None, host: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """Return (stage, why). --stage wins; else the stage whose HOSTS include the -H host; else the default."""
-    if explicit:
+    """Return (stage, why). --stage wins; else the stage whose HOSTS list the -H host; a -H host
+    that no stage lists is refused (it would otherwise get another stage's app dir, URLs and ssh
+    config); with no -H, the default stage."""
+    if explicit is not None:            # `--stage ''` is a bad stage name, not "no --stage"
         return explicit, "--stage"
     if host:
         wanted = _host_name(host)
-        matches = []
-        for stage in available_stages():
-            values, _ = raw_values(stage, environ)
-            hosts = [h.strip() for h in values.get("HOSTS", "").split(",") if h.strip()]
-            if wanted in {_host_name(h) for h in hosts}:
-                matches.append(stage)
+        listed = {stage: _stage_hosts(stage, environ) for stage in available_stages()}
+        matches = [stage for stage, hosts in listed.items() if lists_host(hosts, host)]
         if len(matches) == 1:
             return matches[0], f"host {wanted} is listed in config/{matches[0]}.env"
         if len(matches) > 1:
-            raise ConfigError([f"host {wanted} is listed in several stages ({', '.join(matches)}); pass --stage"])
+            raise ConfigError([f"host {wanted} is listed in several stages ({', '.join(matches)}); pass --stage"],
+                              next_step=f"fab -H {host} <task> --stage {matches[0]}")
+        raise ConfigError(
+            [f"-H host {wanted} is listed in no stage's HOSTS, so no stage's settings (app dir, URLs, ssh config) apply to it",
+             *[f"config/{stage}.env: HOSTS={','.join(hosts) or '(empty)'}" for stage, hosts in listed.items()]],
+            next_step=(f"add {wanted} to HOSTS in config/<stage>.env (or set DEPLOY_<STAGE>_HOSTS), or pass --stage STAGE "
+                       f"to run with that stage's settings on {host}"))
     stage = default_stage(environ)
-    return stage, "default stage (DEFAULT_STAGE in config/defaults.env or DEPLOY_STAGE)"
+    why = "default stage: DEPLOY_STAGE" if (os.environ if environ is None else environ).get("DEPLOY_STAGE") \
+        else "default stage: DEFAULT_STAGE in config/defaults.env"
+    return stage, why

@@ -4,9 +4,14 @@ Every operator task is declared with :func:`operator_task`. It adds two options 
 (``--stage`` and ``--accept-new-host-key``), validates the stage config before any SSH, refuses to
 run remote steps on the local machine, opens one hardened connection per host, and turns every
 expected failure into the error block and a documented exit code (no traceback).
+
+While a task runs: Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt (tasks/interrupts.py), output
+that cannot be written is dropped instead of failing the run (tasks/terminal.py), and library
+logging goes to the run's log file, not the terminal (tasks/runlog.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import time
@@ -17,13 +22,14 @@ from fabric import Connection, task
 from invoke import Exit
 
 from commands.secrets import Redactor
-from config import ConfigError, Settings, choose_stage, load_settings
-from tasks import ui
-from tasks.errors import EXIT_CODE_HELP, CommandFailed, DeployError, ExitCode
+from config import ConfigError, Settings, choose_stage, lists_host, load_settings
+from tasks import interrupts, runlog, terminal, ui
+from tasks.cli import OperatorTask
+from tasks.errors import EXIT_CODE_HELP, SETUP, CommandFailed, DeployError, ExitCode
 from tasks.session import Session, connect, host_strings
 
 COMMON_HELP = {
-    "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host, else DEFAULT_STAGE",
+    "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host (a -H host in no stage is refused), else DEFAULT_STAGE",
     "accept_new_host_key": "record an unknown host key on first connection (a changed key is still refused)",
 }
 
@@ -53,11 +59,21 @@ def render_error(err: DeployError, settings: Settings | None, host: str | None, 
     fields.append(("Host state", state))
     fields.append(("Next", err.next_step))
     if settings:
-        c = settings.contact(err.kind)
-        fields.append(("Escalate", f"{ESCALATION_LABEL.get(err.kind, err.kind)} -> {c.team}, response {c.response}"
-                                   + (f" ({c.reach})" if c.reach else "")))
+        fields.append(("Escalate", escalation(err, settings)))
+    if runlog.CURRENT and runlog.CURRENT.has_warnings:
+        fields.append(("Log", f"{runlog.CURRENT.path} (the SSH library's own messages)"))
     fields.append(("Exit code", f"{int(err.code)}: {EXIT_CODE_HELP[err.code]}"))
     ui.block(title, fields)
+
+
+def escalation(err: DeployError, settings: Settings) -> str:
+    """The one place that decides who is paged. Escalation rows are for failures on a service;
+    a setup error (configuration, first contact with a host) is fixed by the operator."""
+    if err.kind == SETUP:
+        return "nobody: a setup problem, not a service failure; fix it as Next says"
+    c = settings.contact(err.kind)
+    return (f"{ESCALATION_LABEL.get(err.kind, err.kind)} -> {c.team}, response {c.response}"
+            + (f" ({c.reach})" if c.reach else ""))
 
 
 def render_config_error(exc: ConfigError) -> None:
@@ -65,7 +81,7 @@ def render_config_error(exc: ConfigError) -> None:
     ui.block(f"✗ CONFIGURATION ERROR{stage}", [
         ("Problems", exc.problems),
         ("Host state", "nothing was run: configuration is checked before any SSH connection"),
-        ("Next", "fix the key(s) above in config/<stage>.env or the named environment variable, then re-run"),
+        ("Next", exc.next_step or "fix the key(s) above in config/<stage>.env or the named environment variable, then re-run"),
         ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),
     ])
 
@@ -94,6 +110,8 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
         if connects:
             extra.append(inspect.Parameter("accept_new_host_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False))
 
+        name = task_kwargs.get("name") or fn.__name__.replace("_", "-")
+
         @functools.wraps(fn)
         def wrapper(c, *args, **kwargs):
             stage_arg = kwargs.pop("stage", None)
@@ -108,12 +126,16 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
                 if problems:
                     render_usage_error(problems)
                     raise Exit(code=int(ExitCode.CONFIG))
-            return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs)
+            with interrupts.handled(), terminal.guarded(), runlog.opened(name):
+                try:
+                    return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs)
+                except KeyboardInterrupt as exc:        # before any host (e.g. while reading the config)
+                    raise _interrupted(exc, None, None) from None
 
         wrapper.__signature__ = sig.replace(parameters=[params[0], *params[1:], *extra])
         merged_help = {**COMMON_HELP, **(help or {})}
         merged_help = {k: v for k, v in merged_help.items() if k in wrapper.__signature__.parameters}
-        return task(wrapper, help=merged_help, **task_kwargs)
+        return task(wrapper, help=merged_help, klass=OperatorTask, **task_kwargs)
 
     return deco
 
@@ -122,6 +144,18 @@ def _settings_for(c, stage_arg: str | None) -> tuple[Settings, str]:
     host_hint = c.original_host if isinstance(c, Connection) else None
     stage, why = choose_stage(stage_arg, host_hint)
     return load_settings(stage), why
+
+
+def _settings_for_host(settings: Settings, host: str, from_cli: bool) -> tuple[Settings, str]:
+    """The settings for one host, and where the host came from (for the first line). A stage's
+    SSH_CONFIG describes that stage's hosts: for a -H host it does not list (allowed with
+    --stage), the operator's own ssh config (alias, user, ProxyJump) applies instead."""
+    if not from_cli:
+        return settings, f"from HOSTS of stage {settings.stage}; -H HOST picks another"
+    if lists_host(settings.hosts, host) or not settings.ssh_config:
+        return settings, "-H"
+    return (dataclasses.replace(settings, ssh_config=None),
+            f"-H; not in HOSTS of stage {settings.stage}, so your own ssh config applies, not its SSH_CONFIG")
 
 
 def open_session(c, settings: Settings, host: str, accept_new: bool = False) -> Session:
@@ -139,38 +173,54 @@ def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
         render_config_error(exc)
         raise Exit(code=int(ExitCode.CONFIG))
     ui.set_redactor(Redactor(settings.secret_key_pattern, settings.secrets))
-    dry = bool(c.config.run.dry)
     if not connects:
-        try:
-            return fn(Offline(c, settings, dry), *args, **kwargs)
-        except DeployError as err:
-            render_error(err, settings, None)
-            raise Exit(code=int(err.code))
-    hosts = host_strings(c, settings)
-    for host in hosts:
-        ui.say(f"stage: {settings.stage} ({why})   host: {host}" + ("   [dry run: nothing will be changed]" if dry else ""))
-        session = None
-        try:
-            t0 = time.monotonic()
-            cxn = connect(c, host, settings, accept_new)
-            session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
-                              redactor=Redactor(settings.secret_key_pattern), ctx=c)
-            ui.set_redactor(session.redactor)
-            session.learn_secrets()
-            session.connect_seconds = time.monotonic() - t0
-            fn(session, *args, **kwargs)
-        except DeployError as err:
-            render_error(err, settings, host, session)
-            raise Exit(code=int(err.code))
-        except CommandFailed as failed:
-            render_error(DeployError.from_command(failed, "a remote command failed"), settings, host, session)
-            raise Exit(code=int(ExitCode.STEP_FAILED))
-        except KeyboardInterrupt:
-            ui.block(f"✗ INTERRUPTED on {host}", [
-                ("Host state", session.describe_state() if session else "not connected yet"),
-                ("Next", f"fab -H {host} status"),
-                ("Exit code", f"{int(ExitCode.INTERRUPTED)}: {EXIT_CODE_HELP[ExitCode.INTERRUPTED]}")])
-            raise Exit(code=int(ExitCode.INTERRUPTED))
-        finally:
-            if session:
-                session.close()
+        return _run_offline(fn, c, settings, args, kwargs)
+    for host in host_strings(c, settings):
+        _run_on_host(fn, c, settings, why, host, accept_new, args, kwargs)
+
+
+def _run_offline(fn, c, settings: Settings, args, kwargs):
+    try:
+        return fn(Offline(c, settings, bool(c.config.run.dry)), *args, **kwargs)
+    except DeployError as err:
+        render_error(err, settings, None)
+        raise Exit(code=int(err.code))
+
+
+def _run_on_host(fn, c, settings: Settings, why: str, host: str, accept_new: bool, args, kwargs) -> None:
+    settings, host_why = _settings_for_host(settings, host, isinstance(c, Connection))
+    dry = bool(c.config.run.dry)
+    ui.say(f"stage: {settings.stage} ({why})   host: {host} ({host_why})"
+           + ("   [dry run: nothing will be changed]" if dry else ""))
+    session = None
+    try:
+        t0 = time.monotonic()
+        cxn = connect(c, host, settings, accept_new)
+        session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
+                          redactor=Redactor(settings.secret_key_pattern), ctx=c)
+        ui.set_redactor(session.redactor)
+        session.learn_secrets()
+        session.connect_seconds = time.monotonic() - t0
+        fn(session, *args, **kwargs)
+    except DeployError as err:
+        render_error(err, settings, host, session)
+        raise Exit(code=int(err.code))
+    except CommandFailed as failed:
+        render_error(DeployError.from_command(failed, "a remote command failed"), settings, host, session)
+        raise Exit(code=int(ExitCode.STEP_FAILED))
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc, host, session) from None
+    finally:
+        if session:
+            session.close()
+
+
+def _interrupted(exc: KeyboardInterrupt, host: str | None, session: Session | None) -> Exit:
+    """The INTERRUPTED block for Ctrl-C, SIGTERM or SIGHUP; the exit code says which (130/143/129)."""
+    code = interrupts.exit_code(exc)
+    with interrupts.ignored():          # a second signal must not cut the block short
+        ui.block(f"✗ INTERRUPTED ({interrupts.describe(exc)})" + (f" on {host}" if host else ""), [
+            ("Host state", (session.describe_state() if session else "not connected yet") if host else "nothing was run on any host"),
+            ("Next", f"fab -H {host} status" if host else "re-run the command"),
+            ("Exit code", f"{int(code)}: {EXIT_CODE_HELP[code]}")])
+    return Exit(code=int(code))

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json as jsonlib
 import os
-import signal
 import threading
 import time
 
 from commands import record as record_cmd
 from commands import timing as timing_cmd
-from tasks import ui
+from tasks import interrupts, ui
 from tasks.base import operator_task
 from tasks.checklist import checklist_step
 from tasks.errors import CommandFailed, DeployError, ExitCode
@@ -160,26 +159,8 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                 outcome, error = auto_rollback(s, err, before)
             elif kind == "rollback" and err.code == ExitCode.UNHEALTHY:
                 err.code = ExitCode.ROLLBACK_FAILED       # the rollback target itself is not healthy
-        except KeyboardInterrupt:
-            # Ignore a second Ctrl-C while the host is put in order (kill our commands, record, unlock),
-            # but never let that clean-up hang the operator: a watchdog ends the process after
-            # INTERRUPT_CLEANUP_LIMIT seconds, saying what may be left behind.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            limit = INTERRUPT_CLEANUP_LIMIT + sum(t for _, _, t, must in s.interrupted if must)
-            watchdog = threading.Timer(limit, _give_up_cleanup, args=(s, limit))
-            watchdog.daemon = True
-            watchdog.start()
-            ui.say(f"      Ctrl-C: cleaning up (at most {limit:g} s; further Ctrl-C are ignored)")
-            try:
-                s.settle_after_interrupt()
-                s.kill_running()
-                ui.say("      interrupted: stopped this run's other commands on the host")
-                _restore_after_abort(s, before, before_healthy)
-                _finish(s, rid, "aborted", None, steps)
-            finally:
-                lock.release()
-                watchdog.cancel()
-                signal.signal(signal.SIGINT, previous)
+        except KeyboardInterrupt as exc:       # Ctrl-C, or SIGTERM/SIGHUP (interrupts.Terminated)
+            _clean_up_after_interrupt(s, exc, lock, rid, before, before_healthy, steps)
             raise
         except BaseException as exc:        # a bug: still record it and unlock, then show the traceback
             _finish(s, rid, "failed", DeployError(f"unexpected error: {exc.__class__.__name__}: {exc}", code=ExitCode.BUG), steps)
@@ -212,11 +193,36 @@ def _restore_after_abort(s: Session, before: dict, before_healthy: bool) -> None
     s.facts["serving"] = f"serving the PREVIOUS version again: {_label(after, s.facts.get('version'))}, after the abort"
 
 
-def _give_up_cleanup(s: Session, limit: float) -> None:
-    ui.warn(f"clean-up after Ctrl-C did not finish within {limit:g} s; exiting now. The deploy lock may "
+def _clean_up_after_interrupt(s: Session, exc: KeyboardInterrupt, lock, rid: str, before: dict,
+                              before_healthy: bool, steps) -> None:
+    """Put the host in order after Ctrl-C, SIGTERM or SIGHUP: let a mutating command finish, stop
+    this run's other commands, restore the previous images if the services were switched, record
+    ``aborted``, release the lock. Further signals are ignored meanwhile, but the clean-up never
+    hangs the operator: a watchdog ends the process after INTERRUPT_CLEANUP_LIMIT seconds (plus
+    the time granted to the interrupted command), saying what may be left behind."""
+    what = interrupts.describe(exc)
+    with interrupts.ignored():
+        limit = INTERRUPT_CLEANUP_LIMIT + sum(t for _, _, t, must in s.interrupted if must)
+        watchdog = threading.Timer(limit, _give_up_cleanup, args=(s, limit, what, interrupts.exit_code(exc)))
+        watchdog.daemon = True
+        watchdog.start()
+        ui.say(f"      {what}: cleaning up (at most {limit:g} s; further Ctrl-C, SIGTERM and SIGHUP are ignored)")
+        try:
+            s.settle_after_interrupt()
+            s.kill_running()
+            ui.say("      interrupted: stopped this run's other commands on the host")
+            _restore_after_abort(s, before, before_healthy)
+            _finish(s, rid, "aborted", None, steps)
+        finally:
+            lock.release()
+            watchdog.cancel()
+
+
+def _give_up_cleanup(s: Session, limit: float, what: str = "Ctrl-C", code: int = ExitCode.INTERRUPTED) -> None:
+    ui.warn(f"clean-up after {what} did not finish within {limit:g} s; exiting now. The deploy lock may "
             f"remain: it goes stale {s.settings.lock_stale_after:g} s after its last heartbeat (fab -H {s.host} lock, "
             f"then fab -H {s.host} unlock --force); check the host with fab -H {s.host} status")
-    os._exit(int(ExitCode.INTERRUPTED))
+    os._exit(int(code))
 
 
 def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps) -> None:

@@ -3,6 +3,12 @@
 Every expected failure becomes a :class:`DeployError` and is printed as one error block: what
 failed, the exact command, the last lines of its output, the state the host is in now, the next
 command to run and the escalation contact. Nothing expected ends in a traceback.
+
+``kind`` says who is escalated to: ``database``, ``infrastructure`` and ``security`` are failures
+on a service and name a team; ``setup`` (configuration, first contact with a host: unknown host
+key, name resolution, authentication, connection refused) pages nobody, because the fix is in
+the operator's own hands and the block's Next line says what it is. A CHANGED host key stays
+``security``.
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 7        # the deploy failed and the previous images were put back (serving old)
     ROLLBACK_FAILED = 8    # a rollback could not restore service, or had no valid target
     CHECKLIST = 9          # a blocking pre-deployment checklist item failed; nothing was changed
+    HANGUP = 129           # SIGHUP (terminal closed); cleaned up like Ctrl-C
     INTERRUPTED = 130      # Ctrl-C; the lock was released and the record marked aborted
+    TERMINATED = 143       # SIGTERM (e.g. a cancelled CI job); cleaned up like Ctrl-C
 
 
 EXIT_CODE_HELP = {
@@ -35,8 +43,13 @@ EXIT_CODE_HELP = {
     ExitCode.ROLLED_BACK: "deploy failed; the previous images were restored and are serving",
     ExitCode.ROLLBACK_FAILED: "rollback had no valid target or could not restore a healthy service",
     ExitCode.CHECKLIST: "a blocking checklist item failed; nothing was changed",
+    ExitCode.HANGUP: "hung up (SIGHUP): cleaned up like Ctrl-C",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.TERMINATED: "terminated (SIGTERM): cleaned up like Ctrl-C",
 }
+
+
+SETUP = "setup"      # DeployError.kind of configuration and first-contact errors: nobody is paged
 
 
 class CommandFailed(Exception):

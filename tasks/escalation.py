@@ -14,4 +14,6 @@ def contacts(o: Offline):
         c = o.settings.contact(kind)
         rows.append([ESCALATION_LABEL[kind], c.team, c.response, c.reach])
     ui.table(rows, ["issue", "contact", "response time", "how to reach"])
-    ui.say("Failures print the matching row: migration and database failures -> database; a changed SSH host key -> security; everything else -> infrastructure.")
+    ui.say("Failures on a service print the matching row: migration and database failures -> database; a changed SSH host key -> security; "
+           "everything else -> infrastructure. Setup errors (configuration, an unknown host key on first contact, a host name that does not "
+           "resolve, authentication, a refused connection) page nobody: the block says what to fix.")

@@ -35,7 +35,7 @@ from commands.shell import q
 from commands.timing import Timer
 from config import Settings
 from tasks import ui
-from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ def harden(cxn: Connection, settings: Settings, accept_new: bool) -> list[str]:
                 state="nothing was run: the connection was not attempted",
                 next_step=(f"get the host key fingerprint from the server's admin, then: ssh-keyscan -p {hop.port} {hop.host} >> {path} "
                            f"(compare its fingerprint with ssh-keygen -lf {path}), or run once with --accept-new-host-key"),
-                kind="security", code=ExitCode.CONNECTION)
+                kind=SETUP, code=ExitCode.CONNECTION)
         hop.client.set_missing_host_key_policy(AcceptNewPolicy(path) if policy == "accept-new" else StrictPolicy(path))
         used.append(path)
         hop = hop.gateway
@@ -169,17 +169,17 @@ def connect(c, host: str, settings: Settings, accept_new: bool = False) -> Conne
             state="nothing was run: the connection was refused before authentication",
             next_step=(f"verify that fingerprint with the server's admin (on the server: ssh-keygen -lf /etc/ssh/ssh_host_{exc.key.get_name().replace('ssh-', '')}_key.pub), "
                        f"then add it to {exc.known_hosts} (ssh-keyscan ... >> {exc.known_hosts}) or re-run with --accept-new-host-key"),
-            kind="security", code=ExitCode.CONNECTION) from None
+            kind=SETUP, code=ExitCode.CONNECTION) from None
     except paramiko.AuthenticationException as exc:
         raise DeployError(
             f"SSH authentication to {cxn.user}@{cxn.host}:{cxn.port} failed: {exc}",
             state="nothing was run", next_step="check the user and key (ssh -v to the same host), -i KEY, or the IdentityFile in your ssh config",
-            code=ExitCode.CONNECTION) from None
+            kind=SETUP, code=ExitCode.CONNECTION) from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise DeployError(
             f"cannot connect to {cxn.user}@{cxn.host}:{cxn.port}: {exc.__class__.__name__}: {exc}",
             state="nothing was run", next_step=f"check that the host is up and sshd listens (ssh -p {cxn.port} {cxn.user}@{cxn.host} true)",
-            code=ExitCode.CONNECTION) from None
+            kind=SETUP, code=ExitCode.CONNECTION) from None
     tune(cxn, settings)
     return cxn
 

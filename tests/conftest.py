@@ -9,6 +9,21 @@ for _k in list(os.environ):
     if _k.startswith("DEPLOY_"):
         del os.environ[_k]
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_logs_in_a_temporary_state_dir(tmp_path_factory):
+    """The tool writes a log per run under $XDG_STATE_HOME; tests (and the fab they start) must
+    not fill the real one."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = saved
+
+
 CAPTURED = os.path.join(os.path.dirname(__file__), "fixtures", "captured")
 
 

@@ -75,12 +75,36 @@ def test_choose_stage():
     assert choose_stage("production", "whatever", {}) == ("production", "--stage")
     assert choose_stage(None, "ai-doc-qa.example.com", {})[0] == "production"
     assert choose_stage(None, "deploy@ai-doc-qa-staging:22", {})[0] == "staging"
-    stage, why = choose_stage(None, "unknown-host", {})
-    assert stage == "staging" and "default" in why
+    stage, why = choose_stage(None, None, {})
+    assert stage == "staging" and "DEFAULT_STAGE" in why
     assert choose_stage(None, None, {"DEPLOY_STAGE": "production"})[0] == "production"
+
+
+def test_a_dash_h_host_that_no_stage_lists_is_refused_not_given_the_default_stage():
+    # issue 7.9: `fab -H deploy@prod deploy` used staging's app dir, URLs and ssh config
+    with pytest.raises(ConfigError) as exc:
+        choose_stage(None, "deploy@prod", {})
+    text = "\n".join(exc.value.problems)
+    assert "-H host prod is listed in no stage's HOSTS" in text
+    assert "config/production.env: HOSTS=deploy@ai-doc-qa.example.com" in text
+    assert "add prod to HOSTS in config/<stage>.env" in exc.value.next_step and "--stage" in exc.value.next_step
+    # DEPLOY_STAGE chooses the stage of a bare task only; it does not adopt unknown hosts
+    with pytest.raises(ConfigError):
+        choose_stage(None, "deploy@prod", {"DEPLOY_STAGE": "production"})
+    # with --stage the host is used with that stage's settings
+    assert choose_stage("production", "deploy@prod", {}) == ("production", "--stage")
+    # a stage that lists the host (through DEPLOY_<STAGE>_HOSTS) adopts it
+    assert choose_stage(None, "deploy@prod", {"DEPLOY_PRODUCTION_HOSTS": "prod"})[0] == "production"
 
 
 def test_settings_are_frozen():
     s = load_settings("production", {})
     with pytest.raises(Exception):
         s.app_dir = "/tmp"
+
+
+def test_an_empty_stage_option_is_a_bad_stage_not_the_default_stage():
+    # `fab deploy --stage ''` went to the default stage (found by the hostile-inputs test)
+    assert choose_stage("", None, {}) == ("", "--stage")
+    with pytest.raises(ConfigError, match="is not a valid stage name"):
+        load_settings("", {})

@@ -108,3 +108,194 @@ def test_fab_unknown_host_key_and_unreachable_host_are_clean_errors(tmp_path):
             env={"DEPLOY_KNOWN_HOSTS": str(kh), "DEPLOY_CONNECT_TIMEOUT": "2"})
     assert r.returncode == 5, r.stderr
     assert "Traceback" not in r.stderr and "cannot connect to deploy@127.0.0.1:1" in r.stderr
+
+
+# ---- issue 7: stage and host selection, usage errors, output, escalation ------------------------
+
+def collection_tasks():
+    """Every task of the collection, as `fab --list` shows it: (name, parser context)."""
+    import fabfile
+    return [(ctx.name, ctx) for ctx in fabfile.ns.to_contexts()]
+
+
+def test_stage_has_the_same_short_flag_on_every_task():
+    # `-s` was --show on deploy, prepare and env-diff and --stage elsewhere (-t there, --to on rollback)
+    tasks = collection_tasks()
+    import re
+    listed = {m.group(1) for m in re.finditer(r"^  (\S+)", fab("--list").stdout, re.M)}
+    assert {name for name, _ in tasks} == listed
+    meaning = {}
+    for name, ctx in tasks:
+        stage = ctx.flags["--stage"]
+        assert stage.names == ("stage", "s"), name
+        for arg in ctx.args.values():
+            for short in arg.nicknames:
+                assert short != "h", f"{name} --{arg.names[0]} takes -h (help)"
+                meaning.setdefault(short, set()).add(arg.names[0])
+    assert {short: names for short, names in meaning.items() if len(names) > 1} == {}, "a short flag means different options"
+
+
+def test_fab_deploy_dash_s_means_stage(monkeypatch):
+    from tasks.test_hostile_inputs import run_fab
+    # Nothing listens on 127.0.0.1:1: before the fix `-s` was --show here and this deployed the default stage.
+    for k, v in {"DEPLOY_STAGING_HOSTS": "127.0.0.1:1", "DEPLOY_STAGING_SSH_CONFIG": "", "DEPLOY_CONNECT_TIMEOUT": "2"}.items():
+        monkeypatch.setenv(k, v)
+    for task in ("deploy", "prepare", "env-diff", "rollback"):
+        code, out, err = run_fab(["-r", ROOT, task, "-s", "no-such-stage"])
+        assert code == 2 and "unknown stage 'no-such-stage'" in err, (task, err)
+
+
+def test_unknown_task_option_is_a_usage_error_with_exit_2():
+    from tasks.test_hostile_inputs import run_fab
+    r = fab("deploy", "--bogus")                        # the real `fab` console script
+    assert r.returncode == 2 and "✗ USAGE ERROR" in r.stderr and "No idea what '--bogus' is!" in r.stderr, r.stderr
+    for args, problem in ((["history", "--limit", "abc"], "--limit 'abc' is not accepted: --limit takes a whole number"),
+                          (["deploy", "--lock-wait", "nan"], "--lock-wait must be zero or a positive number of seconds"),
+                          (["deploy", "--message"], "Flag --message needed value"),
+                          (["no-such-task"], "No idea what 'no-such-task' is!")):
+        code, out, err = run_fab(["-r", ROOT, *args])
+        assert code == 2, (args, err)
+        assert "✗ USAGE ERROR" in err and problem in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("args", [["plan", "--stage", "production"], ["--list"]])
+def test_fab_plan_into_a_closed_pipe_ends_quietly(args):
+    # `fab plan | head`: the reader is gone before the first write, so every write fails (EPIPE)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fab"), *args],
+                           cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr and r.stderr == ""
+
+
+def test_fab_history_into_a_closed_pipe_ends_quietly(remote_task, monkeypatch):
+    from tasks.status import history
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    broken = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", broken)
+    c, remote = remote_task([])
+    history(c, stage="production")                     # no BrokenPipeError
+    assert any("releases.jsonl" in cmd for cmd in remote.commands)
+
+
+def test_a_dash_h_host_in_no_stage_is_refused_with_a_configuration_error():
+    r = fab("-H", "deploy@prod", "status")
+    assert r.returncode == 2, r.stderr
+    assert "-H host prod is listed in no stage's HOSTS" in r.stderr and "Traceback" not in r.stderr
+    assert "add prod to HOSTS in config/<stage>.env" in " ".join(r.stderr.split())
+
+
+def test_a_bare_task_says_its_host_comes_from_the_stage_hosts(remote_task, capsys):
+    from tasks.status import status
+    c, remote = remote_task([])
+    with pytest.raises(Exit):
+        status(c, stage="production")       # the scripted remote has no Compose; the first line is printed before
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("stage: production (--stage)   host: deploy@ai-doc-qa.example.com (from HOSTS of stage production")
+
+
+def test_a_stage_ssh_config_applies_only_to_that_stage_hosts(mocker, tmp_path, monkeypatch):
+    # `fab -H deploy@prod --stage staging`: staging's SSH_CONFIG replaced ~/.ssh/config for prod,
+    # losing the operator's alias, user and ProxyJump
+    from fabric import Connection
+
+    from tasks.status import status
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host ai-doc-qa-staging\n  HostName 127.0.0.1\n  Port 2222\n")
+    monkeypatch.setenv("DEPLOY_STAGING_SSH_CONFIG", str(cfg))
+    monkeypatch.setenv("DEPLOY_STAGING_KNOWN_HOSTS", "")
+    seen = {}
+
+    def fake_connect(c, host, settings, accept_new=False):
+        seen[host] = settings.ssh_config
+        raise base.DeployError("stop here", code=base.ExitCode.CONNECTION)
+    mocker.patch.object(base, "connect", side_effect=fake_connect)
+    for host in ("deploy@prod", "ai-doc-qa-staging"):
+        with pytest.raises(Exit):
+            status(Connection(host, config=hermetic_config()), stage="staging")
+    assert seen == {"deploy@prod": None, "ai-doc-qa-staging": str(cfg)}
+
+
+def _key():
+    import paramiko
+    return paramiko.RSAKey.generate(1024)
+
+
+@pytest.mark.parametrize("failure, pages", [
+    ("unknown host key", False), ("no known_hosts file", False), ("name resolution", False),
+    ("authentication", False), ("connection refused", False), ("changed host key", True)])
+def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incident(mocker, tmp_path, capsys, monkeypatch,
+                                                                                 failure, pages):
+    import socket
+
+    import paramiko
+    from fabric import Connection
+
+    from tasks import session as session_mod
+    from tasks.status import status
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    monkeypatch.setenv("HOME", str(tmp_path))            # no ~/.ssh/known_hosts: KNOWN_HOSTS="" falls back to it
+    os.environ["DEPLOY_KNOWN_HOSTS"] = str(kh) if failure != "no known_hosts file" else ""
+    os.environ["DEPLOY_HOST_KEY_POLICY"] = "strict"
+    errors = {
+        "unknown host key": lambda: session_mod.UnknownHostKey("prod", _key(), str(kh)),
+        "name resolution": lambda: socket.gaierror(-2, "Name or service not known"),
+        "authentication": lambda: paramiko.AuthenticationException("Authentication failed."),
+        "connection refused": lambda: ConnectionRefusedError(111, "Connection refused"),
+        "changed host key": lambda: paramiko.BadHostKeyException("prod", _key(), _key()),
+    }
+    if failure in errors:
+        mocker.patch.object(Connection, "open", side_effect=errors[failure]())
+    try:
+        with pytest.raises(Exit) as exc:
+            status(MockContext(config=hermetic_config()), stage="production")
+    finally:
+        del os.environ["DEPLOY_KNOWN_HOSTS"], os.environ["DEPLOY_HOST_KEY_POLICY"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert exc.value.code == 5 and "Traceback" not in err
+    if pages:
+        assert "Escalate: Security incident -> Security Team" in err
+    else:
+        assert "Escalate: nobody: a setup problem" in err, err
+        assert "Security incident" not in err and "Platform Team" not in err
+
+
+def test_paramiko_banner_error_goes_to_the_run_log_not_the_terminal(tmp_path):
+    # A listener that answers like a web server, not sshd: paramiko logs "Exception (client): Error
+    # reading SSH protocol banner" and a traceback, which reached the terminal.
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+    threading.Thread(target=answer, daemon=True).start()
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    state = tmp_path / "state"
+    try:
+        r = fab("-H", f"deploy@127.0.0.1:{port}", "status", "--stage", "production",
+                env={"DEPLOY_KNOWN_HOSTS": str(kh), "DEPLOY_CONNECT_TIMEOUT": "5", "XDG_STATE_HOME": str(state)})
+    finally:
+        server.close()
+    assert r.returncode == 5, r.stderr
+    assert "Traceback" not in r.stderr and "Exception (client)" not in r.stderr, r.stderr
+    assert "Escalate: nobody" in " ".join(r.stderr.split())
+    logs = list((state / "ai-doc-qa-deploy" / "logs").glob("*-status-*.log"))
+    assert len(logs) == 1 and "Error reading SSH protocol banner" in logs[0].read_text()
+    assert str(logs[0]) in "".join(r.stderr.split())        # the block names the log (wrapped lines joined)

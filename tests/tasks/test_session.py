@@ -116,7 +116,7 @@ def test_missing_known_hosts_file_is_refused_when_strict(tmp_path, settings):
     st = dataclasses.replace(settings, known_hosts=str(tmp_path / "absent"))
     with pytest.raises(DeployError) as exc:
         harden(Connection("prod.example.com", config=hermetic_config()), st, accept_new=False)
-    assert exc.value.code == 5 and "no known_hosts file" in exc.value.what and exc.value.kind == "security"
+    assert exc.value.code == 5 and "no known_hosts file" in exc.value.what and exc.value.kind == "setup"
 
 
 def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
@@ -136,9 +136,15 @@ def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
         finished.set()
         return "done"
 
-    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(KeyboardInterrupt):
-        off_main_thread(io)
+    # This test relies on SIGINT raising KeyboardInterrupt: say so, whatever pytest's parent set
+    # (a parent that ignores SIGINT makes Python install no handler at all).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            off_main_thread(io)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not finished.is_set()            # interrupted while the I/O was still running...
     assert finished.wait(2)                 # ...which then completed undisturbed
     assert off_main_thread(lambda: 42) == 42
