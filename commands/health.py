@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from commands.docker import ContainerState
-from commands.shell import check_url, q
+from commands.shell import check_url, q, whole_seconds
 
 
 @dataclass
@@ -63,7 +63,7 @@ BODY_LIMIT = 2000
 def curl(url: str, timeout: float) -> str:
     """One HTTP GET; prints the start of the body, then ``@@status <code> <seconds>`` on its own line."""
     # Captured in a variable, not piped, so the exit status stays curl's (sh has no pipefail).
-    return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {int(max(1, timeout))} {q(check_url(url))}); "
+    return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {whole_seconds(timeout)} {q(check_url(url))}); "
             f"rc=$?; printf '%s\\n' \"$out\" | tail -c {BODY_LIMIT}; exit $rc")
 
 
@@ -116,7 +116,7 @@ def probe_loop(url: str, stop_file: str, max_seconds: int) -> str:
     printing ``<unix time> <http status>`` per probe: the downtime of a switch, measured
     (runbook note 5: ``up -d`` is not zero-downtime by itself)."""
     check_url(url)
-    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {int(max_seconds)} )); "
+    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {whole_seconds(max_seconds)} )); "
             f"while [ ! -e {q(stop_file)} ] && [ $(date +%s) -lt $end ]; do "
             f"echo \"$(date +%s.%N) $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 {q(url)})\"; "
             f"sleep 0.2; done; rm -f {q(stop_file)}")

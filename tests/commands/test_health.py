@@ -66,3 +66,10 @@ def test_probe_loop_runs_and_stops_on_its_stop_file(tmp_path):
     d = health.parse_probe(r.stdout)
     assert d.probes >= 2 and d.failed == d.probes          # nothing listens on port 1
     assert not stop.exists()
+
+
+def test_fractional_smoke_timeout_rounds_up_in_curl_max_time_and_probe_loop():
+    """Issue 7 #15: int() cut 1.5 s to --max-time 1 and a 0.5 s probe window to 0 s."""
+    assert " --max-time 2 " in health.curl("http://localhost/health", 1.5)
+    assert " --max-time 1 " in health.curl("http://localhost/health", 0.2)
+    assert "end=$(( $(date +%s) + 1 ))" in health.probe_loop("http://localhost/health", "/tmp/stop", 0.5)
