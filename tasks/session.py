@@ -138,11 +138,10 @@ class Session:
             return Result(command, 0, "", "", 0.0)
         if mutating:
             self.facts.pop("observed", None)       # what runs may change: observe again next time
-        # Remote-side timeout kills the process on the host too (a local timeout alone would leave it running).
+        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
         # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
         # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        # Whole seconds rounded up: `timeout 0` would mean no limit at all.
         wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {self.run_tag} </dev/null"
         self.ensure_connected(command)
         start = time.monotonic()
