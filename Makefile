@@ -11,13 +11,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down test unit integration bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(VENV)/.fab-entry-point
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(STAMP)
+
+# The venv's `fab` becomes the project's (tasks/program.py). Stock fab runs `fab -H HOST -- CMD` with
+# no host-key check, and in that form never loads anything of this project that could refuse it.
+$(VENV)/.fab-entry-point: $(STAMP) tasks/program.py
+	$(BIN)/python -m tasks.program install $(BIN)/fab
+	touch $@
 
 sandbox-install:
 	$(CTL) install

@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 from commands.docker import ContainerState
 from commands.secrets import excerpt
-from commands.shell import check_url, q
+from commands.shell import check_url, q, whole_seconds
 
 
 @dataclass
@@ -71,7 +71,7 @@ def curl(url: str, timeout: float) -> str:
     partial line is dropped (and BODY_CUT printed instead), because a secret cut in half there
     would no longer be recognised by the redactor, and its second half would be printed."""
     # Captured in a variable, not piped, so the exit status stays curl's (sh has no pipefail).
-    return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {int(max(1, timeout))} {q(check_url(url))}); "
+    return (f"out=$(curl -sS -w {q(CURL_WRITE_OUT)} --max-time {whole_seconds(timeout)} {q(check_url(url))}); "
             f"rc=$?; if [ \"$(printf '%s\\n' \"$out\" | wc -c)\" -le {BODY_LIMIT} ]; then printf '%s\\n' \"$out\"; "
             f"else echo {q(BODY_CUT)}; printf '%s\\n' \"$out\" | tail -c {BODY_LIMIT} | sed 1d; fi; exit $rc")
 
@@ -125,7 +125,7 @@ def probe_loop(url: str, stop_file: str, max_seconds: int) -> str:
     printing ``<unix time> <http status>`` per probe: the downtime of a switch, measured
     (runbook note 5: ``up -d`` is not zero-downtime by itself)."""
     check_url(url)
-    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {int(max_seconds)} )); "
+    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {whole_seconds(max_seconds)} )); "
             f"while [ ! -e {q(stop_file)} ] && [ $(date +%s) -lt $end ]; do "
             f"echo \"$(date +%s.%N) $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 {q(url)})\"; "
             f"sleep 0.2; done; rm -f {q(stop_file)}")

@@ -7,6 +7,7 @@ pattern first, so a hostile value is refused before it is quoted, not merely neu
 """
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from typing import Iterable
@@ -14,6 +15,7 @@ from typing import Iterable
 __all__ = [
     "q", "join", "cd", "UnsafeValue",
     "check_ref", "check_service", "check_path", "check_url", "check_image", "check_remote",
+    "whole_seconds",
 ]
 
 
@@ -97,3 +99,9 @@ def check_url(value: str, role: str = "URL") -> str:
     if not value or _CONTROL.search(value) or " " in value or not _URL.match(value):
         raise UnsafeValue(f"{role} {value!r} must be an http:// or https:// URL without spaces or shell metacharacters")
     return value
+
+
+def whole_seconds(seconds: float) -> int:
+    """A timeout for a tool that takes whole seconds (coreutils ``timeout``, curl, a shell loop):
+    rounded UP, at least 1. ``int(0.5)`` is 0, which ``timeout`` reads as "no limit at all"."""
+    return max(1, math.ceil(seconds))

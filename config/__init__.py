@@ -149,7 +149,14 @@ def _list(parse: Callable[[str], object], allow_empty: bool = True) -> Callable[
     return inner
 
 
-def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False) -> Callable[[str], float]:
+# Upper bounds: a value no operator means (a timeout of 10^30 s) would overflow the clocks and
+# timers it reaches (threading's wait, time_t) and end in a traceback instead of a config error.
+MAX_SECONDS = 7 * 86400
+MAX_COUNT = 1_000_000
+
+
+def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False,
+            maximum: float = MAX_SECONDS) -> Callable[[str], float]:
     def inner(v: str):
         try:
             n = cast(v)
@@ -157,13 +164,15 @@ def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False) -
             raise ValueError(f"must be a {what}, got {v!r}") from None
         if not math.isfinite(n) or n < 0 or (n == 0 and not allow_zero):
             raise ValueError(f"must be {'zero or a positive' if allow_zero else 'a positive'} {what}, got {v!r}")
+        if n > maximum:
+            raise ValueError(f"must be at most {maximum:g}, got {v!r}")
         return n
     return inner
 
 
 _seconds = _number(float, "number of seconds")
 _seconds0 = _number(float, "number of seconds", allow_zero=True)
-_int = _number(int, "whole number")
+_int = _number(int, "whole number", maximum=MAX_COUNT)
 
 
 def _bool(v: str) -> bool:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from commands import alembic as alembic_cmd
 from commands import envdiff, git as git_cmd
 from config import ConfigError, load_settings
-from tasks import ui
+from tasks import ui, web
 from tasks.base import open_session, operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.notify import notify
@@ -167,12 +165,10 @@ def check_monitoring(s: Session) -> Item:
     runbook = "Monitoring dashboards ready"
     if not url:
         return Item("monitoring", runbook, False, "MONITORING_URL not configured")
-    try:
-        r = requests.get(url, timeout=s.settings.smoke_timeout)
-    except requests.RequestException as exc:
-        return Item("monitoring", runbook, False, f"{url} unreachable: {exc.__class__.__name__}")
-    ok = 200 <= r.status_code < 300
-    return Item("monitoring", runbook, ok, f"{url} answered HTTP {r.status_code} in {r.elapsed.total_seconds():.2f} s")
+    a = web.request("GET", url, deadline=s.settings.smoke_timeout)
+    if a.error:
+        return Item("monitoring", runbook, False, f"{url} unreachable: {a.error}")
+    return Item("monitoring", runbook, a.ok, f"{url} answered HTTP {a.status} in {a.seconds:.2f} s")
 
 
 def check_oncall(s: Session, message: str) -> Item:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-import requests
-
 from commands.record import utc_now
+from tasks import web
 from tasks.session import Session, operator
+
+NOTIFY_TIMEOUT = 5.0      # seconds, in total: a hung webhook must not hold up a deploy
 
 
 def notify(s: Session, event: str, data: dict | None = None) -> tuple[bool, str]:
@@ -19,11 +20,10 @@ def notify(s: Session, event: str, data: dict | None = None) -> tuple[bool, str]
     payload = {"service": "ai-doc-qa", "event": event, "stage": st.stage, "host": s.host, "who": operator(),
                "at": utc_now(), **(data or {})}
     body = json.dumps(s.redactor.obj(payload), sort_keys=True)
-    try:
-        r = requests.post(st.webhook_url, data=body.encode(), headers={"Content-Type": "application/json"},
-                          timeout=5)
-    except requests.RequestException as exc:
-        return False, f"webhook POST failed: {exc.__class__.__name__}"
-    if 200 <= r.status_code < 300:
-        return True, f"posted {event} (HTTP {r.status_code})"
-    return False, f"webhook answered HTTP {r.status_code}"
+    a = web.request("POST", st.webhook_url, deadline=NOTIFY_TIMEOUT, data=body.encode(),
+                     headers={"Content-Type": "application/json"})
+    if a.error:
+        return False, f"webhook POST failed: {a.error}"
+    if a.ok:
+        return True, f"posted {event} (HTTP {a.status})"
+    return False, f"webhook answered HTTP {a.status}"

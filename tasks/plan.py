@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from commands import compose as compose_cmd
 from commands.plan import deploy_plan
+from commands.shell import q
 from tasks import ui
 from tasks.base import Offline, operator_task
 from tasks.errors import SETUP, DeployError, ExitCode
@@ -17,7 +18,7 @@ def plan(o: Offline, compose=""):
                           kind=SETUP, code=ExitCode.CONFIG, state="nothing was run",
                           next_step=f"fab plan --compose '{compose_cmd.V2}' (or {compose_cmd.V1})")
     cmd = compose or (st.compose_command if st.compose_command != "auto" else compose_cmd.V2)
-    ui.say(f"Plan for `fab deploy` on stage {st.stage} ({', '.join(st.hosts)}), app dir {st.app_dir}; nothing is run.")
+    ui.say(f"Plan for `fab deploy` on stage {st.stage} ({', '.join(st.hosts)}), app dir {q(st.app_dir)}; nothing is run.")
     if st.compose_command == "auto" and not compose:
         ui.say("Compose is detected on the host (COMPOSE_COMMAND=auto); shown as `docker compose`. --compose docker-compose shows v1.")
     last = None

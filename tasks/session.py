@@ -1,11 +1,7 @@
-"""One SSH session per (task, host): connection hardening, the single caller of ``Connection.run``,
-timing, dry-run and secret redaction.
+"""One SSH session per (task, host): the single caller of ``Connection.run``, timing, dry-run and
+secret redaction. Host keys and connecting live in tasks/ssh.py (re-exported here).
 
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
-- Fabric never loads known_hosts and accepts any key (fabric#1804, #2071). We load the stage's
-  known_hosts and install our own policy on the target and every ProxyJump hop before ``open()``.
-- Paramiko leaves Nagle on: ~40 ms extra per command. We set TCP_NODELAY after connecting.
-- No keepalive and no connect timeout by default: both are set from the stage config.
 - ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
   into a warning; output is always captured (``hide``) and shown redacted.
 - A timeout on a command without a pty leaves the remote process running: every command is
@@ -13,10 +9,8 @@ Fabric facts this module exists for (see ../shared/research/fabric-conventions.m
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
-import hashlib
 import os
 import socket
 import threading
@@ -29,167 +23,17 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands import compose as compose_cmd
-from commands import envdiff, record as record_cmd
+from commands import envdiff, files, record as record_cmd
 from commands.secrets import MIN_LENGTH, Redactor
-from commands.shell import q
+from commands.shell import q, whole_seconds
 from commands.timing import Timer
 from config import Settings
 from tasks import ui
-from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
-
-
-# ---------------------------------------------------------------------------------------------
-# Host keys
-
-def fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    return host if int(port) == 22 else f"[{host}]:{port}"
-
-
-class UnknownHostKey(paramiko.SSHException):
-    def __init__(self, hostname: str, key: paramiko.PKey, known_hosts: str):
-        self.hostname, self.key, self.known_hosts = hostname, key, known_hosts
-        super().__init__(f"host key for {hostname} not in {known_hosts}")
-
-
-class StrictPolicy(paramiko.MissingHostKeyPolicy):
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(hostname, key, self.known_hosts)
-
-
-class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's ``StrictHostKeyChecking=accept-new``: record an unknown key; a *changed* key is
-    still refused (paramiko raises BadHostKeyException before asking the policy)."""
-
-    def __init__(self, known_hosts: str):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client, hostname, key):
-        os.makedirs(os.path.dirname(os.path.abspath(self.known_hosts)), exist_ok=True)
-        with open(self.known_hosts, "a", encoding="ascii") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        ui.warn(f"accepted NEW host key for {hostname}: {key.get_name()} {fingerprint(key)} "
-                f"(recorded in {self.known_hosts}; --accept-new-host-key)")
-
-
-def known_hosts_for(cxn: Connection, settings: Settings) -> str:
-    if settings.known_hosts:
-        return settings.known_hosts
-    files = cxn.ssh_config.get("userknownhostsfile")
-    if files:
-        first = files.split()[0] if isinstance(files, str) else files[0]
-        return os.path.expanduser(first)
-    return os.path.expanduser("~/.ssh/known_hosts")
-
-
-def harden(cxn: Connection, settings: Settings, accept_new: bool) -> list[str]:
-    """Load known_hosts and install a strict (or accept-new) policy on the target and every hop."""
-    used = []
-    hop = cxn
-    while isinstance(hop, Connection):
-        path = known_hosts_for(hop, settings)
-        policy = "accept-new" if accept_new or settings.host_key_policy == "accept-new" else "strict"
-        if os.path.isfile(path):
-            # load_system_host_keys: read-only, paramiko never rewrites this file
-            hop.client.load_system_host_keys(path)
-        elif policy == "strict":
-            raise DeployError(
-                f"no known_hosts file at {path}: the host key of {hop.host} cannot be verified",
-                state="nothing was run: the connection was not attempted",
-                next_step=(f"get the host key fingerprint from the server's admin, then: ssh-keyscan -p {hop.port} {hop.host} >> {path} "
-                           f"(compare its fingerprint with ssh-keygen -lf {path}), or run once with --accept-new-host-key"),
-                kind=SETUP, code=ExitCode.CONNECTION)
-        hop.client.set_missing_host_key_policy(AcceptNewPolicy(path) if policy == "accept-new" else StrictPolicy(path))
-        used.append(path)
-        hop = hop.gateway
-    return used
-
-
-# ---------------------------------------------------------------------------------------------
-# Connection
-
-def stage_config(c, settings: Settings):
-    """The fabric Config for this stage: the task's config (so --dry, -i, -e still apply) with the
-    stage's ssh_config file and timeouts."""
-    config = c.config.clone()
-    # Dry-run and echo are applied by Session.run (reads still run under --dry); invoke's own
-    # versions would hand empty output to every parser.
-    config.run.dry = False
-    config.run.echo = False
-    if settings.ssh_config:
-        # The stage's file replaces ~/.ssh/config, as `fab -S FILE` would.
-        config._set(base_ssh_config=paramiko.SSHConfig.from_path(settings.ssh_config))
-    if "timeout" not in (config.connect_kwargs or {}):
-        config.timeouts.connect = int(settings.connect_timeout)
-    config.connect_kwargs.setdefault("banner_timeout", settings.connect_timeout)
-    config.connect_kwargs.setdefault("auth_timeout", settings.connect_timeout)
-    # Opening a channel waits up to an hour by default (paramiko); a silent peer must not hang us.
-    config.connect_kwargs.setdefault("channel_timeout", 3 * settings.connect_timeout)
-    return config
-
-
-def host_strings(c, settings: Settings) -> list[str]:
-    """-H hosts as fab gave them (one Connection per call), else the stage's HOSTS."""
-    if isinstance(c, Connection):
-        user_default = c.ssh_config.get("user", c.config.user)
-        port_default = int(c.ssh_config.get("port", c.config.port))
-        s = c.original_host
-        if c.user != user_default:
-            s = f"{c.user}@{s}"
-        if int(c.port) != port_default:
-            s = f"{s}:{c.port}"
-        return [s]
-    return list(settings.hosts)
-
-
-def connect(c, host: str, settings: Settings, accept_new: bool = False) -> Connection:
-    cxn = Connection(host, config=stage_config(c, settings))
-    paths = harden(cxn, settings, accept_new)
-    try:
-        cxn.open()
-    except paramiko.BadHostKeyException as exc:
-        raise DeployError(
-            f"the host key of {exc.hostname} has CHANGED: offered {exc.key.get_name()} {fingerprint(exc.key)}, "
-            f"known_hosts has {exc.expected_key.get_name()} {fingerprint(exc.expected_key)}",
-            state="nothing was run: the connection was refused before authentication",
-            next_step=(f"do not connect until the change is explained (server rebuilt? man in the middle?). "
-                       f"If the new key is verified out of band: ssh-keygen -R '{exc.hostname}' -f {paths[0]} and add the new key"),
-            kind="security", code=ExitCode.CONNECTION) from None
-    except UnknownHostKey as exc:
-        raise DeployError(
-            f"the host key of {exc.hostname} is not known: offered {exc.key.get_name()} {fingerprint(exc.key)}",
-            state="nothing was run: the connection was refused before authentication",
-            next_step=(f"verify that fingerprint with the server's admin (on the server: ssh-keygen -lf /etc/ssh/ssh_host_{exc.key.get_name().replace('ssh-', '')}_key.pub), "
-                       f"then add it to {exc.known_hosts} (ssh-keyscan ... >> {exc.known_hosts}) or re-run with --accept-new-host-key"),
-            kind=SETUP, code=ExitCode.CONNECTION) from None
-    except paramiko.AuthenticationException as exc:
-        raise DeployError(
-            f"SSH authentication to {cxn.user}@{cxn.host}:{cxn.port} failed: {exc}",
-            state="nothing was run", next_step="check the user and key (ssh -v to the same host), -i KEY, or the IdentityFile in your ssh config",
-            kind=SETUP, code=ExitCode.CONNECTION) from None
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise DeployError(
-            f"cannot connect to {cxn.user}@{cxn.host}:{cxn.port}: {exc.__class__.__name__}: {exc}",
-            state="nothing was run", next_step=f"check that the host is up and sshd listens (ssh -p {cxn.port} {cxn.user}@{cxn.host} true)",
-            kind=SETUP, code=ExitCode.CONNECTION) from None
-    tune(cxn, settings)
-    return cxn
-
-
-def tune(cxn: Connection, settings: Settings) -> None:
-    """TCP_NODELAY (Nagle costs ~40 ms per command on paramiko) and the SSH keepalive."""
-    sock = getattr(cxn.transport, "sock", None)
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    cxn.transport.set_keepalive(settings.keepalive)
+from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.ssh import (  # noqa: F401  (re-exported: callers import connecting from the session)
+    AcceptNewPolicy, StrictPolicy, UnknownHostKey, connect, fingerprint, harden, host_strings,
+    known_hosts_for, known_hosts_name, open_connection, stage_config, tune,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,11 +140,11 @@ class Session:
             return Result(command, 0, "", "", 0.0)
         if mutating:
             self.facts.pop("observed", None)       # what runs may change: observe again next time
-        # Remote-side timeout kills the process on the host too (a local timeout alone would leave it running).
+        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
         # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
         # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        wrapped = f"timeout -k 5 {int(timeout)} sh -c {q(command)} {self.run_tag} </dev/null"
+        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {self.run_tag} </dev/null"
         self.ensure_connected(command)
         start = time.monotonic()
         try:
@@ -356,7 +200,7 @@ class Session:
             if self.cxn.is_connected:
                 return
             try:
-                off_main_thread(self.cxn.open)
+                off_main_thread(lambda: open_connection(self.cxn, self.settings))
             except Exception as exc:
                 self.dead = True
                 raise self._lost(command, f"reconnecting failed: {exc.__class__.__name__}: {exc}") from None
@@ -388,9 +232,8 @@ class Session:
 
     def read_file(self, path: str) -> str | None:
         """A text file under the app dir, or None if it does not exist."""
-        full = path if path.startswith("/") else f"{self.settings.app_dir.rstrip('/')}/{path}"
-        r = self.run(f"if [ -f {q(full)} ]; then cat -- {q(full)}; else exit 3; fi", check=False)
-        if r.exited == 3:
+        r = self.run(files.read_file(files.app_file(self.settings.app_dir, path)), check=False)
+        if r.exited == files.MISSING:
             return None
         if r.exited != 0:
             raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)

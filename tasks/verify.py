@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-import requests
-
 from commands import health as health_cmd
-from tasks import ui
+from tasks import ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
 from tasks.session import Session
@@ -40,15 +38,10 @@ def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_c
 
 def operator_check(url: str, timeout: float) -> health_cmd.HttpCheck:
     """The same URL requested from the operator's machine (requests): is it reachable from outside?"""
-    try:
-        r = requests.get(url, timeout=timeout)
-    except requests.Timeout:
-        return health_cmd.HttpCheck(url, False, 0, timeout, "timed out: the request hung")
-    except requests.RequestException as exc:
-        return health_cmd.HttpCheck(url, False, 0, 0.0, f"{exc.__class__.__name__}: {ui.excerpt(str(exc), 120)}")
-    ok = 200 <= r.status_code < 300
-    return health_cmd.HttpCheck(url, ok, r.status_code, r.elapsed.total_seconds(),
-                                "" if ok else f"HTTP {r.status_code}", ui.excerpt(r.text, 2000))
+    a = web.request("GET", url, deadline=timeout)
+    if a.error:
+        return health_cmd.HttpCheck(url, False, 0, a.seconds, a.error)
+    return health_cmd.HttpCheck(url, a.ok, a.status, a.seconds, "" if a.ok else f"HTTP {a.status}", ui.excerpt(a.body, 2000))
 
 
 def scan_logs(s: Session) -> list[tuple[str, str]]:

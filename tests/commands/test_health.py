@@ -104,3 +104,10 @@ def test_host_side_body_cut_never_starts_inside_a_secret(tmp_path):
 def test_short_body_is_passed_whole(tmp_path):
     check = _run_curl_with_body(tmp_path, "line one\nline two")
     assert check.body == "line one\nline two" and check.status == 500
+
+
+def test_fractional_smoke_timeout_rounds_up_in_curl_max_time_and_probe_loop():
+    """Issue 7 #15: int() cut 1.5 s to --max-time 1 and a 0.5 s probe window to 0 s."""
+    assert " --max-time 2 " in health.curl("http://localhost/health", 1.5)
+    assert " --max-time 1 " in health.curl("http://localhost/health", 0.2)
+    assert "end=$(( $(date +%s) + 1 ))" in health.probe_loop("http://localhost/health", "/tmp/stop", 0.5)

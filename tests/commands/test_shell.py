@@ -78,3 +78,10 @@ def test_compose_refuses_hostile_service_before_quoting():
     c = Compose("docker compose", "/app", "docker-compose.yml")
     with pytest.raises(UnsafeValue):
         c.pull(["backend; rm -rf /"])
+
+
+@pytest.mark.parametrize("seconds, whole", [(0.001, 1), (0.5, 1), (1, 1), (1.2, 2), (30, 30), (29.9, 30)])
+def test_sub_second_timeouts_round_up_never_to_zero(seconds, whole):
+    """Issue 7 #15: int(0.5) == 0, and `timeout 0` on the host means no limit at all."""
+    from commands.shell import whole_seconds
+    assert whole_seconds(seconds) == whole

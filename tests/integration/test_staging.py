@@ -170,6 +170,8 @@ def test_unknown_and_changed_host_keys_are_refused(sandbox, tmp_path):
     r = sandbox.fab("status", *STAGING, env={"DEPLOY_KNOWN_HOSTS": str(wrong)})
     assert r.returncode == 5 and "has CHANGED" in flat(r) and "Traceback" not in flat(r)
     assert "Escalate: Security incident -> Security Team" in flat(r)     # a changed key stays an incident
+    # issue 7 #13: on port 2222 the entry is named [127.0.0.1]:2222; `ssh-keygen -R 127.0.0.1` removes nothing
+    assert f"ssh-keygen -R '[127.0.0.1]:2222' -f {wrong}" in flat(r)
     # the explicit opt-in records an unknown key on first use; a changed key stays refused
     r = sandbox.fab("status", *STAGING, "--accept-new-host-key", env={"DEPLOY_KNOWN_HOSTS": str(empty)})
     assert r.returncode == 0, r.stderr

@@ -250,6 +250,7 @@ def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incide
         "connection refused": lambda: ConnectionRefusedError(111, "Connection refused"),
         "changed host key": lambda: paramiko.BadHostKeyException("prod", _key(), _key()),
     }
+    mocker.patch("tasks.ssh.tcp_connect", return_value=mocker.Mock())      # no real name lookup
     if failure in errors:
         mocker.patch.object(Connection, "open", side_effect=errors[failure]())
     try:
@@ -299,3 +300,53 @@ def test_paramiko_banner_error_goes_to_the_run_log_not_the_terminal(tmp_path):
     logs = list((state / "ai-doc-qa-deploy" / "logs").glob("*-status-*.log"))
     assert len(logs) == 1 and "Error reading SSH protocol banner" in logs[0].read_text()
     assert str(logs[0]) in "".join(r.stderr.split())        # the block names the log (wrapped lines joined)
+
+
+def test_fab_H_with_a_non_numeric_port_is_a_usage_error_not_a_traceback():
+    """Issue 7 #16: fabric raised ValueError (exit 1) while building the task's Connection."""
+    r = fab("-H", "deploy@prod.example.com:notaport", "status", "--stage", "production")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "host 'deploy@prod.example.com:notaport': port 'notaport' is not a port number" in r.stderr
+
+
+def test_fab_H_bracketed_ipv6_is_host_and_port(tmp_path):
+    """Issue 7 #16: `-H '[::1]:1'` was host `[::1]:1` on port 22. The missing known_hosts file
+    stops it before any connection, naming the parsed host and port."""
+    r = fab("-H", "[::1]:1", "status", "--stage", "production", env={"HOME": str(tmp_path)})
+    assert r.returncode == 5, r.stderr
+    assert "host: [::1]:1" in r.stdout
+    assert "ssh-keyscan -p 1 ::1 >>" in " ".join(r.stderr.split()) and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Host *\n  Port abc\n", "Port 'abc' is not a port number"),
+    ("Host *\n  HostName\n", "Unparsable line HostName"),
+])
+def test_fab_stage_ssh_config_with_port_abc_or_bare_hostname_is_a_config_error(tmp_path, text, message):
+    """Issue 7 #16, through the stage's SSH_CONFIG."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(text)
+    r = fab("status", "--stage", "production", env={"DEPLOY_SSH_CONFIG": str(cfg)})
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and message in r.stderr
+
+
+def test_fab_S_ssh_config_with_port_abc_is_a_config_error(tmp_path):
+    """Issue 7 #16, through fab's own -S file: checked before fabric int()s it."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host *\n  Port abc\n")
+    r = fab("-S", str(cfg), "-H", "prod.example.com", "status", "--stage", "production")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "for host prod.example.com: Port 'abc' is not a port number" in r.stderr
+
+
+def test_fab_task_with_an_adhoc_remainder_command_is_refused_before_anything_runs(tmp_path):
+    """Issue 7 #13: `-- CMD` runs over a connection with no host-key check; with a task named,
+    fabric.yaml's executor refuses it before the task or the command runs."""
+    marker = tmp_path / "ran"
+    r = fab("-H", "127.0.0.1:1", "contacts", "--stage", "production", "--", f"touch {marker}")
+    assert r.returncode == 2, r.stderr
+    assert "REFUSED: fab -H HOST -- COMMAND" in r.stderr and "DBA Team" not in r.stdout
+    assert "ssh -p 1 127.0.0.1" in " ".join(r.stderr.split())
+    assert not marker.exists()

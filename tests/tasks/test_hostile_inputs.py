@@ -14,12 +14,13 @@ import os
 import re
 
 import pytest
-from fabric.main import Fab, make_program
+from fabric.main import Fab
 from invoke import Exit, MockContext
 
 import config
 import fabfile
 from tasks.conftest import hermetic_config
+from tasks.program import make_program
 from tasks.errors import ExitCode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -160,9 +161,7 @@ def test_every_option_with_a_hostile_value_ends_cleanly(task, loaded_collection)
 
 
 # Hostile contents of the files that SSH_CONFIG and KNOWN_HOSTS name, and a hostile -H: parsed by
-# paramiko/fabric in tasks/session.py and fabric's executor, which another branch of issue 7
-# (items 13 and 16: host keys, host parsing) fixes. They are part of this matrix, and fail today:
-# strict xfail, so the first run after that branch is merged fails until the marker is removed.
+# the tool's own known_hosts/ssh_config/host parsers (tasks/ssh.py, tasks/program.py).
 SSH_FILE_CASES = {
     "ssh_config Port abc": ("SSH_CONFIG", "Host *\n  Port abc\n"),
     "ssh_config bare HostName": ("SSH_CONFIG", "Host x\n  HostName\n"),
@@ -171,7 +170,6 @@ SSH_FILE_CASES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7.13/7.16: fixed on the host-keys/connection branch (tasks/session.py)")
 @pytest.mark.parametrize("case", sorted(SSH_FILE_CASES))
 def test_hostile_ssh_files_end_cleanly(case, tmp_path):
     key, content = SSH_FILE_CASES[case]
@@ -182,7 +180,6 @@ def test_hostile_ssh_files_end_cleanly(case, tmp_path):
     assert verdict(code, out, err) is None, err
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7.16: fixed on the connection branch (host parsing)")
 def test_a_hostile_dash_h_port_ends_cleanly(loaded_collection):
     code, out, err = run_fab(["-H", "deploy@127.0.0.1:notaport", "status", "--stage", "production"])
     assert verdict(code, out, err) is None, err

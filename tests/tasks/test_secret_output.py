@@ -97,12 +97,21 @@ def test_checklist_alembic_error_cut_to_120_characters_prints_no_prefix_of_a_sec
     assert leaked_prefix(why) is None
 
 
-def test_smoke_from_the_operator_cuts_the_error_after_redacting(session, mocker):
+def test_smoke_from_the_operator_cuts_the_body_after_redacting(session, mocker):
     s, _ = session()
-    message = "x" * 100 + CUT_SECRET
-    mocker.patch.object(verify.requests, "get", side_effect=requests.ConnectionError(message))
+    body = "x" * (2000 - 10) + CUT_SECRET
+    mocker.patch.object(verify.web, "request",
+                        return_value=verify.web.HttpAnswer("http://localhost/health", 500, 0.1, body))
     check = verify.operator_check("http://localhost/health", 2)
-    assert check.error.startswith("ConnectionError: xxx") and leaked_prefix(check.error) is None
+    assert check.body.startswith("xxx") and leaked_prefix(check.body) is None
+
+
+def test_smoke_from_the_operator_never_prints_the_request_error_message(session, mocker):
+    """requests' messages repeat the URL (and a token in its query); only the class name is kept."""
+    session()
+    mocker.patch("tasks.web._fetch", side_effect=requests.ConnectionError("x" * 100 + CUT_SECRET))
+    check = verify.operator_check("http://localhost/health", 2)
+    assert check.error == "request failed: ConnectionError" and leaked_prefix(check.error) is None
 
 
 # ---- item 11: wrapping, line-by-line printing, JSON, config-held secrets, env files, tracebacks ------

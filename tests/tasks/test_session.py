@@ -172,3 +172,29 @@ def test_after_ctrl_c_a_mutating_command_is_allowed_to_finish(settings, mocker, 
     s.settle_after_interrupt()
     assert not job2.done.is_set()
     gate2.set()
+
+
+def test_sub_second_timeout_is_never_timeout_0_on_the_host(settings, mocker):
+    """Issue 7 #15: COMMAND_TIMEOUT=0.5 became `timeout 0`, which coreutils reads as no limit."""
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="", exited=0)
+    s = Session(settings, "h", cxn)
+    s.run("sleep 100", timeout=0.4)
+    assert cxn.run.call_args.args[0].startswith("timeout -k 5 1 sh -c ")
+    s.run("sleep 100", timeout=2.5)
+    assert cxn.run.call_args.args[0].startswith("timeout -k 5 3 sh -c ")
+
+
+def test_sub_second_connect_timeout_is_not_dropped_by_fabric(settings):
+    """Issue 7 #15: fabric int()s timeouts.connect, so CONNECT_TIMEOUT=0.5 meant no connect timeout."""
+    import dataclasses
+
+    from tasks.conftest import hermetic_config
+    from tasks.session import stage_config
+
+    class C:
+        config = hermetic_config()
+
+    config = stage_config(C(), dataclasses.replace(settings, connect_timeout=0.5))
+    assert config.timeouts.connect == 1
+    assert config.connect_kwargs["banner_timeout"] == 0.5

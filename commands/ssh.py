@@ -1,0 +1,295 @@
+"""SSH host strings, ssh_config values and known_hosts files, parsed purely (no paramiko here).
+
+Why our own known_hosts parser: paramiko's ``HostKeys.load`` raises on a non-UTF-8 file and on
+``@cert-authority``/``@revoked`` lines (a traceback, exit 1), and it would not enforce ``@revoked``
+anyway. The format is OpenSSH's (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"):
+
+    [@marker] patterns keytype base64-key [comment]
+
+``patterns`` is a comma-separated list of host names, ``[host]:port`` for a port other than 22,
+``*``/``?`` wildcards and ``!negations``, or one hashed name ``|1|base64(salt)|base64(HMAC-SHA1)``.
+A line this parser cannot use is skipped with a note; it never makes the whole file unreadable.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import re
+import struct
+from dataclasses import dataclass, field
+
+from commands.shell import q
+
+SSH_PORT = 22
+
+
+# ---------------------------------------------------------------------------------------------
+# Host strings: [user@]host[:port], with IPv6 literals as [addr]:port
+
+class BadHostString(ValueError):
+    """A -H value or a HOSTS entry that is not [user@]host[:port]."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return format_host(self.host, self.user, self.port)
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*)$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def parse_port(text: str, what: str = "port") -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise BadHostString(f"{what} {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def parse_host(text: str) -> HostSpec:
+    """``[user@]host[:port]``; an IPv6 address takes brackets to carry a port: ``[::1]:2222``.
+
+    Fabric's own parser reads ``[::1]:1`` as a host named ``[::1]:1`` on port 22 and raises a bare
+    ValueError on ``host:notaport``; this one says what is wrong instead."""
+    raw = text
+    if not text or text != text.strip() or any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise BadHostString(f"host {raw!r} must be [user@]host[:port] without spaces")
+    user = None
+    if "@" in text:
+        user, text = text.rsplit("@", 1)
+        if not _USER.match(user):
+            raise BadHostString(f"host {raw!r}: user {user!r} is not a valid user name")
+    port = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BadHostString(f"host {raw!r}: '[' without a closing ']' (use [address]:port)")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise BadHostString(f"host {raw!r}: expected ':port' after ']', got {rest!r}")
+            port = parse_port(rest[1:], f"host {raw!r}: port")
+        if not (_is_ipv6(host) or _HOSTNAME.match(host)):
+            raise BadHostString(f"host {raw!r}: {host!r} is neither an IPv6 address nor a host name")
+        return HostSpec(host, user, port)
+    if text.count(":") > 1:
+        if not _is_ipv6(text):
+            raise BadHostString(f"host {raw!r} is not a valid IPv6 address; write [address]:port for a port")
+        return HostSpec(text, user, None)
+    if ":" in text:
+        text, port_text = text.split(":", 1)
+        port = parse_port(port_text, f"host {raw!r}: port")
+    if not text or not _HOSTNAME.match(text):
+        raise BadHostString(f"host {raw!r}: {text!r} is not a valid host name")
+    return HostSpec(text, user, port)
+
+
+def format_host(host: str, user: str | None = None, port: int | None = None) -> str:
+    """The inverse of :func:`parse_host` (brackets around an IPv6 address that carries a port)."""
+    text = f"[{host}]" if port is not None and ":" in host else host
+    if port is not None:
+        text += f":{port}"
+    return f"{user}@{text}" if user else text
+
+
+# ---------------------------------------------------------------------------------------------
+# ssh_config values that fabric would otherwise int() with a traceback
+
+def ssh_config_problems(lookup: dict) -> list[str]:
+    """What is wrong with the ssh_config options that apply to one host (paramiko's lookup dict)."""
+    problems = []
+    port = lookup.get("port")
+    if port is not None:
+        try:
+            parse_port(str(port), "Port")
+        except BadHostString as exc:
+            problems.append(str(exc))
+    timeout = lookup.get("connecttimeout")
+    if timeout is not None and not str(timeout).isdigit():
+        problems.append(f"ConnectTimeout {timeout!r} is not a whole number of seconds")
+    agent = lookup.get("forwardagent")
+    if agent is not None and agent not in ("yes", "no"):
+        problems.append(f"ForwardAgent {agent!r} must be yes or no")
+    for hop in (lookup.get("proxyjump") or "").split(","):
+        if hop.strip() and hop.strip() != "none":
+            try:
+                parse_host(hop.strip())
+            except BadHostString as exc:
+                problems.append(f"ProxyJump: {exc}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# known_hosts
+
+REVOKED = "revoked"
+CERT_AUTHORITY = "cert-authority"
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    line: int                  # 1-based line number, for messages
+    marker: str                # "", REVOKED or CERT_AUTHORITY
+    patterns: str              # the host field as written (hashed or a pattern list)
+    keytype: str
+    blob: bytes                # the decoded key
+
+
+@dataclass
+class KnownHosts:
+    keys: list[KnownKey] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)     # "line 3: bad base64" notes
+
+
+@dataclass
+class HostMatch:
+    keys: list[KnownKey] = field(default_factory=list)         # plain entries (revoked ones removed)
+    revoked: list[KnownKey] = field(default_factory=list)
+    authorities: list[KnownKey] = field(default_factory=list)  # @cert-authority: not supported, ignored
+
+    def is_revoked(self, blob: bytes) -> KnownKey | None:
+        return next((k for k in self.revoked if k.blob == blob), None)
+
+
+def known_hosts_name(host: str, port: int | None) -> str:
+    """How OpenSSH (and paramiko) name a host in known_hosts: ``[host]:port`` unless port 22."""
+    return host if port in (None, SSH_PORT) else f"[{host}]:{port}"
+
+
+def _blob_type(blob: bytes) -> str | None:
+    """The key type named inside the key blob (an SSH string: 4-byte length, then the name)."""
+    if len(blob) < 4:
+        return None
+    (n,) = struct.unpack(">I", blob[:4])
+    if n == 0 or len(blob) < 4 + n:
+        return None
+    try:
+        return blob[4:4 + n].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def _parse_line(number: int, raw: bytes) -> KnownKey | str | None:
+    """One line: a KnownKey, a note (str) saying why it was skipped, or None (blank/comment)."""
+    line = raw.strip()
+    if not line or line.startswith(b"#"):
+        return None
+    fields = line.split()
+    marker = ""
+    if fields[0].startswith(b"@"):
+        marker = fields.pop(0)[1:].decode("ascii", "replace")
+        if marker not in (REVOKED, CERT_AUTHORITY):
+            return f"line {number}: unknown marker @{marker}"
+    if len(fields) < 3:
+        return f"line {number}: expected 'hosts keytype key'"
+    try:
+        patterns = fields[0].decode("utf-8")
+        keytype = fields[1].decode("ascii")
+        b64 = fields[2].decode("ascii")
+    except UnicodeDecodeError:
+        return f"line {number}: not UTF-8 text"
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return f"line {number}: the key is not valid base64"
+    if _blob_type(blob) != keytype:
+        return f"line {number}: the key does not hold a {keytype} key"
+    return KnownKey(number, marker, patterns, keytype, blob)
+
+
+def parse_known_hosts(data: bytes) -> KnownHosts:
+    """Every usable line of a known_hosts file (bytes: the file need not be UTF-8)."""
+    out = KnownHosts()
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        parsed = _parse_line(number, raw)
+        if isinstance(parsed, KnownKey):
+            out.keys.append(parsed)
+        elif parsed:
+            out.skipped.append(parsed)
+    return out
+
+
+def _hashed_matches(entry: str, name: str) -> bool:
+    parts = entry.split("|")          # "", "1", salt, hash
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        salt, digest = base64.b64decode(parts[2], validate=True), base64.b64decode(parts[3], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest)
+
+
+def _wildcard(pattern: str) -> re.Pattern:
+    # Only * and ? are special (fnmatch would also read the '[' of "[host]:port" as a class).
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z")
+
+
+def host_matches(patterns: str, name: str) -> bool:
+    """OpenSSH's rule: a negated pattern that matches excludes the line; else any pattern matches."""
+    name = name.lower()          # ssh lowercases the host name before matching or hashing
+    if patterns.startswith("|"):
+        return _hashed_matches(patterns, name)
+    hit = False
+    for pattern in patterns.lower().split(","):
+        negated = pattern.startswith("!")
+        if _wildcard(pattern.lstrip("!")).match(name):
+            if negated:
+                return False
+            hit = True
+    return hit
+
+
+def lookup(known: KnownHosts, name: str) -> HostMatch:
+    """The entries for ``name`` (as :func:`known_hosts_name` spells it). A key that is also
+    listed as @revoked is never among ``keys``."""
+    match = HostMatch()
+    for k in known.keys:
+        if not host_matches(k.patterns, name):
+            continue
+        {"": match.keys, REVOKED: match.revoked, CERT_AUTHORITY: match.authorities}[k.marker].append(k)
+    revoked = {k.blob for k in match.revoked}
+    match.keys = [k for k in match.keys if k.blob not in revoked]
+    return match
+
+
+def known_hosts_line(name: str, keytype: str, key_base64: str) -> str:
+    return f"{name} {keytype} {key_base64}"
+
+
+def appended(old: bytes, line: str) -> bytes:
+    """The file's content with one line added: a missing final newline is supplied first, so the
+    new entry never joins the last line (which made the next run fail)."""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    return old + line.encode("ascii") + b"\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands an operator runs to fix host keys (quoted: a name like [host]:2222 is a shell glob)
+
+def remove_host_key(name: str, known_hosts: str) -> str:
+    return f"ssh-keygen -R {q(name)} -f {q(known_hosts)}"
+
+
+def scan_host_key(host: str, port: int, known_hosts: str) -> str:
+    return f"ssh-keyscan -p {int(port)} {q(host)} >> {q(known_hosts)}"
+
+
+def list_fingerprints(known_hosts: str) -> str:
+    return f"ssh-keygen -lf {q(known_hosts)}"

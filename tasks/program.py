@@ -1,0 +1,161 @@
+"""The project's `fab`: Fabric's own program and executor, with the checks stock Fabric skips.
+
+Stock Fabric does three things here that break the README's promises:
+- ``fab -H HOST -- CMD`` runs CMD over a connection that accepts ANY host key (fabric/executor.py
+  adds the remainder as an anonymous task on a plain Connection, whose policy is AutoAddPolicy).
+  In that form (no task named) fab does not even load the fabfile or the project's fabric.yaml
+  (fabric/main.py ``Fab._remainder_only``), so only the entry point itself can refuse it.
+- ``-H user@host:notaport`` and an ssh_config value such as ``Port abc`` raise a bare ValueError
+  while fabric builds the task's Connection, before any task code runs: a traceback, exit 1.
+- ``-H '[::1]:1'`` is taken as a host named ``[::1]:1`` on port 22.
+
+Two ways in, because of that:
+- ``fabric.yaml`` (project config, read whenever the fabfile is) names :class:`CheckedExecutor`
+  as ``tasks.executor_class``. This covers every run that names a task, with any `fab`.
+- ``make setup`` installs :func:`main` as the venv's ``fab`` (:func:`install_entry_point`). This
+  also covers ``fab -H HOST -- CMD`` with no task, and an unreadable ssh_config given with -S or in
+  ~/.ssh/config, which fab parses before any executor exists.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from fabric import Executor
+from fabric.main import Fab
+from fabric.tasks import ConnectionCall
+from invoke import Exit
+from paramiko import ConfigParseError
+
+from commands import ssh as ssh_cmd
+from commands.shell import q
+from tasks import ui
+from tasks.errors import EXIT_CODE_HELP, ExitCode
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def usage_error(title: str, problems: list[str], next_step: str) -> Exit:
+    """Print the block for a usage error found before any task ran; the caller raises the Exit."""
+    ui.block(f"✗ {title}", [
+        ("Problems", problems),
+        ("Host state", "nothing was run: no connection was made"),
+        ("Next", next_step),
+        ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),
+    ])
+    return Exit(code=int(ExitCode.CONFIG))
+
+
+def ssh_command(host: str, command: str) -> str:
+    """The OpenSSH command line for one host string (ssh takes the port as -p, not host:port)."""
+    try:
+        spec = ssh_cmd.parse_host(host)
+    except ssh_cmd.BadHostString:
+        return f"ssh HOST {q(command)}"
+    port = f"-p {spec.port} " if spec.port else ""
+    return f"ssh {port}{q(ssh_cmd.format_host(spec.host, spec.user))} {q(command)}"
+
+
+def refuse_remainder(command: str, hosts: str | None) -> Exit:
+    target = hosts.split(",")[0] if hosts else "HOST"
+    return usage_error(
+        "REFUSED: fab -H HOST -- COMMAND", [
+            f"`-- {command}` would run on {target} over Fabric's plain connection, which accepts any "
+            "host key without checking known_hosts (fabric#1804): this tool does not run it."],
+        f"for a one-off command use OpenSSH, which checks known_hosts: {ssh_command(target, command)}; "
+        f"for the service's state use the tool's tasks: fab -H {target} status, fab -H {target} diagnose")
+
+
+class CheckedConnectionCall(ConnectionCall):
+    """Fabric's per-host call, with the ssh_config checked before fabric int()s its values."""
+
+    def make_context(self, config):
+        host = self.init_kwargs.get("host", "")
+        problems = ssh_cmd.ssh_config_problems(config.base_ssh_config.lookup(host))
+        try:
+            if not problems:
+                return super().make_context(config)
+        except (ValueError, KeyError) as exc:
+            problems = [f"{exc.__class__.__name__}: {exc}"]
+        raise usage_error("CONFIGURATION ERROR in the ssh config", [f"for host {host}: {p}" for p in problems],
+                          "fix these options in your ssh config (~/.ssh/config, or the file given with -S), then re-run")
+
+
+class CheckedExecutor(Executor):
+    """Fabric's executor: refuses ``-- COMMAND``, parses -H hosts itself (IPv6 in brackets, ports
+    checked), and builds each host's Connection with its ssh_config checked."""
+
+    def execute(self, *tasks):
+        if self.core is not None and self.core.remainder:
+            raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+        return super().execute(*tasks)
+
+    def normalize_hosts(self, hosts):
+        dicts, problems = [], []
+        for value in hosts or []:
+            if isinstance(value, dict):
+                dicts.append(value)
+                continue
+            try:
+                spec = ssh_cmd.parse_host(value)
+            except ssh_cmd.BadHostString as exc:
+                problems.append(str(exc))
+                continue
+            dicts.append({k: v for k, v in (("host", spec.host), ("user", spec.user), ("port", spec.port)) if v is not None})
+        if problems:
+            raise usage_error("USAGE ERROR in -H", problems,
+                              "give each host as [user@]host[:port], an IPv6 address as [address]:port; "
+                              "several hosts are separated by commas")
+        return dicts
+
+    def parameterize(self, call, connection_init_kwargs):
+        return call.clone(into=CheckedConnectionCall, with_=dict(init_kwargs=connection_init_kwargs))
+
+
+class Program(Fab):
+    """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded."""
+
+    def update_config(self):
+        try:
+            super().update_config()
+        except (ConfigParseError, OSError) as exc:
+            raise usage_error("CONFIGURATION ERROR in the ssh config", [f"{exc.__class__.__name__}: {exc}"],
+                              "fix that line in ~/.ssh/config or in the file given with -S "
+                              "(every option needs a value: `HostName 10.0.0.5`), then re-run") from None
+
+
+def make_program() -> Program:
+    from fabric import Config, __version__
+    return Program(name="Fabric", version=__version__, executor_class=CheckedExecutor, config_class=Config)
+
+
+def main() -> None:
+    make_program().run()
+
+
+ENTRY_POINT = """#!{python}
+# The project's `fab` (written by `make setup` from tasks/program.py; `make setup` writes it again after
+# a reinstall of fabric). Stock fab runs `fab -H HOST -- CMD` with no host-key check.
+import sys
+sys.path.insert(0, {root!r})
+from tasks.program import main
+sys.exit(main())
+"""
+
+
+def install_entry_point(path: str, python: str | None = None, root: str = PROJECT_ROOT) -> None:
+    """Write the venv's `fab` script (atomically: a half-written `fab` would break every command)."""
+    text = ENTRY_POINT.format(python=python or sys.executable, root=root)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".fab.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["install"] and len(sys.argv) == 3:
+        install_entry_point(sys.argv[2])
+    else:
+        sys.exit("usage: python -m tasks.program install PATH/TO/venv/bin/fab")
