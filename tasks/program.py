@@ -137,8 +137,23 @@ def main() -> None:
 ENTRY_POINT = """#!{python}
 # The project's `fab` (written by `make setup` from tasks/program.py; `make setup` writes it again after
 # a reinstall of fabric). Stock fab runs `fab -H HOST -- CMD` with no host-key check.
+import os
 import sys
-sys.path.insert(0, {root!r})
+
+
+def project_root():
+    # The checkout fab would load: the nearest fabfile.py above the working directory (as fab
+    # searches), so a second checkout sharing this venv runs its own code; else the one installed.
+    d = os.getcwd()
+    while True:
+        if os.path.isfile(os.path.join(d, "fabfile.py")) and os.path.isfile(os.path.join(d, "tasks", "program.py")):
+            return d
+        if os.path.dirname(d) == d:
+            return {root!r}
+        d = os.path.dirname(d)
+
+
+sys.path.insert(0, project_root())
 from tasks.program import main
 sys.exit(main())
 """
