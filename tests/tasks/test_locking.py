@@ -288,3 +288,21 @@ def test_a_run_that_keeps_its_lock_proves_it_at_every_boundary_and_releases_it(l
     assert calls == list(deploy_mod.DEPLOY_STEPS) and records(remote)[-1]["outcome"] == "success"
     assert len(beats_of(remote)) >= len(deploy_mod.DEPLOY_STEPS) + 1
     assert any("then rm -rf" in c for c in remote.commands)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_deploy_lock_wait_nan_or_inf_exits_2_with_a_block(mocker, capsys, value):
+    from invoke import Exit, MockContext
+
+    from tasks import base
+    from tasks.conftest import Remote, hermetic_config
+    remote = Remote([])
+    cxn = mocker.Mock()
+    cxn.run.side_effect = remote
+    mocker.patch.object(base, "connect", return_value=cxn)
+    with pytest.raises(Exit) as exc:
+        deploy_mod.deploy(MockContext(config=hermetic_config()), lock_wait=float(value), stage="production")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lock-wait must be a finite number of seconds" in err and "Traceback" not in err
+    assert not any("echo acquired" in c for c in remote.commands)      # the lock was never requested
