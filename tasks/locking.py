@@ -90,7 +90,7 @@ class DeployLock:
                 self._taken()
                 return
             if answer.word == lock_cmd.ERROR:
-                raise self._cannot_create(answer, command)      # waiting will not make the directory writable
+                raise self._cannot_create(answer)      # waiting will not make the directory writable
             state = read_state(s) if answer.word == lock_cmd.HELD else None
             quick = state is None or not state.held             # busy guard, or freed since our mkdir
             left = deadline - time.monotonic()
@@ -130,7 +130,7 @@ class DeployLock:
                            next_step=(f"fab -H {self.s.host} lock; if this repeats, look on the host for a stuck "
                                       f"process: fuser -v {q(st.record_path)}"))
 
-    def _cannot_create(self, answer: lock_cmd.AcquireAnswer, command: str) -> DeployError:
+    def _cannot_create(self, answer: lock_cmd.AcquireAnswer) -> DeployError:
         st = self.s.settings
         user = answer.user or "the SSH user"
         owner = f" (owned by {answer.owner})" if answer.owner else ""
@@ -141,7 +141,8 @@ class DeployLock:
         else:
             what = f"cannot create the deploy lock {st.lock_dir} as the SSH user {user}{owner}"
             nxt = f"fix the cause shown above on the host (disk full? read-only file system?), then re-run; fab -H {self.s.host} lock shows the lock"
-        return DeployError(what, command=command, output=answer.reason, code=ExitCode.STEP_FAILED,
+        # The command shown is the step that failed inside the acquire script, paste-able as the SSH user.
+        return DeployError(what, command=f"mkdir -- {q(st.lock_dir)}", output=answer.reason, code=ExitCode.STEP_FAILED,
                            state="nothing was changed by this run (the lock was not taken)", next_step=nxt)
 
     # -- heartbeat: every beat proves ownership ------------------------------------------------------
@@ -269,7 +270,7 @@ def lock(s: Session):
 
 
 def _judged_by(s: Session, state: lock_cmd.LockState) -> str:
-    whose = "the holder's" if "lock_stale_after" in state.holder else "this machine's (the holder stored none)"
+    whose = "the holder's" if "lock_stale_after" in state.holder else "this machine's; the holder stored none"
     return f"LOCK_STALE_AFTER is {state.stale_after(s.settings.lock_stale_after):g} s ({whose})"
 
 
