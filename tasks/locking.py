@@ -13,7 +13,7 @@ from commands import record as record_cmd
 from commands.shell import q
 from tasks import ui
 from tasks.base import operator_task
-from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.session import Session, operator
 
 BEAT_TIMEOUT = 15           # one heartbeat command; a hung beat is a failed beat, the next one tries again
@@ -28,7 +28,7 @@ def lock_wait_seconds(value: float) -> float:
     """--lock-wait / LOCK_WAIT: a finite number of seconds (nan or inf would wait forever)."""
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise DeployError(f"--lock-wait must be a finite number of seconds (0 or more), got {value!r}",
-                          state="nothing was changed: the lock was not requested", code=ExitCode.CONFIG,
+                          state="nothing was changed: the lock was not requested", code=ExitCode.CONFIG, kind=SETUP,
                           next_step="re-run with --lock-wait SECONDS (0 refuses at once when another deploy holds the lock)")
     return float(value)
 
@@ -134,7 +134,9 @@ class DeployLock:
         st = self.s.settings
         user = answer.user or "the SSH user"
         owner = f" (owned by {answer.owner})" if answer.owner else ""
+        kind = "infrastructure"
         if "Permission denied" in answer.reason or answer.reason.startswith("cannot read"):
+            kind = SETUP                # the host was set up for another user: nothing is down
             what = f"cannot create the deploy lock: {st.record_path} is not writable by the SSH user {user}{owner}"
             nxt = (f"on the host, give {user} the record directory: sudo chown -R {user} {q(st.record_path)} "
                    f"(or point RECORD_DIR at a directory {user} can write), then re-run")
@@ -142,7 +144,7 @@ class DeployLock:
             what = f"cannot create the deploy lock {st.lock_dir} as the SSH user {user}{owner}"
             nxt = f"fix the cause shown above on the host (disk full? read-only file system?), then re-run; fab -H {self.s.host} lock shows the lock"
         # The command shown is the step that failed inside the acquire script, paste-able as the SSH user.
-        return DeployError(what, command=f"mkdir -- {q(st.lock_dir)}", output=answer.reason, code=ExitCode.STEP_FAILED,
+        return DeployError(what, command=f"mkdir -- {q(st.lock_dir)}", output=answer.reason, code=ExitCode.STEP_FAILED, kind=kind,
                            state="nothing was changed by this run (the lock was not taken)", next_step=nxt)
 
     # -- heartbeat: every beat proves ownership ------------------------------------------------------

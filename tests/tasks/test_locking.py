@@ -86,7 +86,13 @@ def test_one_failed_heartbeat_does_not_end_the_heartbeat(make_session, settings)
         lock.release()
 
 
-def test_heartbeat_reconnects_a_dropped_connection_while_the_main_thread_waits(make_session, settings):
+@pytest.fixture
+def reopen_by_cxn_open(mocker):
+    """Reconnecting opens the (mock) connection's cxn.open, as the real open_connection ends by doing."""
+    mocker.patch("tasks.session.open_connection", side_effect=lambda cxn, settings: cxn.open())
+
+
+def test_heartbeat_reconnects_a_dropped_connection_while_the_main_thread_waits(make_session, settings, reopen_by_cxn_open):
     s, remote = make_session([(ACQUIRE, "acquired\n"), (BEAT, Result(exited=0)), (RELEASE, "released\n")],
                              settings=fast(settings))
     cxn = s.cxn
@@ -110,7 +116,7 @@ def test_heartbeat_reconnects_a_dropped_connection_while_the_main_thread_waits(m
         lock.release()
 
 
-def test_main_thread_and_heartbeat_never_both_reconnect(make_session, settings):
+def test_main_thread_and_heartbeat_never_both_reconnect(make_session, settings, reopen_by_cxn_open):
     s, _ = make_session(settings=settings)
     cxn = s.cxn
     cxn.is_connected = False
@@ -165,7 +171,7 @@ def test_unwritable_record_dir_is_a_clear_error_not_a_loop(make_session, setting
     with pytest.raises(DeployError) as exc:
         DeployLock(s, "deploy", wait=30).__enter__()
     err = exc.value
-    assert err.code == ExitCode.STEP_FAILED
+    assert err.code == ExitCode.STEP_FAILED and err.kind == "setup"           # a setup problem pages nobody
     assert "is not writable by the SSH user deploy (owned by root)" in err.what and settings.record_path in err.what
     assert "Permission denied" in err.output and f"sudo chown -R deploy {settings.record_path}" in err.next_step
     assert len(remote.commands) == 1                            # no retry: waiting will not fix permissions
@@ -205,7 +211,7 @@ def records(remote):
     out = []
     for c in remote.commands:
         if "releases.jsonl" in c and ">>" in c:
-            out.append(json.loads(shlex.split(c.split("&&", 1)[1])[2]))
+            out.append(json.loads(next(w for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))))
     return out
 
 
