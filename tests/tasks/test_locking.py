@@ -304,7 +304,12 @@ def test_deploy_lock_wait_nan_or_inf_exits_2_with_a_block(mocker, capsys, value)
     from tasks.conftest import Remote, hermetic_config
     remote = Remote([])
     cxn = mocker.Mock()
-    cxn.run.side_effect = remote
+
+    def counted(command, **kwargs):          # an endless wait fails the test instead of hanging it
+        if len(remote.commands) >= 60:
+            raise RuntimeError("more than 60 remote commands: the lock loop does not end")
+        return remote(command, **kwargs)
+    cxn.run.side_effect = counted
     mocker.patch.object(base, "connect", return_value=cxn)
     with pytest.raises(Exit) as exc:
         deploy_mod.deploy(MockContext(config=hermetic_config()), lock_wait=float(value), stage="production")
