@@ -66,6 +66,9 @@ def _label(images: dict, version: str | None) -> str:
 
 def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, DeployError]:
     """Put the recorded previous images back after a failed health or smoke check."""
+    refused = _lock_refusal(s, "auto-rollback")
+    if refused:
+        return "failed", _not_rolled_back(s, err, refused)
     ui.say(f"      auto-rollback: {err.what}")
     ui.say(f"      auto-rollback: restoring {describe_images(before)} (AUTO_ROLLBACK=true)")
     details = list(err.details)
@@ -96,6 +99,29 @@ def auto_rollback(s: Session, err: DeployError, before: dict) -> tuple[str, Depl
         next_step=f"find out why the new version failed: fab -H {s.host} diagnose ; fix it, then fab deploy again")
 
 
+def _lock_refusal(s: Session, before: str) -> DeployError | None:
+    """Ask the run's lock right before the services are touched again (auto-rollback, the restore
+    after an abort): a run that lost its lock must not touch them, another run may own the host."""
+    if s.lock is None:
+        return None
+    try:
+        s.lock.ensure_held(before)
+    except DeployError as refused:
+        return refused
+    return None
+
+
+def _not_rolled_back(s: Session, err: DeployError, refused: DeployError) -> DeployError:
+    s.facts["serving"] = ("running the NEW images, which failed their checks; NOT rolled back, because this run "
+                          "no longer holds the deploy lock")
+    return DeployError(
+        f"{err.what}; the automatic rollback was NOT run: {refused.what}",
+        command=err.command, output=err.output, step=err.step, code=ExitCode.LOCKED, kind=err.kind,
+        details=err.details, state=s.describe_state(),
+        next_step=(f"see who holds the lock now: fab -H {s.host} lock. Agree with them, then fab -H {s.host} rollback "
+                   f"(it takes the lock) or fix forward"))
+
+
 def _wants_auto_rollback(s: Session, err: DeployError, before: dict, before_healthy: bool) -> bool:
     return (s.settings.auto_rollback and not s.dry and s.facts.get("services_touched")
             and err.code in (ExitCode.UNHEALTHY, ExitCode.CONNECTION) and bool(before) and before_healthy
@@ -112,6 +138,7 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
     t0 = time.monotonic()
     lock = DeployLock(s, kind, message, lock_wait)
     lock.__enter__()             # refused -> DeployError(LOCKED): nothing recorded, nothing changed
+    s.lock = lock                # asked again before every step and before any restore of the services
     lock_seconds = time.monotonic() - t0
     s.recorder = Recorder(s, rid)
     try:
@@ -132,6 +159,7 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                    + ("" if before_healthy else " (not healthy)"))
             total = len(steps)
             for i, name in enumerate(steps, 1):
+                lock.ensure_held(name)       # lost, or unproven too long: stop before the step runs
                 ui.say(f"[{i}/{total}] {name} ...")
                 t1 = time.monotonic()
                 try:
@@ -146,6 +174,7 @@ def run_flow(s: Session, *, steps: tuple[str, ...], kind: str, json_out: bool = 
                     ui.say(f"[{i}/{total}] {name} FAILED after {time.monotonic() - t1:.1f} s")
                     raise
                 ui.say(f"[{i}/{total}] {name} ... {time.monotonic() - t1:.1f} s")
+            lock.ensure_held("recording the end")     # a run that lost its lock mid-way does not claim success
             outcome = "success"
         except DeployError as err:
             error = err
@@ -182,6 +211,11 @@ def _restore_after_abort(s: Session, before: dict, before_healthy: bool) -> None
     """An aborted run that had switched the services puts the previous images back: the new ones
     never passed verification, and the host must end serving one known version."""
     if s.dry or not s.facts.get("services_touched") or not before or not before_healthy:
+        return
+    refused = _lock_refusal(s, "abort › restore")
+    if refused:
+        s.facts["serving"] = f"the services were switched and NOT restored: {refused.what}"
+        ui.warn(s.facts["serving"])
         return
     ui.say(f"      aborted after the services were switched: restoring {describe_images(before)}")
     try:

@@ -39,7 +39,7 @@ EXIT_CODE_HELP = {
     ExitCode.STEP_FAILED: "a remote step failed; the error block says what state the host is in",
     ExitCode.UNHEALTHY: "health or smoke checks failed and nothing was rolled back",
     ExitCode.CONNECTION: "SSH connection, authentication or host key problem",
-    ExitCode.LOCKED: "another deploy holds the lock",
+    ExitCode.LOCKED: "another deploy holds the lock, or this run lost its lock and stopped",
     ExitCode.ROLLED_BACK: "deploy failed; the previous images were restored and are serving",
     ExitCode.ROLLBACK_FAILED: "rollback had no valid target or could not restore a healthy service",
     ExitCode.CHECKLIST: "a blocking checklist item failed; nothing was changed",

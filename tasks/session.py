@@ -108,6 +108,7 @@ class Session:
     _compose: compose_cmd.Compose | None = None
     compose_version: str = ""
     recorder: "Recorder | None" = None
+    lock: object = None                                # the run's DeployLock: asked before the services are touched
     connect_seconds: float = 0.0
     ctx: object = None                                # the Fabric context, to open sessions to other stages
     run_tag: str = field(default_factory=lambda: "ai-doc-qa-" + os.urandom(4).hex())
@@ -191,7 +192,11 @@ class Session:
 
     def ensure_connected(self, command: str | None = None) -> None:
         """Reconnect a dropped connection between commands (same hardened client: host keys are
-        checked again). Once a reconnect has failed, fail fast instead of waiting for more timeouts."""
+        checked again). Once a reconnect has failed, fail fast instead of waiting for more timeouts.
+
+        Safe from any thread (the lock's heartbeat reconnects while the main thread waits): one
+        thread reconnects under ``_conn_lock``, the other then finds the connection open. Only the
+        main thread's failure marks the host unreachable; a background thread tries again later."""
         if self.cxn is None or self.cxn.is_connected:
             return
         if self.dead:
@@ -202,7 +207,8 @@ class Session:
             try:
                 off_main_thread(lambda: open_connection(self.cxn, self.settings))
             except Exception as exc:
-                self.dead = True
+                if threading.current_thread() is threading.main_thread():
+                    self.dead = True
                 raise self._lost(command, f"reconnecting failed: {exc.__class__.__name__}: {exc}") from None
             tune(self.cxn, self.settings)
             ui.warn(f"the SSH connection to {self.host} dropped and was re-established")

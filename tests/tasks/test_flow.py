@@ -25,6 +25,9 @@ class FakeLock:
     def release(self):
         self.released += 1
 
+    def ensure_held(self, before):
+        pass
+
 
 @pytest.fixture
 def flow(make_session, mocker):
