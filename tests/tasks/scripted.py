@@ -1,0 +1,74 @@
+"""A scripted Docker host for task tests, built from real captured output.
+
+:class:`Containers` answers ``compose ps -a -q [-- SERVICES]`` and ``docker inspect -- IDS`` from
+captured ``docker inspect`` JSON (tests/fixtures/captured/), so a task reads the host through its
+real builders and parsers. :func:`run_task` runs an operator task through the real task wrapper
+(config, error block, exit code) on a scripted remote.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+
+from invoke import Exit, MockContext
+
+from tasks import base
+from tasks.conftest import Remote, hermetic_config
+from tests.conftest import captured
+
+COMPOSE_V2 = (r"compose version --short", "v2 2.26.1\n")
+PS_IDS = r"ps -a -q"
+INSPECT = r"^docker inspect -- "
+
+
+def container(fixture: str, **state) -> dict:
+    """The one container of a captured ``docker inspect``; ``state`` overrides ``State`` fields
+    (e.g. ``Status="exited"``) for a state no capture holds."""
+    [c] = json.loads(captured(fixture))
+    c = copy.deepcopy(c)
+    c["State"].update(state)
+    return c
+
+
+def service_of(c: dict) -> str:
+    return c["Config"]["Labels"]["com.docker.compose.service"]
+
+
+class Containers:
+    """The containers of the scripted host, by service; tests may replace one (a restart)."""
+
+    def __init__(self, *containers: dict):
+        self.by_service = {service_of(c): c for c in containers}
+
+    def ps(self, command: str) -> str:
+        wanted = shlex.split(command.split(" -- ", 1)[1]) if " -- " in command else list(self.by_service)
+        return "".join(c["Id"] + "\n" for svc, c in self.by_service.items() if svc in wanted)
+
+    def inspect(self, command: str) -> str:
+        ids = shlex.split(command.split(" -- ", 1)[1])
+        return json.dumps([c for c in self.by_service.values() if c["Id"] in ids])
+
+    def script(self) -> list:
+        return [(PS_IDS, self.ps), (INSPECT, self.inspect)]
+
+
+def run_task(mocker, capsys, task, script, **options) -> tuple[int, str, str, Remote]:
+    """Run ``task`` on stage production through the real wrapper; (exit code, stdout, stderr, remote)."""
+    remote = Remote([COMPOSE_V2, *script])
+    cxn = mocker.Mock()
+    cxn.run.side_effect = remote
+    mocker.patch.object(base, "connect", return_value=cxn)
+    code = 0
+    try:
+        task(MockContext(config=hermetic_config()), stage="production", **options)
+    except Exit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err, remote
+
+
+def flat(text: str) -> str:
+    """The error block's wrapped lines joined, to search a sentence that may span two lines."""
+    return re.sub(r"\s+", " ", text)
