@@ -21,15 +21,51 @@ from tests.conftest import captured
 COMPOSE_V2 = (r"compose version --short", "v2 2.26.1\n")
 PS_IDS = r"ps -a -q"
 INSPECT = r"^docker inspect -- "
+IMAGE_INSPECT = r"^docker image inspect "
 
 
-def container(fixture: str, **state) -> dict:
-    """The one container of a captured ``docker inspect``; ``state`` overrides ``State`` fields
-    (e.g. ``Status="exited"``) for a state no capture holds."""
-    [c] = json.loads(captured(fixture))
-    c = copy.deepcopy(c)
+ALL_V1 = "docker-inspect-all-v1-healthy.json"
+RECORD = "releases-deploy-autorollback-rollback-to.jsonl"
+
+
+def container(fixture: str, service: str | None = None, *, image: str | None = None, **state) -> dict:
+    """A container of a captured ``docker inspect`` (the one of ``service`` in a capture of
+    several); ``state`` overrides ``State`` fields (e.g. ``Status="exited"``) and ``image`` the
+    image ID, for a state no capture holds."""
+    found = [c for c in json.loads(captured(fixture)) if service is None or service_of(c) == service]
+    assert len(found) == 1, f"{fixture} has {len(found)} container(s) of service {service}"
+    c = copy.deepcopy(found[0])
     c["State"].update(state)
+    if image:
+        c["Image"] = image
     return c
+
+
+def all_of(fixture: str = ALL_V1) -> list[dict]:
+    return json.loads(captured(fixture))
+
+
+def record_answer(text: str) -> str:
+    """What ``commands.record.read`` prints: the newline count, then the lines."""
+    return f"{text.count(chr(10))}\n{text}"
+
+
+class Images:
+    """``docker image inspect --format ... -- REF 2>/dev/null ; ...``: one JSON line per image the
+    host has (by ID or by tag), as commands.docker.image_inspect asks; nothing for a missing one."""
+
+    def __init__(self, lines: str = ""):
+        self.known = [json.loads(line) for line in lines.splitlines() if line.strip()]
+
+    def add(self, image_id: str, digests=(), tags=()) -> None:
+        self.known.append({"id": image_id, "digests": list(digests), "tags": list(tags)})
+
+    def __call__(self, command: str) -> str:
+        refs = re.findall(r" -- (\S+) 2>/dev/null", command)
+        out = []
+        for ref in (shlex.split(r)[0] for r in refs):
+            out += [json.dumps(i, separators=(",", ":")) for i in self.known if ref == i["id"] or ref in i["tags"]][:1]
+        return "".join(line + "\n" for line in out)
 
 
 def service_of(c: dict) -> str:
