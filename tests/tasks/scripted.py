@@ -22,6 +22,9 @@ COMPOSE_V2 = (r"compose version --short", "v2 2.26.1\n")
 PS_IDS = r"ps -a -q"
 INSPECT = r"^docker inspect -- "
 IMAGE_INSPECT = r"^docker image inspect "
+# The deploy lock as a free host answers it (acquire first: its command also holds "rm -rf").
+LOCK = [(r"echo acquired", "acquired\n"), (r"then rm -rf", "released\n")]
+APPEND = ">> "
 
 
 ALL_V1 = "docker-inspect-all-v1-healthy.json"
@@ -103,6 +106,16 @@ def run_task(mocker, capsys, task, script, **options) -> tuple[int, str, str, Re
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err, remote
+
+
+def records(remote: Remote) -> list[dict]:
+    """The release-record lines a run appended on the host, in order."""
+    out = []
+    for c in remote.commands:
+        if "releases.jsonl" in c and APPEND in c:
+            words = shlex.shlex(c, posix=True, punctuation_chars=True)
+            out.append(json.loads(next(w for w in words if w.startswith('{"'))))
+    return out
 
 
 def flat(text: str) -> str:
