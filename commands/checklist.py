@@ -50,7 +50,9 @@ def migrations_untested(graph: Sequence[Migration], todo: Sequence[Migration], s
 
 def env_keys_differ(names: Sequence[str], parsed: Mapping[str, dict | None]) -> Item:
     """The first two env files compared by key (values never shown)."""
-    if len(names) >= 2 and all(parsed.get(n) is not None for n in names[:2]):
+    if len(names) < 2:
+        return Item("env_keys_differ", ENV, True, "ENV_FILES names fewer than two files; nothing to compare", skipped=True)
+    if all(parsed.get(n) is not None for n in names[:2]):
         d = envdiff.diff(parsed[names[0]], parsed[names[1]], names[0], names[1])
         parts = []
         if d.only_left:

@@ -1,0 +1,248 @@
+"""The host readers (tasks/hoststate.py) on a scripted host answering with captured output: which
+commands they issue, what they make of the answers, and how the polls end (ready, failed fast,
+deadline). Time is simulated: no test waits."""
+import pytest
+from invoke import Result
+
+from tasks import hoststate
+from tasks.errors import DeployError, ExitCode
+from tasks.runstate import Observation
+from tests.conftest import captured
+from tests.tasks.scripted import (ALL_V1, COMPOSE_V2, IMAGE_INSPECT, Containers, Images, all_of, container)
+
+COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
+BACKEND_V1 = "sha256:54108187d377d75942eb0494a8a5fe3ed79673ade06ff6af8ff64360804e4b1d"
+MODEL_V1 = "sha256:5ea9bf2b66a17f40a4f5f0e6e1b4a02bc1e2a6691ec501a690672fb213f8b3f4"
+HEALTH_V1 = Result(stdout='{"status": "ok", "version": "v1"}\n@@status 200 0.004\n', exited=0)
+
+
+@pytest.fixture
+def host(make_session):
+    def make(*script):
+        return make_session([COMPOSE_V2, *script])
+    return make
+
+
+class Clock:
+    """time.monotonic and time.sleep of hoststate: sleeping advances the clock, nothing waits."""
+
+    def __init__(self, mocker):
+        self.now, self.slept = 1000.0, []
+        mocker.patch.object(hoststate.time, "monotonic", side_effect=lambda: self.now)
+        mocker.patch.object(hoststate.time, "sleep", side_effect=self.sleep)
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+# ---- containers and images ---------------------------------------------------------------------------
+
+def test_containers_reads_ps_ids_then_inspects_them(host):
+    s, remote = host(*Containers(*all_of()).script())
+    found = hoststate.containers(s, ["backend", "proxy"], env_keys=["APP_ENV"])
+    assert sorted(c.service for c in found) == ["backend", "proxy"]
+    backend = next(c for c in found if c.service == "backend")
+    assert backend.env == {"APP_ENV": "production"} and backend.image_id == BACKEND_V1
+    assert remote.commands[-2] == f"{COMPOSE} ps -a -q -- backend proxy"
+    assert remote.commands[-1].startswith("docker inspect -- ") and len(remote.commands[-1].split()) == 5
+
+
+def test_no_container_means_no_docker_inspect(host):
+    s, remote = host((r"ps -a -q", "\n"))
+    assert hoststate.containers(s) == []
+    assert not [c for c in remote.commands if c.startswith("docker inspect")]
+
+
+def test_containers_keeps_only_the_services_asked_for(host):
+    everything = Containers(*all_of())
+    s, remote = host((r"ps -a -q", everything.ps("all")), (r"^docker inspect", everything.inspect))
+    assert [c.service for c in hoststate.containers(s, ["redis"])] == ["redis"]
+
+
+def test_images_of_records_ref_id_and_digests_from_captured_image_inspect(host):
+    s, remote = host(*Containers(*all_of()).script(), (IMAGE_INSPECT, Images(captured("docker-image-inspect.txt"))))
+    states = hoststate.containers(s)
+    images = hoststate.images_of(s, states, ["backend", "model_server", "proxy"])
+    assert images["backend"] == {
+        "ref": "127.0.0.1:5000/ai-doc-qa/backend:latest", "id": BACKEND_V1,
+        "digests": ["127.0.0.1:5000/ai-doc-qa/backend@sha256:486e06e116830474ff9b980fe0ee9a9c634595496858dc015e5d82e38c4ea4f4"]}
+    assert images["model_server"]["digests"] == [
+        "127.0.0.1:5000/ai-doc-qa/model-server@sha256:7822fd25a55e016342217865d4df94cc8163b198d737ad16189c091b13bf3088"]
+    assert images["proxy"]["digests"] == []          # the capture did not ask for it: no digest known
+    assert list(images) == ["backend", "model_server", "proxy"]      # postgres and redis are not deployed services
+    [call] = [c for c in remote.commands if c.startswith("docker image inspect")]
+    assert call.count("docker image inspect") == 3 and call.endswith(" ; true")
+
+
+def test_images_of_nothing_running_asks_nothing(host):
+    s, remote = host()
+    assert hoststate.images_of(s, [], ["backend"]) == {}
+    assert remote.commands == []
+
+
+def test_describe_and_label():
+    images = {"proxy": {"id": "sha256:" + "b" * 64}, "backend": {"id": BACKEND_V1}}
+    assert hoststate.describe_images(images) == "backend 54108187d377, proxy bbbbbbbbbbbb"
+    assert hoststate.describe_images({}) == "no service containers"
+    assert hoststate.label(images, "v2") == "v2 (backend 54108187d377, proxy bbbbbbbbbbbb)"
+    assert hoststate.label({}) == "(no service containers)"
+
+
+def test_backend_running_and_container_of(host):
+    sick = Containers(container("docker-inspect-postgres-exited.json"))
+    s, remote = host(*Containers(*all_of()).script())
+    assert hoststate.backend_running(s)
+    assert hoststate.container_of(s, "redis").name == "ai-doc-qa-redis-1"
+    s, remote = host(*sick.script())
+    assert not hoststate.backend_running(s)
+    assert hoststate.container_of(s, "backend") is None
+    assert hoststate.container_of(s, "postgres").status == "exited"
+
+
+# ---- checks ------------------------------------------------------------------------------------------
+
+def test_http_check_runs_curl_on_the_host_with_its_timeout(host):
+    s, remote = host((r"curl ", Result(stdout=captured("curl-model-server-hang.txt"),
+                                       stderr=captured("curl-model-server-hang.txt.stderr"), exited=28)))
+    check = hoststate.http_check(s, "http://127.0.0.1:8001/health", timeout=5)
+    assert not check.ok and check.error == "timed out: the request hung"
+    assert "--max-time 5 http://127.0.0.1:8001/health" in remote.commands[0]
+    s, remote = host((r"curl ", HEALTH_V1))
+    check = hoststate.http_check(s, "http://localhost:8000/health")
+    assert check.ok and check.version == "v1"
+    assert "--max-time 10 " in remote.commands[0]            # SMOKE_TIMEOUT by default
+
+
+def test_logs_tail_drops_the_terminal_codes_compose_prints(host):
+    s, remote = host((r"logs --no-color --tail=15 -- postgres",
+                      Result(stdout=captured("compose-v2-logs-postgres-stopped.txt"),
+                             stderr=captured("compose-v2-logs-postgres-stopped.txt.stderr"), exited=0)))
+    text = hoststate.logs_tail(s, "postgres", 15)
+    assert "\x1b" not in text
+    assert text.splitlines()[-2] == "postgres-1  | 2026-11-28 06:29:57.528 UTC [1] LOG:  database system is shut down"
+    assert remote.commands[-1] == f"{COMPOSE} logs --no-color --tail=15 -- postgres"
+
+
+# ---- polls -------------------------------------------------------------------------------------------
+
+def test_wait_ready_returns_once_every_service_is_healthy(host, mocker):
+    clock = Clock(mocker)
+    starting = Containers(*all_of())
+    starting.by_service["backend"] = container(ALL_V1, "backend", Health={"Status": "starting", "Log": []})
+    healthy = Containers(*all_of())
+    polls = iter([starting, starting, healthy])
+    current = {}
+
+    def inspect(command):
+        current["host"] = next(polls)
+        return current["host"].inspect(command)
+    s, remote = host((r"ps -a -q", healthy.ps), (r"^docker inspect", inspect))
+    states = hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait")
+    assert sorted(c.service for c in states) == ["backend", "proxy"]
+    assert clock.slept == [1, 1]                                   # HEALTH_INTERVAL between polls
+    assert sum(c.startswith("docker inspect") for c in remote.commands) == 3
+    assert sum(" ps -a -q" in c for c in remote.commands) == 1     # the IDs are read once
+
+
+def test_wait_ready_fails_fast_on_an_unhealthy_container_with_its_logs(host, mocker):
+    clock = Clock(mocker)
+    sick = Containers(container("docker-inspect-backend-unhealthy.json"))
+    s, remote = host(*sick.script(), (r"logs --no-color --tail=20 -- backend", "backend-1  | ERROR boom\n"))
+    with pytest.raises(DeployError) as exc:
+        hoststate.wait_ready(s, ["backend"], 60, what="the services did not become healthy", step="services › health wait")
+    err = exc.value
+    assert err.code == ExitCode.UNHEALTHY and clock.slept == []
+    assert err.what.startswith("the services did not become healthy: backend (ai-doc-qa-backend-1): unhealthy; "
+                               "last healthcheck said: curl: (22) The requested URL returned error: 500")
+    assert err.command == f"{COMPOSE} logs --no-color --tail=20 -- backend"
+    assert err.output == "--- backend ---\nbackend-1  | ERROR boom"
+    assert err.next_step == ("fab -H deploy@prod rollback   (back to the images recorded before this deploy), "
+                             "then fab -H deploy@prod diagnose")
+
+
+def test_wait_ready_gives_up_at_its_deadline_saying_what_it_waited_for(host, mocker):
+    clock = Clock(mocker)
+    starting = Containers(container(ALL_V1, "backend", Health={"Status": "starting", "Log": []}))
+    s, remote = host(*starting.script(), (r"logs --no-color", ""))
+    with pytest.raises(DeployError) as exc:
+        hoststate.wait_ready(s, ["backend"], 5, what="postgres did not become healthy", step="check-db › fix",
+                             next_step="escalate")
+    assert exc.value.what == ("postgres did not become healthy: still waiting after 5 s: "
+                              "backend (ai-doc-qa-backend-1): health starting")
+    assert exc.value.next_step == "escalate" and exc.value.step == "check-db › fix"
+    assert len(clock.slept) == 6                 # polled once a second until the 5 s had passed
+
+
+def test_wait_ready_for_a_service_with_no_container_yet(host, mocker):
+    Clock(mocker)
+    s, remote = host((r"ps -a -q", ""), (r"logs --no-color", ""))
+    with pytest.raises(DeployError) as exc:
+        hoststate.wait_ready(s, ["backend"], 2, what="not up", step="x")
+    assert "still waiting after 2 s: backend: no container yet" in exc.value.what
+    assert sum(" ps -a -q" in c for c in remote.commands) == 4      # asked again while no ID is known
+
+
+def test_dry_run_waits_for_nothing(make_session, capsys):
+    s, remote = make_session(dry=True)
+    assert hoststate.wait_ready(s, ["backend", "proxy"], 120, what="x", step="y") == []
+    check = hoststate.wait_http(s, "http://localhost:8000/health", 60, step="y")
+    assert check.ok and remote.commands == []
+    out = capsys.readouterr().out
+    assert "[dry] would wait up to 120 s for backend, proxy to be running and healthy" in out
+    assert "[dry] would poll http://localhost:8000/health for up to 60 s" in out
+
+
+def test_wait_http_polls_until_2xx(host, mocker):
+    clock = Clock(mocker)
+    answers = iter([Result(stdout="", exited=7), Result(stdout="busy\n@@status 503 0.01\n", exited=0), HEALTH_V1])
+    s, remote = host((r"curl ", lambda cmd: next(answers)))
+    check = hoststate.wait_http(s, "http://localhost:8000/health", 60, step="services › health wait")
+    assert check.version == "v1" and clock.slept == [1, 1]
+
+
+def test_wait_http_deadline_names_the_last_error(host, mocker):
+    Clock(mocker)
+    s, remote = host((r"curl ", Result(stdout="oops\n@@status 500 0.01\n", exited=0)))
+    with pytest.raises(DeployError) as exc:
+        hoststate.wait_http(s, "http://localhost:8000/health", 3, step="verify")
+    err = exc.value
+    assert err.what == "http://localhost:8000/health did not answer 2xx within 3 s (last: HTTP 500)"
+    assert err.code == ExitCode.UNHEALTHY and err.output == "oops" and err.command.startswith("out=$(curl ")
+
+
+def test_wait_http_never_asks_with_a_timeout_past_the_deadline(host, mocker):
+    clock = Clock(mocker)
+    s, remote = host((r"curl ", Result(stdout="", exited=7)))
+    with pytest.raises(DeployError):
+        hoststate.wait_http(s, "http://localhost:8000/health", 2.5, step="verify")
+    timeouts = [int(c.split("--max-time ")[1].split()[0]) for c in remote.commands]
+    assert timeouts == [3, 2, 1, 1]              # min(SMOKE_TIMEOUT, time left), at least 1 s
+
+
+# ---- observe -----------------------------------------------------------------------------------------
+
+def test_observe_a_healthy_host_asks_the_health_url_for_the_version_and_caches(host):
+    s, remote = host(*Containers(*all_of()).script(), (IMAGE_INSPECT, Images(captured("docker-image-inspect.txt"))),
+                     (r"curl ", HEALTH_V1))
+    seen = hoststate.observe(s)
+    assert seen.healthy and seen.version == "v1" and seen.images["backend"]["id"] == BACKEND_V1
+    n = len(remote.commands)
+    assert hoststate.observe(s) is seen and len(remote.commands) == n
+    s.run("docker compose up -d", mutating=True)                    # a change: observe again next time
+    assert s.state.observed is None
+
+
+def test_observe_an_unhealthy_host_does_not_ask_the_health_url(host):
+    sick = Containers(*all_of())
+    sick.by_service["backend"] = container("docker-inspect-backend-unhealthy.json")
+    s, remote = host(*sick.script(), (IMAGE_INSPECT, ""))
+    assert hoststate.observe(s) == Observation(hoststate.observe(s).images, False, None)
+    assert not [c for c in remote.commands if "curl" in c]
+
+
+def test_observe_when_the_health_url_fails_is_not_healthy(host):
+    s, remote = host(*Containers(*all_of()).script(), (IMAGE_INSPECT, ""),
+                     (r"curl ", Result(stdout="", exited=7)))
+    seen = hoststate.observe(s)
+    assert not seen.healthy and seen.version is None

@@ -1,0 +1,90 @@
+"""Putting a recorded image set back (tasks/restore.py), on the scripted Docker host of
+test_rollback: what is retagged, recreated or pulled back by digest, and the errors when an image
+cannot be brought back."""
+import pytest
+from invoke import Result
+
+from tasks import restore as restore_mod
+from tasks.errors import DeployError, ExitCode
+from tests.tasks.scripted import COMPOSE_V2, container, ALL_V1
+from tests.tasks.test_rollback import COMPOSE, REF, V1, V2, V2_BACKEND, Host, changes
+
+
+@pytest.fixture
+def session(make_session):
+    def make(host, *first):
+        s, remote = make_session([COMPOSE_V2, *host.script(*first, lock=False)])
+        return s, remote
+    return make
+
+
+def test_restore_of_what_already_runs_changes_nothing(session, capsys):
+    host = Host(running=V1)
+    s, remote = session(host)
+    after = restore_mod.restore(s, V1, step="rollback")
+    assert {k: v["id"] for k, v in after.items()} == {k: v["id"] for k, v in V1.items()}
+    assert changes(remote) == [] and not s.state.services_touched
+    assert "      every service already runs the target image" in capsys.readouterr().out
+
+
+def test_restore_recreates_a_stopped_service_on_the_right_image(session, capsys):
+    host = Host(running=V1)
+    host.containers.by_service["proxy"] = container(ALL_V1, "proxy", image=V1["proxy"]["id"], Status="exited")
+    s, remote = session(host)
+    restore_mod.restore(s, V1, step="rollback")
+    assert changes(remote) == [f"{COMPOSE} up -d --no-deps -- proxy"]
+    assert "      proxy: on the target image but not running and healthy: recreating" in capsys.readouterr().out
+    assert s.state.services_touched
+
+
+def test_a_pruned_target_image_is_pulled_back_by_its_recorded_digest(session):
+    host = Host(running=V1, on_host=(V1,))
+    digest = V2["backend"]["digests"][0]
+
+    def pull(command):
+        host.images[V2_BACKEND] = [digest]
+        return ""
+    s, remote = session(host, (r"^docker pull --quiet " + digest.replace(".", r"\."), pull))
+    restore_mod.restore(s, V2, step="rollback")
+    assert changes(remote) == [f"docker pull --quiet {digest}", f"docker tag {V2_BACKEND} {REF}",
+                               f"{COMPOSE} up -d --no-deps -- backend"]
+
+
+def test_a_pruned_image_without_a_digest_cannot_come_back(session):
+    host = Host(running=V1, on_host=(V1,))
+    target = {**V2, "backend": {**V2["backend"], "digests": []}}
+    s, remote = session(host)
+    with pytest.raises(DeployError) as exc:
+        restore_mod.restore(s, target, step="rollback")
+    assert exc.value.code == ExitCode.ROLLBACK_FAILED
+    assert exc.value.what == ("the target image 43ddce2e4145 of backend is no longer on the host and has no recorded "
+                              "digest to pull it back")
+    assert exc.value.next_step == "roll back to an image tag that is in the registry: fab -H deploy@prod rollback --to <tag>"
+    assert changes(remote) == [] and not s.state.services_touched
+
+
+def test_a_failed_pull_by_digest_is_a_failed_rollback(session):
+    host = Host(running=V1, on_host=(V1,))
+    s, remote = session(host, (r"^docker pull ", Result(stdout="", stderr="manifest unknown", exited=1)))
+    with pytest.raises(DeployError) as exc:
+        restore_mod.restore(s, V2, step="auto-rollback")
+    assert exc.value.code == ExitCode.ROLLBACK_FAILED and exc.value.step == "auto-rollback"
+    assert exc.value.what == "pulling backend's target image back by digest failed: exited with code 1"
+    assert not [c for c in changes(remote) if not c.startswith("docker pull")]
+
+
+def test_a_failed_compose_up_says_what_runs_is_unknown(session):
+    host = Host(running=V1)
+    s, remote = session(host, (r" up -d --no-deps -- ", Result(stdout="", stderr="no space left on device", exited=1)))
+    with pytest.raises(DeployError) as exc:
+        restore_mod.restore(s, V2, step="rollback")
+    assert exc.value.what == "docker compose up failed: exited with code 1"
+    assert exc.value.step == "rollback › up" and exc.value.code == ExitCode.UNHEALTHY
+    assert exc.value.next_step == "fab -H deploy@prod status" and s.state.services_touched
+
+
+def test_a_service_the_target_does_not_name_is_left_alone(session):
+    host = Host(running=V1)
+    s, remote = session(host)
+    restore_mod.restore(s, {"backend": V2["backend"]}, step="rollback")
+    assert changes(remote) == [f"docker tag {V2_BACKEND} {REF}", f"{COMPOSE} up -d --no-deps -- backend"]
