@@ -1,48 +1,122 @@
-"""The offline preview of a deploy: every command ``fab deploy`` would run, in order, built by the
-same builders the tasks use, without connecting anywhere (``fab plan``)."""
+"""How ``fab plan`` shows a deploy: the commands the real flow issued against the plan world
+(tasks/plan.py runs it), grouped by step, and the paths a deploy can take as differences from
+the main one. Pure: it only arranges what it is given."""
 from __future__ import annotations
 
-from commands import alembic, compose as compose_cmd, docker, files, git, health, lock, record
-from config import Settings
+import difflib
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+RECORD = "release record: "
+CHANGES = "  [changes the host]"
+
+Where = tuple[tuple[str, "str | None"], ...]     # the session's timed blocks open at a command, outermost first
 
 
-def deploy_plan(st: Settings, compose_command: str = compose_cmd.V2) -> list[tuple[str, str, str]]:
-    """(step, what, command). Conditional commands say when they run. Every command is exactly one
-    builder's output (quoted, paste-able); placeholders such as <ids> are passed through the builder
-    too, so they reach the shell quoted."""
-    c = compose_cmd.Compose(compose_command, st.app_dir, st.compose_file, st.compose_project)
-    remote = git.remote_ref(st.git_remote, st.git_branch)
-    svc_all = [*st.dependency_services, *st.services]
-    p: list[tuple[str, str, str]] = [
-        ("connect", "detect Compose (when COMPOSE_COMMAND=auto)", compose_cmd.PROBE_COMPOSE),
-        ("start", "take the deploy lock (atomic mkdir)", lock.acquire(st.lock_dir, {"token": "<token>", "who": "<you>"})),
-        ("start", "record the running images (before any pull): the container IDs", c.ps_ids(st.services)),
-        ("start", "record the running images: image, image ID, digests, health of those IDs", docker.inspect(["<ids>"])),
-        ("start", "append to the release record (after every step)", record.append(st.releases_file, "<json line>")),
-        ("checklist", "fetch to see the incoming release", git.fetch(st.app_dir, st.git_remote, st.git_branch)),
-        ("checklist", "migrations at the incoming head", git.migration_headers(st.app_dir, remote, st.migrations_path)),
-        ("checklist", "database revision now", c.exec(st.backend_service, alembic.CURRENT)),
-        ("checklist", "documented env keys of the incoming release", git.show_file(st.app_dir, remote, st.env_example or ".env.example")),
-        ("prepare", "refuse a dirty tree or another branch", git.state(st.app_dir)),
-        ("prepare", "refuse diverged history", git.ahead_behind(st.app_dir, remote)),
-        ("prepare", "git pull, fast-forward only", git.merge_ff_only(st.app_dir, remote)),
-        *[("prepare", "env diff by key (read only, values masked)", files.read_file(files.app_file(st.app_dir, f)))
-          for f in st.env_files],
-        ("pull", "pull the new images first: a missing image stops here, before the database changes", c.pull(st.services)),
-        ("migrate", "start the database dependencies", c.up(st.dependency_services)),
-        ("migrate", "wait until postgres accepts connections", c.exec_sh(st.postgres_service, st.db_ready_command)),
-        ("migrate", "alembic current, upgrade head, current, history in one exec (run --rm when no backend runs)",
-         c.exec(st.backend_service, ["sh", "-c", alembic.MIGRATE_SCRIPT])),
-        ("services", "recreate what changed", c.up()),
-        ("services", "wait: running and healthy (polled): the container IDs", c.ps_ids(svc_all)),
-        ("services", "wait: running and healthy (polled): state and health of those IDs", docker.inspect(["<ids>"])),
-        ("services", "wait: backend health URL (polled)", health.curl(st.health_url, st.smoke_timeout)),
-    ]
-    for url in st.smoke_urls:
-        p.append(("verify", "smoke test", health.curl(url, st.smoke_timeout)))
-    for svc in st.services:
-        p.append(("verify", "scan recent logs for errors", c.logs(svc, st.log_tail)))
-    p.append(("on failure", "auto-rollback (AUTO_ROLLBACK=true): point each changed service's image reference at its "
-              "recorded image ID (docker tag ID REF), then recreate them", c.up(st.services, no_deps=True)))
-    p.append(("end", "release the deploy lock (only ours)", lock.release(st.lock_dir, "<token>")))
-    return p
+@dataclass(frozen=True)
+class Entry:
+    step: str                 # the step of the flow ("start", "checklist", ..., "finish")
+    sub: str                  # the part of the step ("git fetch"), "" if none
+    command: str              # as built; per-run values (lock token, record line) as placeholders
+    what: str = ""            # what it is for
+    changes: bool = False     # it changes the host
+    host: str = ""            # another host than the deploy's (the test stage's), else ""
+    local: bool = False       # an HTTP request from the operator's machine, not a command on a host
+
+
+def label_steps(wheres: Sequence[Where], guards: Sequence[bool]) -> list[tuple[str, str]]:
+    """(step, sub) of each command, from the timed blocks open when it ran. A command outside every
+    step is a lock action that guards the step after it (taking the lock, proving it), or the
+    flow's book-keeping, which belongs to the step before it; before the first step that is
+    ``start``, after the last one ``finish``."""
+    inside = [i for i, w in enumerate(wheres) if w]
+    out = []
+    for i, w in enumerate(wheres):
+        if w:
+            out.append((w[0][0], next((sub for _, sub in reversed(w) if sub), "")))
+            continue
+        after = [j for j in inside if j > i]
+        before = [j for j in inside if j < i]
+        if not after:
+            out.append(("finish", ""))
+        elif guards[i]:
+            out.append((wheres[after[0]][0][0], "lock"))
+        elif before:
+            out.append((wheres[before[-1]][0][0], ""))
+        else:
+            out.append(("start", ""))
+    return out
+
+
+def collapse(entries: Sequence[Entry]) -> list[Entry]:
+    """Consecutive release-record appends of a step as one entry naming their events: each is the
+    same command with a different JSON line."""
+    out: list[Entry] = []
+    for e in entries:
+        prev = out[-1] if out else None
+        if (prev and e.what.startswith(RECORD) and prev.what.startswith(RECORD)
+                and (prev.step, prev.sub, prev.host, prev.command) == (e.step, e.sub, e.host, e.command)):
+            out[-1] = replace(prev, what=prev.what + ", " + e.what[len(RECORD):])
+        else:
+            out.append(e)
+    return out
+
+
+def comment(e: Entry) -> str:
+    where = f"on {e.host}: " if e.host else "from this machine, not a command on the host: " if e.local else ""
+    sub = f"{e.sub}: " if e.sub else ""
+    return f"# {sub}{where}{e.what}" + (CHANGES if e.changes else "")
+
+
+def render(entries: Sequence[Entry], indent: str = "  ") -> list[str]:
+    """The plan: ``[step]`` headers, then per command a ``#`` line saying what it is for and the
+    command itself, paste-able. A release-record append is shown in full once; the later ones
+    differ only in their JSON line, so they are named, not repeated."""
+    lines: list[str] = []
+    step = None
+    shown: set[str] = set()
+    for e in entries:
+        if e.step != step:
+            lines += ["", f"[{e.step}]"]
+            step = e.step
+        if e.what.startswith(RECORD) and e.command in shown:
+            lines.append(indent + comment(e) + "  (as above, with its own JSON line)")
+            continue
+        shown.add(e.command)
+        lines += [indent + comment(e), indent + e.command]
+    return lines
+
+
+def _key(e: Entry) -> tuple[str, str, str]:
+    """What makes two commands of two paths the same step of the flow: what they are for, not the
+    values the world answered with (container IDs differ between the paths)."""
+    return (e.step, e.host, RECORD if e.what.startswith(RECORD) else e.what or e.command)
+
+
+def render_difference(base: Sequence[Entry], other: Sequence[Entry]) -> list[str]:
+    """Another path as its differences from ``base``: where they part, per step what it does not
+    run (named by what it is for), then what it runs instead or in addition (in full). Every line
+    but the commands and the ``[step]`` headers is a ``#`` comment."""
+    lines: list[str] = []
+    shown = None
+    matcher = difflib.SequenceMatcher(None, [_key(e) for e in base], [_key(e) for e in other], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        gone, new = base[i1:i2], other[j1:j2]
+        for step in dict.fromkeys(e.step for e in gone):
+            shown = _header(lines, step, shown)
+            skipped = dict.fromkeys(comment(e)[2:].removesuffix(CHANGES) for e in gone if e.step == step)
+            lines.append("  # does not run: " + "; ".join(skipped))
+        for n, e in enumerate(new):
+            shown = _header(lines, e.step, shown)
+            if n == 0:
+                lines.append("  # runs instead:" if gone else "  # also runs:")
+            lines += render([e])[2:]
+    return lines
+
+
+def _header(lines: list[str], step: str, shown: str | None) -> str:
+    if step != shown:
+        lines.append(f"[{step}]")
+    return step

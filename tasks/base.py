@@ -144,11 +144,12 @@ def _settings_for_host(settings: Settings, host: str, from_cli: bool) -> tuple[S
             f"-H; not in HOSTS of stage {settings.stage}, so your own ssh config applies, not its SSH_CONFIG")
 
 
-def open_session(c, settings: Settings, host: str, accept_new: bool = False) -> Session:
-    """A second session from inside a task (e.g. the production checklist asking staging)."""
-    cxn = connect(c, host, settings, accept_new)
-    s = Session(settings, host, cxn, dry=bool(c.config.run.dry), redactor=Redactor(settings.secret_key_pattern), ctx=c)
-    return s
+def begin(session: Session, t0: float) -> None:
+    """What every connected task does before its body (and ``fab plan`` before the deploy it
+    previews): hide this session's secrets, learn those of the env files, time the connect."""
+    ui.set_redactor(session.redactor)
+    learn_secrets(session)
+    session.connect_seconds = time.monotonic() - t0
 
 
 def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
@@ -184,9 +185,7 @@ def _run_on_host(fn, c, settings: Settings, why: str, host: str, accept_new: boo
         cxn = connect(c, host, settings, accept_new)
         session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
                           redactor=Redactor(settings.secret_key_pattern), ctx=c)
-        ui.set_redactor(session.redactor)
-        learn_secrets(session)
-        session.connect_seconds = time.monotonic() - t0
+        begin(session, t0)
         fn(session, *args, **kwargs)
     except DeployError as err:
         render_error(err, settings, host, session)

@@ -17,8 +17,8 @@ from commands import envdiff
 from commands import git as git_cmd
 from commands.checklist import Item
 from config import ConfigError, load_settings
-from tasks import ui, web
-from tasks.base import open_session, operator_task
+from tasks import ui
+from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import env_file, learn_secrets
 from tasks.hoststate import backend_running, describe_images, observe
@@ -66,7 +66,7 @@ def check_tested_on(s: Session, graph, todo) -> Item:
         return Item(name, runbook, False, f"cannot load stage {st.tested_on_stage}: {exc.problems[0]}")
     s.redactor.add_many(other.secrets)
     try:
-        t = open_session(s.ctx, other, other.hosts[0])
+        t = s.open_session(other, other.hosts[0])
         t.redactor = s.redactor         # what it reads is shown through this run's output
         try:
             learn_secrets(t)
@@ -104,7 +104,7 @@ def check_monitoring(s: Session) -> Item:
     runbook = "Monitoring dashboards ready"
     if not url:
         return Item("monitoring", runbook, False, "MONITORING_URL not configured")
-    a = web.request("GET", url, deadline=s.settings.smoke_timeout)
+    a = s.request("GET", url, deadline=s.settings.smoke_timeout)
     if a.error:
         return Item("monitoring", runbook, False, f"{url} unreachable: {a.error}")
     return Item("monitoring", runbook, a.ok, f"{url} answered HTTP {a.status} in {a.seconds:.2f} s")

@@ -111,7 +111,8 @@ class DeployLock:
     def _taken(self) -> None:
         self.held = True
         self.last_proof = time.monotonic()
-        self._start_heartbeat()
+        if self.s.executor.background:     # fab plan: no thread; the beats at the step boundaries are its record
+            self._start_heartbeat()
 
     def _refusal(self, state: lock_cmd.LockState) -> DeployError:
         st = self.s.settings

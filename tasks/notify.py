@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from commands.record import utc_now
-from tasks import web
 from tasks.session import Session, operator
 
 NOTIFY_TIMEOUT = 5.0      # seconds, in total: a hung webhook must not hold up a deploy
@@ -20,8 +19,8 @@ def notify(s: Session, event: str, data: dict | None = None) -> tuple[bool, str]
     payload = {"service": "ai-doc-qa", "event": event, "stage": st.stage, "host": s.host, "who": operator(),
                "at": utc_now(), **(data or {})}
     body = json.dumps(s.redactor.obj(payload), sort_keys=True)
-    a = web.request("POST", st.webhook_url, deadline=NOTIFY_TIMEOUT, data=body.encode(),
-                     headers={"Content-Type": "application/json"})
+    a = s.request("POST", st.webhook_url, deadline=NOTIFY_TIMEOUT, data=body.encode(),
+                  headers={"Content-Type": "application/json"})
     if a.error:
         return False, f"webhook POST failed: {a.error}"
     if a.ok:

@@ -28,6 +28,7 @@ class DowntimeProbe:
         self.stop_file = f"/tmp/{s.run_tag}-probe"
         self.result: health_cmd.Downtime | None = None
         self._thread: threading.Thread | None = None
+        self.started = False
 
     def start(self) -> None:
         if self.s.dry:
@@ -43,17 +44,22 @@ class DowntimeProbe:
             except Exception:            # measuring must never break a deploy
                 self.result = None
 
+        self.started = True
+        if not self.s.executor.background:
+            loop()          # fab plan: no thread; the probe is recorded once, where it starts
+            return
         self._thread = threading.Thread(target=loop, name="downtime-probe", daemon=True)
         self._thread.start()
 
     def stop(self) -> health_cmd.Downtime | None:
-        if self._thread is None:
+        if not self.started:
             return None
         try:
             self.s.run(health_cmd.probe_stop(self.stop_file), check=False, quiet=True)
         except Exception:
             return None
-        self._thread.join(timeout=10)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         return self.result
 
 

@@ -1,7 +1,9 @@
-"""One SSH session per (task, host): the single caller of ``Connection.run``, timing, dry-run and
-the redaction hook (the redactor every printed and recorded text goes through). Host keys and
-connecting live in tasks/ssh.py, the worker thread in tasks/worker.py, learning the secrets in
-tasks/hostsecrets.py, the record writer in tasks/recorder.py.
+"""One SSH session per (task, host): running commands, timing, dry-run and the redaction hook (the
+redactor every printed and recorded text goes through). Commands run through an executor:
+:class:`SSHExecutor`, the single caller of ``Connection.run``, or the plan's recording executor
+(tasks/plan.py). Host keys and connecting live in tasks/ssh.py, the worker thread in
+tasks/worker.py, learning the secrets in tasks/hostsecrets.py, the record writer in
+tasks/recorder.py.
 
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
 - ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
@@ -18,7 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import paramiko
 from fabric import Connection
@@ -30,11 +32,11 @@ from commands.secrets import Redactor
 from commands.shell import q, whole_seconds
 from commands.timing import Timer
 from config import Settings
-from tasks import messages, ui
+from tasks import messages, ui, web
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
-from tasks.ssh import open_connection, tune
+from tasks.ssh import connect, open_connection, tune
 from tasks.worker import Job, off_main_thread
 
 
@@ -52,6 +54,72 @@ class Result:
 
 
 LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
+
+
+class Executor(Protocol):
+    """The seam between the flow and the host: :class:`Session` decides what runs (dry run, echo,
+    exit codes), the executor how. :class:`SSHExecutor` runs it on the host; ``fab plan`` runs the
+    same flow with a recording executor that connects nowhere (tasks/plan.py)."""
+    background: bool     # background work (lock heartbeat thread, downtime probe) runs beside the flow
+
+    def run(self, s: "Session", command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result: ...
+    def request(self, s: "Session", method: str, url: str, **kw) -> web.HttpAnswer: ...
+    def open_session(self, s: "Session", settings: Settings, host: str) -> "Session": ...
+
+
+class SSHExecutor:
+    """Runs the session's commands on the host over SSH: the only caller of ``Connection.run``."""
+
+    background = True       # the lock's heartbeat and the downtime probe run in threads beside the flow
+
+    def run(self, s: "Session", command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
+        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
+        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
+        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
+        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
+        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {s.run_tag} </dev/null"
+        s.ensure_connected(command)
+        start = time.monotonic()
+        try:
+            job = Job(lambda: s.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
+                                        echo=False, timeout=timeout + 15))
+            if threading.current_thread() is threading.main_thread():
+                s.inflight = (job, command, timeout, mutating and not interruptible)
+            r = job.wait()
+        except KeyboardInterrupt:
+            # Remembered for settle_after_interrupt(): commands run while unwinding (finally
+            # blocks) must not make us forget the one that was interrupted.
+            if s.inflight:
+                s.interrupted.append(s.inflight)
+            s.inflight = None
+            raise
+        except CommandTimedOut as exc:
+            s.inflight = None
+            raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
+        except LOST_CONNECTION as exc:
+            s.inflight = None
+            raise s._lost(command, f"{exc.__class__.__name__}: {exc}") from None
+        s.inflight = None
+        return self._result(s, command, r, timeout, time.monotonic() - start)
+
+    @staticmethod
+    def _result(s: "Session", command: str, r, timeout: float, seconds: float) -> Result:
+        if r.exited in (-1, None):
+            # No exit status: sshd closed the channel. Either the connection died, or the process
+            # was killed by a signal on the host.
+            if not s.cxn.is_connected:
+                raise s._lost(command, "the connection closed while the command ran")
+            raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())
+        if r.exited == 124:
+            raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
+        return Result(command, r.exited, r.stdout, r.stderr, seconds)
+
+    def request(self, s: "Session", method: str, url: str, **kw) -> web.HttpAnswer:
+        return web.request(method, url, **kw)
+
+    def open_session(self, s: "Session", settings: Settings, host: str) -> "Session":
+        cxn = connect(s.ctx, host, settings)
+        return Session(settings, host, cxn, dry=s.dry, redactor=Redactor(settings.secret_key_pattern), ctx=s.ctx)
 
 
 @dataclass
@@ -75,6 +143,8 @@ class Session:
     inflight: tuple | None = None                      # (job, command, timeout, must finish) of the main thread
     interrupted: list = field(default_factory=list)    # such tuples whose wait Ctrl-C interrupted
     _conn_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    executor: Executor = field(default_factory=SSHExecutor)   # how commands run: over SSH, or recorded (fab plan)
+    where: list = field(default_factory=list)          # the (step, sub) of the timed blocks open now, outermost first
 
     def __post_init__(self):
         if self.redactor is None:
@@ -86,7 +156,8 @@ class Session:
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
             check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False,
             interruptible: bool = False) -> Result:
-        """Run one command on the host; raise CommandFailed unless its exit code is in ok_codes.
+        """Run one command on the host (through the executor); raise CommandFailed unless its exit
+        code is in ok_codes.
 
         ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
         run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
@@ -100,46 +171,19 @@ class Session:
             return Result(command, 0, "", "", 0.0)
         if mutating:
             self.state.observed = None       # what runs may change: observe again next time
-        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
-        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
-        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
-        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {self.run_tag} </dev/null"
-        self.ensure_connected(command)
-        start = time.monotonic()
-        try:
-            job = Job(lambda: self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
-                                           echo=False, timeout=timeout + 15))
-            if threading.current_thread() is threading.main_thread():
-                self.inflight = (job, command, timeout, mutating and not interruptible)
-            r = job.wait()
-        except KeyboardInterrupt:
-            # Remembered for settle_after_interrupt(): commands run while unwinding (finally
-            # blocks) must not make us forget the one that was interrupted.
-            if self.inflight:
-                self.interrupted.append(self.inflight)
-            self.inflight = None
-            raise
-        except CommandTimedOut as exc:
-            self.inflight = None
-            raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
-        except LOST_CONNECTION as exc:
-            self.inflight = None
-            raise self._lost(command, f"{exc.__class__.__name__}: {exc}") from None
-        self.inflight = None
-        seconds = time.monotonic() - start
-        if r.exited in (-1, None):
-            # No exit status: sshd closed the channel. Either the connection died, or the process
-            # was killed by a signal on the host.
-            if not self.cxn.is_connected:
-                raise self._lost(command, "the connection closed while the command ran")
-            raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())
-        if r.exited == 124:
-            raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
-        result = Result(command, r.exited, r.stdout, r.stderr, seconds)
-        if check and r.exited not in ok_codes:
-            raise CommandFailed(command, r.exited, r.stdout, r.stderr)
+        result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible)
+        if check and result.exited not in ok_codes:
+            raise CommandFailed(command, result.exited, result.stdout, result.stderr)
         return result
+
+    def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None,
+                headers: dict | None = None) -> web.HttpAnswer:
+        """An HTTP request from the operator's machine (monitoring, operator smoke, webhook)."""
+        return self.executor.request(self, method, url, deadline=deadline, data=data, headers=headers)
+
+    def open_session(self, settings: Settings, host: str) -> "Session":
+        """A second session from inside a task (the production checklist asking the test stage)."""
+        return self.executor.open_session(self, settings, host)
 
     def _lost(self, command: str | None, why: str) -> DeployError:
         return DeployError(
@@ -208,12 +252,14 @@ class Session:
     def timed(self, step: str, sub: str | None = None) -> Iterator[None]:
         start = time.monotonic()
         ok = False
+        self.where.append((step, sub))
         try:
             yield
             ok = True
         finally:
             t = self.timer.add(step, sub, time.monotonic() - start, ok)
             self.recorder.step(t.step, t.sub, t.seconds, t.ok)
+            self.where.pop()
 
     # -- compose ------------------------------------------------------------------------------------
     @property

@@ -24,7 +24,7 @@ def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_c
     for url in st.smoke_urls:
         results.append(("host", http_check(s, url)))
         if st.smoke_from_operator:
-            results.append(("operator", operator_check(url, st.smoke_timeout)))
+            results.append(("operator", operator_check(url, st.smoke_timeout, s.request)))
     rows = [[where, c.url, c.status or "-", f"{c.seconds:.3f}", "ok" if c.ok else f"FAIL: {c.error}"] for where, c in results]
     ui.table(rows, ["from", "url", "status", "seconds", "result"])
     failed = [(w, c) for w, c in results if not c.ok]
@@ -37,9 +37,10 @@ def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_c
     return [c for _, c in results]
 
 
-def operator_check(url: str, timeout: float) -> health_cmd.HttpCheck:
-    """The same URL requested from the operator's machine (requests): is it reachable from outside?"""
-    a = web.request("GET", url, deadline=timeout)
+def operator_check(url: str, timeout: float, request=None) -> health_cmd.HttpCheck:
+    """The same URL requested from the operator's machine (requests): is it reachable from outside?
+    ``request`` is the session's (Session.request), so ``fab plan`` records it instead."""
+    a = (request or web.request)("GET", url, deadline=timeout)
     if a.error:
         return health_cmd.HttpCheck(url, False, 0, a.seconds, a.error)
     return health_cmd.HttpCheck(url, a.ok, a.status, a.seconds, "" if a.ok else f"HTTP {a.status}", ui.excerpt(a.body, 2000))

@@ -1,0 +1,195 @@
+"""What the plan world answers to each command: a command is recognised as its builder makes it
+(built here once with marker values, then matched exactly around them), so the world follows the
+builders instead of keeping its own copy of their text. See tasks/planworld.py for the world."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Callable
+
+from commands import alembic, docker, files, git, health, lock, record
+from commands import compose as compose_cmd
+from commands.shell import q
+from tasks.planworld import COMPOSE_VERSIONS, NEW_COMMIT, OLD_COMMIT, PlanHost
+
+MARK, NUM, HEX = "PLANMARKA", 987654321, "abcdefabcdef"
+URL, STOP_FILE, PATH = "http://planmark.invalid/x", "/tmp/PLANMARKB", "/PLANMARKC"
+HOLDER, RECORD_LINE = {"m": MARK}, '{"m": 1}'
+MIGRATE_ARGV = ["sh", "-c", alembic.MIGRATE_SCRIPT]
+TOKEN, JSON_LINE = "<token>", "<json line>"      # how the plan shows the per-run values
+
+
+@dataclass(frozen=True)
+class Answer:
+    exited: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    what: str = ""                  # what the command is for, as the plan says it
+    changes: bool = False           # changes the host though the flow does not flag it (the lock's beats, release)
+    display: str | None = None      # the command with its per-run values as placeholders (token, record line)
+    guards: bool = False            # a lock action run before a step, for it (taking the lock, proving it)
+
+
+class Shape:
+    """A builder's output with some arguments left open: the text around them must match exactly."""
+
+    def __init__(self, built: str, *markers: object):
+        pattern = re.escape(built)
+        for i, m in enumerate(markers):
+            # The first place a marker was built into is its argument; any other must hold the same.
+            esc = re.escape(str(m))
+            at = pattern.index(esc)
+            pattern = pattern[:at] + f"(?P<m{i}>.+?)" + pattern[at + len(esc):].replace(esc, f"(?P=m{i})")
+        self.rx = re.compile(pattern, re.S)
+        self.n = len(markers)
+
+    def match(self, command: str) -> tuple[str, ...] | None:
+        """The open arguments (still quoted, in the order of the markers), or None."""
+        m = self.rx.fullmatch(command)
+        return tuple(m.group(f"m{i}") for i in range(self.n)) if m else None
+
+
+def words(quoted: str) -> list[str]:
+    """The values a builder quoted and joined; one quoted value is undone without shlex (the
+    record's JSON lines are long, and shlex reads them a character at a time)."""
+    if quoted.startswith("'") and quoted.endswith("'"):
+        value = quoted[1:-1].replace("'\"'\"'", "'")
+        if q(value) == quoted:
+            return [value]
+    return shlex.split(quoted)
+
+
+class Answers:
+    """The plan world's answers for one host: ``answer(command)`` or None for an unknown command."""
+
+    def __init__(self, host: PlanHost):
+        self.host = host
+        st = host.settings
+        self.c = compose_cmd.Compose(host.compose_command, st.app_dir, st.compose_file, st.compose_project)
+        self.exact = self._exact()
+        self.shapes = self._shapes()
+
+    def _exact(self) -> dict[str, Callable[[], Answer]]:
+        """Commands the flow builds from the settings alone."""
+        h, c, st = self.host, self.c, self.host.settings
+        app, ref = st.app_dir, git.remote_ref(st.git_remote, st.git_branch)
+        exact = {
+            compose_cmd.PROBE_COMPOSE: lambda: Answer(stdout=COMPOSE_VERSIONS[h.compose_command] + "\n",
+                                                      what="which Compose the host has (COMPOSE_COMMAND=auto)"),
+            git.state(app): lambda: Answer(stdout=h.state(),
+                                           what="HEAD, branch and local edits: a dirty tree or another branch is refused"),
+            git.fetch(app, st.git_remote, st.git_branch): lambda: Answer(what="fetch the incoming release"),
+            git.ahead_behind(app, ref): lambda: Answer(stdout=h.behind(),
+                                                       what=f"commits behind and ahead of {ref}: diverged history is refused"),
+            git.merge_ff_only(app, ref): lambda: Answer(stdout=h.merge(), what="git pull, fast-forward only"),
+            git.log_range(app, OLD_COMMIT, NEW_COMMIT): lambda: Answer(stdout=h.log(OLD_COMMIT, NEW_COMMIT), what="the commits pulled"),
+            git.migration_headers(app, ref, st.migrations_path): lambda: Answer(stdout=h.migration_headers(ref),
+                                                                                what="the migrations of the incoming release"),
+            c.exec(st.backend_service, alembic.CURRENT): lambda: self.alembic_current(st.backend_service in h.containers),
+            c.run_rm(st.backend_service, alembic.CURRENT): lambda: self.alembic_current(True),
+            c.exec(st.backend_service, MIGRATE_ARGV): lambda: Answer(
+                stdout=h.migrate(), what="revision before, upgrade head, revision after, history: one exec into the backend"),
+            c.run_rm(st.backend_service, MIGRATE_ARGV): lambda: Answer(
+                stdout=h.migrate(), what="the same in a new container (`run --rm`): no backend container runs yet"),
+            c.exec_sh(st.postgres_service, st.db_ready_command): lambda: Answer(
+                stdout="accepting connections\n", what="does postgres accept connections (polled until it does)"),
+            c.pull(st.services): lambda: Answer(
+                stdout=h.pull(), what="pull the new images first: a missing image stops here, before the database changes"),
+            c.ps_ids(): lambda: Answer(stdout=h.ps_ids([]), what="the containers of every service"),
+            c.up(): lambda: Answer(stdout=h.up([]), what="recreate what changed"),
+            lock.status(st.lock_dir): lambda: Answer(stdout="free\n", what="the deploy lock's state"),
+        }
+        if st.env_example:
+            exact[git.show_file(app, ref, st.env_example)] = lambda: Answer(
+                stdout=h.file(st.env_example) or "", what="the env keys the incoming release documents")
+        return exact
+
+    def _shapes(self) -> list[tuple[Shape, Callable[..., Answer]]]:
+        """Commands with arguments the flow takes from what it read (service lists, IDs, URLs) or
+        makes per run (the lock token, the record line)."""
+        h, c, st = self.host, self.c, self.host.settings
+        return [
+            (Shape(c.ps_ids([MARK]), MARK), lambda g: Answer(stdout=h.ps_ids(words(g)), what=f"the containers of {', '.join(words(g))}")),
+            (Shape(c.up([MARK]), MARK), lambda g: Answer(stdout=h.up(words(g)), what=f"start {', '.join(words(g))}")),
+            (Shape(c.up([MARK], no_deps=True), MARK),
+             lambda g: Answer(stdout=h.up(words(g)), what=f"recreate {', '.join(words(g))} alone, on the images now tagged")),
+            (Shape(c.logs(MARK, NUM), MARK, NUM),
+             lambda svc, n: Answer(stdout=self.logs(words(svc)[0]), what=f"the last {n} log lines of {words(svc)[0]}")),
+            (Shape(docker.inspect([MARK]), MARK),
+             lambda g: Answer(stdout=h.inspect(words(g)), what="state, health and image of those containers")),
+            (Shape(docker.tag(HEX, "planmark"), HEX, "planmark"), lambda i, r: self.tag(words(i)[0], words(r)[0])),
+            (Shape(health.curl(URL, NUM), URL, NUM), lambda u, _: self.curl(words(u)[0])),
+            (Shape(health.probe_loop(URL, STOP_FILE, NUM), URL, STOP_FILE, NUM),
+             lambda u, *_: Answer(stdout="".join(f"1767225600.{i} 200\n" for i in range(5)),
+                                  what=f"measure the downtime: GET {words(u)[0]} every 0.2 s until stopped (beside the switch)")),
+            (Shape(health.probe_stop(STOP_FILE), STOP_FILE), lambda _: Answer(what="stop the downtime probe")),
+            (Shape(files.read_file(PATH), PATH), lambda p: self.read_file(words(p)[0])),
+            (Shape(files.read_files([PATH]), PATH), lambda g: self.read_files(words(g))),
+            (Shape(lock.acquire(st.lock_dir, HOLDER), q(json.dumps(HOLDER, sort_keys=True))), self.acquire),
+            (Shape(lock.heartbeat(st.lock_dir, MARK), MARK),
+             lambda _: Answer(what="prove the deploy lock is still this run's (touches its heartbeat)", changes=True,
+                              display=lock.heartbeat(st.lock_dir, TOKEN), guards=True)),
+            (Shape(lock.release(st.lock_dir, MARK), MARK),
+             lambda _: Answer(stdout="released\n", what="release the deploy lock (only if it is still this run's)", changes=True,
+                              display=lock.release(st.lock_dir, TOKEN))),
+            (Shape(record.append(st.releases_file, RECORD_LINE), q(RECORD_LINE)), self.record),
+        ]
+
+    def answer(self, command: str) -> Answer | None:
+        known = self.exact.get(command)
+        if known:
+            return known()
+        for shape, respond in self.shapes:
+            groups = shape.match(command)
+            if groups is not None:
+                return respond(*groups)
+        if command.endswith(" ; true"):
+            return self.image_inspect(command)
+        return None
+
+    # -- answers that need more than one line -------------------------------------------------------
+    def alembic_current(self, runs: bool) -> Answer:
+        if not runs:
+            return Answer(1, "", f'service "{self.host.settings.backend_service}" is not running\n', "the database revision now")
+        return Answer(stdout=self.host.current(), stderr="INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\n",
+                      what="the database revision now")
+
+    def tag(self, image: str, ref: str) -> Answer:
+        return Answer(stdout=self.host.tag(image, ref), what=f"point {ref} at the recorded image {docker.short_image_id(image)}")
+
+    def curl(self, url: str) -> Answer:
+        exited, out = self.host.serving()
+        return Answer(exited, out, "curl: (7) Failed to connect\n" if exited else "", f"GET {url} on the host")
+
+    def logs(self, service: str) -> str:
+        return f"{service}-1  | INFO: started\n{service}-1  | INFO: GET /health 200\n"
+
+    def read_file(self, path: str) -> Answer:
+        text = self.host.file(path)
+        return Answer(files.MISSING if text is None else 0, text or "", what=f"read {path}")
+
+    def read_files(self, paths: list[str]) -> Answer:
+        out = []
+        for p in paths:
+            text = self.host.file(p)
+            out.append(f"{files.FILE_MARKER}{p}\n" + (f"{files.MISSING_MARKER}{p}\n" if text is None else text) + "\n")
+        return Answer(stdout="".join(out), what="the env files, read once: their secret values are hidden from every output")
+
+    def image_inspect(self, command: str) -> Answer | None:
+        piece = Shape(docker.image_inspect([HEX]).removesuffix(" ; true"), HEX)
+        found = [piece.match(p) for p in command.removesuffix(" ; true").split(" ; ")]
+        if not found or None in found:
+            return None
+        refs = [words(g[0])[0] for g in found]
+        return Answer(stdout=self.host.image_inspect(refs), what="image IDs and digests (what a rollback can go back to)")
+
+    def acquire(self, quoted_holder: str) -> Answer:
+        holder = json.loads(words(quoted_holder)[0])
+        return Answer(stdout="acquired\n", what="take the deploy lock (atomic mkdir, holder and heartbeat files)",
+                      display=lock.acquire(self.host.settings.lock_dir, {**holder, "token": TOKEN}), guards=True)
+
+    def record(self, quoted_line: str) -> Answer:
+        event = json.loads(words(quoted_line)[0]).get("event", "?")
+        return Answer(what=f"release record: {event}", display=record.append(self.host.settings.releases_file, JSON_LINE))

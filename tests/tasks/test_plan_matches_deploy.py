@@ -1,0 +1,96 @@
+"""`fab plan` cannot drift from `fab deploy`: the real deploy task, run against a scripted host
+(tests/tasks/scripted_host.py, answering like the sandbox host did), issues exactly the commands
+the plan shows for the same path, in the same order.
+
+What legitimately differs between two runs is normalised, explicitly (see ``normalised``):
+- per run: the lock token, the lock holder (who, from, pid, started), the release-record JSON
+  lines (release id, times, durations), the run tag of the downtime probe's file;
+- per host: the answers themselves (container IDs, image IDs, commits, the registry of the image
+  references): the scripted host is not the plan world;
+- the downtime probe runs in a thread beside the switch in a deploy, so where its start lands
+  among the main thread's commands is not fixed: it is compared as present once, not by position.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from invoke import Exit, MockContext
+from tasks.conftest import Remote, hermetic_config
+
+from config import load_settings
+from tasks import base, web
+from tasks import session as session_mod
+from tasks.deploy import deploy
+from tasks.plan import PATHS, preview
+from tasks.planworld import PlanWorld
+from tests.tasks.scripted_host import ScriptedHost
+
+PROBE_LOOP = re.compile(r"^rm -f /tmp/\S+-probe; end=")
+NORMALISE = [
+    (re.compile(r"printf '%s\\n' '\{.*?\}' > "), "printf '%s\\n' <holder> > "),     # the lock holder (acquire)
+    (re.compile(r'"token": "[0-9a-f]{16}"'), '"token": <token>'),                    # heartbeat, release
+    (re.compile(r"printf '%s\\n' '\{.*\}'; \} >> "), "printf '%s\\n' <json line>; } >> "),   # release record
+    (re.compile(r"ai-doc-qa-(?:[0-9a-f]{8}|x{8})"), "ai-doc-qa-<run>"),
+    (re.compile(r"sha256:[0-9a-f]{64}"), "<image>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<container>"),
+    (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),
+    (re.compile(r"\S+(/ai-doc-qa/[a-z_]+:latest)"), r"<registry>\1"),
+]
+
+
+def normalised(commands: list[str]) -> tuple[list[str], int]:
+    """The commands with the per-run and per-host values replaced, without the probe's start (and
+    how many probe starts there were)."""
+    out = []
+    for c in commands:
+        for rx, to in NORMALISE:
+            c = rx.sub(to, c)
+        out.append(c)
+    return [c for c in out if not PROBE_LOOP.match(c)], sum(1 for c in out if PROBE_LOOP.match(c))
+
+
+def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
+    """`fab deploy --stage production` as the CLI runs it, against scripted hosts: production,
+    and staging (the checklist asks it whether the pending migrations were applied there)."""
+    st = load_settings("production", {})
+    prod = ScriptedHost(st.services, st.dependency_services, running=world.running,
+                        healthy_after_up=world.healthy_after_up, database=world.database)
+    staging = ScriptedHost(st.services, st.dependency_services, database="0002")
+    remotes = [Remote(prod.script()), Remote(staging.script())]
+    remotes[1].commands = remotes[0].commands               # one log, in the order the commands ran
+    cxns = []
+    for r in remotes:
+        cxn = mocker.Mock()
+        cxn.run.side_effect = r
+        cxn.is_connected = True
+        cxns.append(cxn)
+    mocker.patch.object(base, "connect", return_value=cxns[0])
+    mocker.patch.object(session_mod, "connect", return_value=cxns[1])
+
+    def request(method, url, **kw):                         # from this machine: logged as the plan shows it
+        remotes[0].commands.append(f"{method} {url}")
+        return web.HttpAnswer(url, 200, 0.01, "ok")
+    mocker.patch.object(web, "request", side_effect=request)
+    try:
+        deploy(MockContext(config=hermetic_config()), stage="production")
+    except Exit:
+        pass                    # the auto-rollback path ends with exit 7, as it should
+    return remotes[0].commands
+
+
+@pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
+def test_the_plan_shows_exactly_the_commands_a_deploy_issues(mocker, world):
+    deployed, deployed_probes = normalised(scripted_deploy(mocker, world))
+    planned, planned_probes = normalised([c.command for c in preview(load_settings("production", {}), world, "docker compose").calls])
+    assert deployed_probes == planned_probes == 1
+    assert len(deployed) > 60
+    assert planned == deployed
+
+
+def test_the_comparison_sees_a_different_path(mocker):
+    """Not vacuous: a deploy on a host where nothing runs yet is not the plan's main path."""
+    deployed, _ = normalised(scripted_deploy(mocker, PlanWorld(running=False, database="")))
+    planned, _ = normalised([c.command for c in preview(load_settings("production", {}), PlanWorld(), "docker compose").calls])
+    assert planned != deployed
+    assert any(" run --rm -T backend sh -c " in c for c in deployed) and not any(" run --rm " in c for c in planned)

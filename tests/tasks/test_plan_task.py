@@ -1,0 +1,167 @@
+"""`fab plan` runs the real deploy flow in the plan world and never connects (tasks/plan.py)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+import threading
+
+import paramiko
+import pytest
+import requests
+from invoke import Exit, MockContext
+from tasks.conftest import hermetic_config
+
+from commands import alembic, git, health, lock
+from commands import compose as compose_cmd
+from config import load_settings
+from tasks import deploy as deploy_mod
+from tasks.plan import PATHS, entries, plan, preview
+from tasks.plananswers import Answers
+from tasks.planworld import PlanWorld
+
+V2 = compose_cmd.Compose(compose_cmd.V2, "/app/ai-doc-qa", "docker-compose.production.yml")
+
+
+def run_plan(capsys, stage="production", **kw) -> str:
+    plan(MockContext(config=hermetic_config()), stage=stage, **kw)
+    return capsys.readouterr().out
+
+
+def main_part(out: str) -> str:
+    return out.split("\n=== if ")[0]
+
+
+def test_plan_opens_no_socket_and_starts_no_thread(monkeypatch, capsys):
+    """Every way out of this machine raises: sockets, name resolution, paramiko, requests. Staging
+    has a webhook, a monitoring URL and smoke tests from the operator's machine: each is shown,
+    none is requested."""
+    def refuse(*a, **kw):
+        raise AssertionError("fab plan tried to connect")
+    for target, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "create_connection"),
+                         (socket, "getaddrinfo"), (paramiko.SSHClient, "connect"), (requests.Session, "send")):
+        monkeypatch.setattr(target, name, refuse)
+    started = []
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self.name))
+    out = run_plan(capsys, stage="staging")
+    assert started == []                                   # no heartbeat, no probe, no SSH worker, no HTTP thread
+    assert "POST [REDACTED]" in out or "POST http://127.0.0.1:9100/hook" in out
+    assert "GET http://127.0.0.1:9100/dashboard" in out and "GET http://127.0.0.1:8080/health" in out
+    assert "it ends: success" in out
+
+
+def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
+    out = main_part(run_plan(capsys))
+    assert re.findall(r"^\[([a-z -]+)\]$", out, re.M) == [
+        "connect", "start", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
+    cmds = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.strip().startswith("#")]
+    pull, up = cmds.index(V2.pull(["backend", "model_server", "proxy"])), cmds.index(V2.up())
+    record_images = cmds.index(V2.ps_ids(["backend", "model_server", "proxy"]))
+    migrate = cmds.index(V2.exec("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT]))
+    assert record_images < pull < migrate < up     # images recorded before any pull (runbook note 3); pulled before migrating
+    assert git.merge_ff_only("/app/ai-doc-qa", "origin/main") in cmds
+    assert cmds[-1] == lock.release("/app/ai-doc-qa/.deploy/lock", "<token>")
+
+
+def test_plan_is_derived_from_the_flow_not_kept_beside_it(monkeypatch, capsys):
+    """Issue 8: commands/plan.py was a hand-kept copy of the flow. Take the verify step out of the
+    deploy: the plan must lose its smoke tests and log scan too."""
+    assert "--tail=100 -- backend" in run_plan(capsys)
+    monkeypatch.setattr(deploy_mod, "DEPLOY_STEPS", tuple(s for s in deploy_mod.DEPLOY_STEPS if s.name != "verify"))
+    out = main_part(run_plan(capsys))
+    assert "[verify]" not in out and "--tail=100 -- backend" not in out
+    assert health.curl("http://localhost/api/v1/documents", 10) not in out
+
+
+@pytest.mark.parametrize("stage", ["production", "staging"])
+@pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
+def test_the_plan_world_knows_every_command_of_every_path(stage, world, staging_settings):
+    st = staging_settings if stage == "staging" else load_settings(stage, {})
+    p = preview(st, world, compose_cmd.V2)
+    assert [c.command for c in p.calls if c.answer is None] == []
+    assert p.calls[-1].command.endswith("then rm -rf -- /app/ai-doc-qa/.deploy/lock && echo released; else echo not-ours; fi )") \
+        or "echo released" in p.calls[-1].command          # the lock is released on every path
+
+
+def test_the_paths_a_deploy_can_take():
+    st = load_settings("production", {})
+    first, failing = (preview(st, w, compose_cmd.V2) for _, w in PATHS)
+    run_rm = V2.run_rm("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT])
+    exec_ = V2.exec("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT])
+    assert first.stopped is None and first.outcome == "success"
+    assert run_rm in [c.command for c in first.calls] and exec_ not in [c.command for c in first.calls]
+    assert failing.outcome == "rolled_back" and int(failing.stopped.code) == 7
+    commands = [c.command for c in failing.calls]
+    assert any(c.startswith("docker tag sha256:") and c.endswith(" registry.example.com/ai-doc-qa/backend:latest") for c in commands)
+    assert V2.up(["backend"], no_deps=True) in commands
+
+
+def test_the_commands_that_change_the_host_are_marked():
+    st = load_settings("production", {})
+    es = entries(preview(st, PlanWorld(), compose_cmd.V2), st.hosts[0])
+    changes = {e.command for e in es if e.changes}
+    assert {git.merge_ff_only(st.app_dir, "origin/main"), V2.pull(st.services), V2.up(), V2.up(st.dependency_services),
+            V2.exec("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT]), lock.release(st.lock_dir, "<token>"),
+            lock.heartbeat(st.lock_dir, "<token>")} <= changes
+    reads = {git.state(st.app_dir), git.fetch(st.app_dir, "origin", "main"), V2.ps_ids(st.services), lock.status(st.lock_dir)}
+    assert not reads & changes and {git.state(st.app_dir), V2.ps_ids(st.services)} <= {e.command for e in es}
+
+
+def deploy_host_commands(out: str) -> list[str]:
+    """The commands of the main path that run on the deploy host (not on the test stage's)."""
+    lines = main_part(out).splitlines()
+    return [cmd.strip() for note, cmd in zip(lines, lines[1:])
+            if note.startswith("  # ") and not cmd.startswith("  #") and "# on " not in note]
+
+
+def test_plan_for_compose_v1_and_an_explicit_compose_command(capsys, monkeypatch):
+    cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
+    assert "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml up -d" in cmds
+    assert compose_cmd.PROBE_COMPOSE in cmds and not [c for c in cmds if "docker compose -f" in c]
+    monkeypatch.setenv("DEPLOY_COMPOSE_COMMAND", "docker compose")
+    cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
+    assert "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml up -d" in cmds
+    assert compose_cmd.PROBE_COMPOSE not in cmds        # a configured Compose is not detected
+
+
+def test_an_unknown_compose_option_is_a_usage_error(capsys):
+    with pytest.raises(Exit) as exc:
+        run_plan(capsys, compose="podman-compose")
+    assert exc.value.code == 2 and "--compose must be" in capsys.readouterr().err
+
+
+def test_a_command_the_plan_world_does_not_know_is_said(monkeypatch, capsys):
+    known = Answers.answer
+    monkeypatch.setattr(Answers, "answer", lambda self, c: None if " fetch --quiet " in c else known(self, c))
+    out = run_plan(capsys)
+    assert "# not known to the plan world: answered as if it succeeded with no output\n  git -C /app/ai-doc-qa fetch" in out
+    assert "command(s) are not known to the plan world" in out
+
+
+def test_plan_hides_the_secrets_of_webhook_monitoring_and_db_commands(monkeypatch, capsys):
+    monkeypatch.setenv("DEPLOY_WEBHOOK_URL", "https://hooks.example.com/services/T0/B0/sentinelhooktoken")
+    monkeypatch.setenv("DEPLOY_MONITORING_URL", "https://grafana.example.com/d?auth_token=sentinel-monitor")
+    monkeypatch.setenv("DEPLOY_DB_READY_COMMAND", "PGPASSWORD='sentinel pg' pg_isready -U postgres")
+    out = run_plan(capsys)
+    assert "POST [REDACTED]" in out and "GET https://grafana.example.com/d?auth_token=[REDACTED]" in out
+    assert "pg_isready -U postgres" in out and "sentinel" not in out
+
+
+def test_plan_says_where_a_deploy_would_stop_in_the_plan_world(monkeypatch, capsys):
+    """A config that stops every deploy at the checklist (a blocking item that cannot pass: no
+    MONITORING_URL) shows the commands up to there and says so; the plan itself succeeds."""
+    monkeypatch.setenv("DEPLOY_MONITORING_URL", "")
+    monkeypatch.setenv("DEPLOY_CHECKLIST_BLOCKING", "monitoring")
+    out = run_plan(capsys)
+    assert "it ends at checklist: failed (exit 9): 1 blocking checklist item(s) failed: monitoring" in out
+    assert "[prepare]" not in main_part(out) and "[finish]" in main_part(out)
+
+
+def test_preview_runs_the_deploy_tasks_own_body_with_its_defaults():
+    """The plan runs `fab deploy` itself (its body), not a copy of its options."""
+    import inspect
+
+    from tasks.plan import DEPLOY
+    assert DEPLOY is inspect.unwrap(deploy_mod.deploy.body)
+    assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show"]
+    assert dataclasses.is_dataclass(PlanWorld())
