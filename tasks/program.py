@@ -67,6 +67,23 @@ def refuse_remainder(command: str, hosts: str | None) -> Exit:
         f"for the service's state use the tool's tasks: fab -H {target} status, fab -H {target} diagnose")
 
 
+def duplicate_hosts(hosts: list) -> list[str]:
+    """A host given twice runs the task twice (a second bare rollback goes one release further
+    back). The same sshd: user, case and a final dot do not count; another port does."""
+    seen: dict[tuple, str] = {}
+    problems = []
+    for value in hosts:
+        try:
+            spec = ssh_cmd.parse_host(value) if isinstance(value, str) else ssh_cmd.HostSpec(**value)
+        except (ssh_cmd.BadHostString, TypeError):
+            continue
+        key = (spec.host.lower().rstrip("."), spec.port)
+        if key in seen:
+            problems.append(f"{key[0]} is given twice ({seen[key]}, {value}): the task would run twice on it")
+        seen.setdefault(key, str(value))
+    return problems
+
+
 class CheckedConnectionCall(ConnectionCall):
     """Fabric's per-host call, with the ssh_config checked before fabric int()s its values."""
 
@@ -75,7 +92,12 @@ class CheckedConnectionCall(ConnectionCall):
         problems = ssh_cmd.ssh_config_problems(config.base_ssh_config.lookup(host))
         try:
             if not problems:
-                return super().make_context(config)
+                cxn = super().make_context(config)
+                # The host as -H gave it: Fabric keeps no record of which user and port were typed,
+                # and one equal to a default (root@, :22) looked as if it had not been given.
+                given = self.init_kwargs
+                cxn._set(cli_host=ssh_cmd.format_host(given["host"], given.get("user"), given.get("port")))
+                return cxn
         except (ValueError, KeyError) as exc:
             problems = [f"{exc.__class__.__name__}: {exc}"]
         raise usage_error("CONFIGURATION ERROR in the ssh config", [f"for host {host}: {p}" for p in problems],
@@ -107,6 +129,9 @@ class CheckedExecutor(Executor):
             raise usage_error("USAGE ERROR in -H", problems,
                               "give each host as [user@]host[:port], an IPv6 address as [address]:port; "
                               "several hosts are separated by commas")
+        twice = duplicate_hosts(hosts or [])
+        if twice:
+            raise usage_error("USAGE ERROR in -H", twice, "give each host once")
         return dicts
 
     def parameterize(self, call, connection_init_kwargs):

@@ -30,7 +30,7 @@ from fabric import Connection
 
 from commands import ssh as ssh_cmd
 from commands.shell import q, whole_seconds
-from config import Settings
+from config import Settings, lists_host, stage_host_lists
 from tasks import ui
 from tasks.errors import SETUP, DeployError, ExitCode
 
@@ -387,6 +387,9 @@ def new_connection(spec: ssh_cmd.HostSpec, config, settings: Settings) -> Connec
 
 def host_strings(c, settings: Settings) -> list[str]:
     """-H hosts as fab gave them (one Connection per call), else the stage's HOSTS."""
+    given = getattr(c, "cli_host", None)           # set by tasks/program.py for every -H host
+    if isinstance(c, Connection) and given:
+        return [given]
     if isinstance(c, Connection):
         user_default = c.ssh_config.get("user", c.config.user)
         port_default = int(c.ssh_config.get("port", c.config.port))
@@ -394,6 +397,58 @@ def host_strings(c, settings: Settings) -> list[str]:
         port = int(c.port) if int(c.port) != port_default else None
         return [ssh_cmd.format_host(c.original_host, user, port)]
     return list(settings.hosts)
+
+
+def ssh_target(ssh_config: paramiko.SSHConfig, host: str) -> tuple[str, int] | None:
+    """Where ``host`` (a -H value or a HOSTS entry) connects, as that ssh config resolves it:
+    (HostName, port); lowercase, without a final dot. None if it cannot be resolved."""
+    try:
+        spec = ssh_cmd.parse_host(host)
+        found = ssh_config.lookup(spec.host)
+        port = spec.port or ssh_cmd.parse_port(str(found.get("port", ssh_cmd.SSH_PORT)))
+    except (ssh_cmd.BadHostString, ValueError, paramiko.SSHException, OSError):
+        return None
+    return found.get("hostname", spec.host).lower().rstrip("."), port
+
+
+def _stage_ssh_config(path: str | None, operator: paramiko.SSHConfig) -> paramiko.SSHConfig | None:
+    if not path:
+        return operator
+    try:
+        return paramiko.SSHConfig.from_path(path)
+    except (paramiko.ConfigParseError, OSError, ValueError):
+        return None             # that stage is not set up here: its hosts are compared by name only
+
+
+def stages_reaching(target: tuple[str, int] | None, operator: paramiko.SSHConfig) -> dict[str, str]:
+    """{stage: its HOSTS entry} for every stage with an entry that connects to ``target``, each
+    entry resolved through that stage's SSH_CONFIG, else the operator's ssh config."""
+    found: dict[str, str] = {}
+    if target is None:
+        return found
+    for stage, (hosts, path) in stage_host_lists().items():
+        cfg = _stage_ssh_config(path, operator)
+        for entry in hosts:
+            if cfg is not None and ssh_target(cfg, entry) == target:
+                found.setdefault(stage, entry)
+    return found
+
+
+def stages_of_host(c: Connection, host: str, settings: Settings | None = None) -> tuple[tuple | None, dict[str, str]]:
+    """Where a -H host connects, and {stage: HOSTS entry} for every stage that lists it by name or
+    by where it connects. It is resolved through the ssh config its connection will use: the
+    stage's SSH_CONFIG if that stage lists it, else the operator's."""
+    operator = c.config.base_ssh_config
+    via = operator
+    if settings and settings.ssh_config and lists_host(settings.hosts, host):
+        via = _stage_ssh_config(settings.ssh_config, operator) or operator
+    target = ssh_target(via, host)
+    owners = stages_reaching(target, operator)
+    for stage, (hosts, _) in stage_host_lists().items():
+        named = [h for h in hosts if lists_host([h], host)]
+        if named:
+            owners.setdefault(stage, named[0])
+    return target, owners
 
 
 # ---------------------------------------------------------------------------------------------
