@@ -29,7 +29,7 @@ from commands.shell import q, whole_seconds
 from commands.timing import Timer
 from config import Settings
 from tasks import ui
-from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.ssh import (  # noqa: F401  (re-exported: callers import connecting from the session)
     AcceptNewPolicy, StrictPolicy, UnknownHostKey, connect, fingerprint, harden, host_strings,
     known_hosts_for, known_hosts_name, open_connection, stage_config, tune,
@@ -93,6 +93,12 @@ class Result:
 
 
 LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
+# paramiko's words when the host opens no channel for a command: the command never started.
+CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")
+
+
+def never_started(exc: BaseException) -> bool:
+    return isinstance(exc, paramiko.ChannelException) or str(exc) in CHANNEL_NOT_OPENED
 
 
 @dataclass
@@ -115,6 +121,7 @@ class Session:
     dead: bool = False                                 # a reconnect failed: the host is unreachable
     inflight: tuple | None = None                      # (job, command, timeout, must finish) of the main thread
     interrupted: list = field(default_factory=list)    # such tuples whose wait Ctrl-C interrupted
+    first_contact: bool = True                         # no command has come back from the host yet
     _conn_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -163,11 +170,13 @@ class Session:
             raise
         except CommandTimedOut as exc:
             self.inflight = None
+            self.first_contact = False
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
             self.inflight = None
-            raise self._lost(command, f"{exc.__class__.__name__}: {exc}") from None
+            raise self._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
         self.inflight = None
+        self.first_contact = False
         seconds = time.monotonic() - start
         if r.exited in (-1, None):
             # No exit status: sshd closed the channel. Either the connection died, or the process
@@ -182,11 +191,15 @@ class Session:
             raise CommandFailed(command, r.exited, r.stdout, r.stderr)
         return result
 
-    def _lost(self, command: str | None, why: str) -> DeployError:
+    def _lost(self, command: str | None, why: str, started: bool = True) -> DeployError:
+        """A connection that failed while a command ran, or before it could start. One that fails
+        before any command came back is first contact with the host: a setup error (pages nobody)."""
+        state = ("unknown: the last command may or may not have finished on the host" if started else
+                 "this command did not start: the host opened no SSH channel for it")
         return DeployError(
             f"lost the SSH connection to {self.host} ({why})",
-            command=command, code=ExitCode.CONNECTION,
-            state=self.describe_state("unknown: the last command may or may not have finished on the host"),
+            command=command, code=ExitCode.CONNECTION, kind=SETUP if self.first_contact and not started else "infrastructure",
+            state=self.describe_state(state),
             next_step=(f"check the network, then fab -H {self.host} status. A deploy lock this run could not release goes stale "
                        f"{self.settings.lock_stale_after:g} s after its last heartbeat; take it over with fab -H {self.host} unlock --force, then re-run"))
 

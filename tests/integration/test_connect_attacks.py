@@ -243,3 +243,69 @@ def test_a_stalled_key_exchange_ends_at_connect_timeout_even_with_connecttimeout
     assert r.returncode == 5, out
     assert "the SSH handshake did not complete within 2 s (CONNECT_TIMEOUT)" in out
     assert "Escalate: nobody" in out and "Traceback" not in r.stderr
+
+
+class ChannelStaller:
+    """A real SSH server (paramiko) that lets any client key in, then never opens a channel."""
+
+    def __init__(self, host_key_file):
+        import paramiko
+
+        class Server(paramiko.ServerInterface):
+            def get_allowed_auths(self, username):
+                return "publickey"
+
+            def check_auth_publickey(self, username, key):
+                return paramiko.AUTH_SUCCESSFUL
+
+            def check_channel_request(self, kind, chanid):
+                release.wait()
+                return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+        release = self.release = threading.Event()
+        self.key = paramiko.Ed25519Key.from_private_key_file(str(host_key_file))
+        self.server, self.transports = Server, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import paramiko
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(conn)
+            t.add_server_key(self.key)
+            self.transports.append(t)
+            t.start_server(server=self.server())
+
+    def close(self):
+        self.release.set()
+        self.sock.close()
+        for t in self.transports:
+            t.close()
+
+
+def test_a_host_that_opens_no_channel_is_a_setup_error_on_first_contact(tmp_path):
+    """Authenticated, then the channel for the first command never opens: it ended after
+    channel_timeout as "lost the SSH connection ... may or may not have finished", paging Platform."""
+    host_key = keygen(tmp_path / "host_key")
+    keygen(tmp_path / "client_key")
+    server = ChannelStaller(tmp_path / "host_key")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{server.port} {' '.join(host_key)}\n")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host staller\n  HostName 127.0.0.1\n  Port {server.port}\n  User deploy\n"
+                   f"  IdentityFile {tmp_path}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n")
+    try:
+        r = run(STOCK_FAB, "-S", str(cfg), "-H", "staller", *LOCK, env={"DEPLOY_CONNECT_TIMEOUT": "1"})
+    finally:
+        server.close()
+    out = flat(r)
+    assert r.returncode == 5, out
+    assert "Timeout opening channel" in out and "this command did not start" in out
+    assert "Escalate: nobody" in out and "Traceback" not in r.stderr
