@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -237,9 +238,18 @@ def _hashed_matches(entry: str, name: str) -> bool:
     return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest)
 
 
+@functools.lru_cache(maxsize=4096)
 def _wildcard(pattern: str) -> re.Pattern:
     # Only * and ? are special (fnmatch would also read the '[' of "[host]:port" as a class).
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern) + r"\Z")
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    # Most patterns are plain names: compiling a regular expression for each line made a lookup in
+    # a 200,000-line file take 5 s (ssh: under 1 s).
+    if "*" not in pattern and "?" not in pattern:
+        return pattern == name
+    return _wildcard(pattern).match(name) is not None
 
 
 def host_matches(patterns: str, name: str) -> bool:
@@ -250,7 +260,7 @@ def host_matches(patterns: str, name: str) -> bool:
     hit = False
     for pattern in patterns.lower().split(","):
         negated = pattern.startswith("!")
-        if _wildcard(pattern.lstrip("!")).match(name):
+        if _pattern_matches(pattern.lstrip("!"), name):
             if negated:
                 return False
             hit = True
