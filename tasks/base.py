@@ -179,8 +179,8 @@ def _refuse_another_stages_host(c, host: str, settings: Settings, explicit: bool
 def _with_where_it_connects(exc: ConfigError, c, host: str) -> ConfigError:
     """`-H alias` listed in no stage: say which stage lists the host the alias stands for."""
     target, owners = stages_of_host(c, host)
-    if not target or not owners:
-        return exc
+    if not target or not owners or any(lists_host([entry], host) for entry in owners.values()):
+        return exc                      # listed by name (in several stages): choose_stage said it all
     problems = [*exc.problems, *[f"{host} is {target[0]}:{target[1]}, which HOSTS of config/{s}.env lists (as {e})"
                                  for s, e in owners.items()]]
     stage, entry = next(iter(owners.items()))
