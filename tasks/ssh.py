@@ -379,10 +379,25 @@ def new_connection(spec: ssh_cmd.HostSpec, config, settings: Settings) -> Connec
         raise config_error(f"{source}, for host {spec.host}: " + "; ".join(problems),
                            f"fix the options above in {source}, then re-run")
     try:
-        return Connection(spec.host, user=spec.user, port=spec.port, config=config)
+        cxn = Connection(spec.host, user=spec.user, port=spec.port, config=config)
+        _chain_jumps_in_order(cxn, config)
+        return cxn
     except (ValueError, KeyError) as exc:          # e.g. a ProxyJump hop's own options
         raise config_error(f"{source}: cannot use the options for {spec.host}: {exc}",
                            f"fix the options for {spec.host} in {source}, then re-run") from None
+
+
+def _chain_jumps_in_order(cxn: Connection, config) -> None:
+    """``ProxyJump j1,j2``: ssh connects to j1, from there to j2, from there to the target. Fabric
+    builds the chain backwards (fabric#2203): it connected to j2 directly and reached j1 through
+    it, so the bastion j1 was bypassed, or j2 could not be reached at all. Rebuilt in ssh's order."""
+    jumps = [h.strip() for h in (cxn.ssh_config.get("proxyjump") or "").split(",") if h.strip()]
+    if len(jumps) < 2 or not isinstance(cxn.gateway, Connection):
+        return
+    gateway = None
+    for hop in jumps:
+        gateway = Connection(hop, gateway=gateway, config=config.clone())
+    cxn._set(gateway=gateway)
 
 
 def host_strings(c, settings: Settings) -> list[str]:

@@ -309,3 +309,28 @@ def test_a_host_that_opens_no_channel_is_a_setup_error_on_first_contact(tmp_path
     assert r.returncode == 5, out
     assert "Timeout opening channel" in out and "this command did not start" in out
     assert "Escalate: nobody" in out and "Traceback" not in r.stderr
+
+
+def test_proxyjump_with_two_hops_goes_through_them_in_order(tmp_path_factory):
+    """`ProxyJump j1,j2` means: connect to j1, from there to j2, from there to the target.
+    Fabric builds the chain backwards (fabric#2203): it connected to j2 directly and reached j1
+    through it, bypassing the bastion j1. Here each hop may forward only to the next one
+    (PermitOpen, as bastions are set up), so only the right order works."""
+    j1, j2, target = (Sshd(tmp_path_factory.mktemp(n)) for n in ("j1", "j2", "target"))
+    try:
+        for hop, nxt in ((j1, j2), (j2, target)):
+            conf = hop.dir / "sshd_config"
+            conf.write_text(conf.read_text() + f"PermitOpen 127.0.0.1:{nxt.port}\n")
+            restart(hop)
+        kh = target.dir / "kh_all"
+        kh.write_text("".join(f"{s.known_line()}\n" for s in (j1, j2, target)))
+        cfg = target.dir / "ssh_config_jumps"
+        cfg.write_text("".join(
+            f"Host {name}\n  HostName 127.0.0.1\n  Port {s.port}\n  User root\n  IdentityFile {s.dir}/client_key\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile none\n" + extra
+            for name, s, extra in (("target", target, "  ProxyJump j1,j2\n"), ("j1", j1, ""), ("j2", j2, ""))))
+        r = run(STOCK_FAB, "-S", str(cfg), "-H", "target", *LOCK)
+        assert r.returncode == 0, flat(r)
+    finally:
+        for s in (j1, j2, target):
+            s.stop()
