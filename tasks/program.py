@@ -104,11 +104,20 @@ class CheckedConnectionCall(ConnectionCall):
                           "fix these options in your ssh config (~/.ssh/config, or the file given with -S), then re-run")
 
 
+PROJECT_FAB = False        # set by main(): this process is the project's fab, not Fabric's own
+STOCK_FAB_WARNING = ("this `fab` is Fabric's own, not the project's (tasks/program.py): `fab -H HOST -- COMMAND` "
+                     "would run with no host-key check. Restore it: make setup "
+                     "(or: .venv/bin/python -m tasks.program install .venv/bin/fab)")
+
+
 class CheckedExecutor(Executor):
     """Fabric's executor: refuses ``-- COMMAND``, parses -H hosts itself (IPv6 in brackets, ports
-    checked), and builds each host's Connection with its ssh_config checked."""
+    checked), and builds each host's Connection with its ssh_config checked. Run by Fabric's own
+    fab (through fabric.yaml), it says so: a reinstall of fabric puts that fab back in the venv."""
 
     def execute(self, *tasks):
+        if not PROJECT_FAB:
+            print(ui.safe(f"! {STOCK_FAB_WARNING}"), file=sys.stderr, flush=True)
         if self.core is not None and self.core.remainder:
             raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
         return super().execute(*tasks)
@@ -156,6 +165,8 @@ def make_program() -> Program:
 
 
 def main() -> None:
+    global PROJECT_FAB
+    PROJECT_FAB = True
     make_program().run()
 
 
