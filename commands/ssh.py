@@ -362,6 +362,32 @@ def expand_tokens(path: str, tokens: dict[str, str]) -> str:
     return out
 
 
+_INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.+?)\s*$", re.IGNORECASE)
+_BLOCK = re.compile(r"^\s*(?:host|match)(?:\s*=\s*|\s+)", re.IGNORECASE)
+MAX_INCLUDE_DEPTH = 16          # ssh's READCONF_MAX_DEPTH
+
+
+def expand_includes(text: str, read, depth: int = 0) -> str:
+    """ssh_config text with every ``Include`` replaced by the files it names; ``read(pattern)``
+    returns their texts (glob order). Paramiko ignores Include, so every option of a host defined
+    in an included file (HostName, ProxyJump, UserKnownHostsFile) was lost. As in ssh, an Include
+    inside a Host block applies to that host, and the including block resumes after it."""
+    out, block = [], "Host *"
+    for line in text.splitlines():
+        if _BLOCK.match(line):
+            block = line.strip()
+        m = _INCLUDE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise BadConfigValue(f"Include nested more than {MAX_INCLUDE_DEPTH} deep (a file that includes itself?)")
+        for pattern in shlex.split(m.group(1)):
+            out += [expand_includes(t, read, depth + 1) for t in read(pattern)]
+        out.append(block)
+    return "\n".join(out)
+
+
 def known_hosts_line(name: str, keytype: str, key_base64: str) -> str:
     return f"{name} {keytype} {key_base64}"
 

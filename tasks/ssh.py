@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import getpass
+import glob
 import os
 import socket
 import stat
@@ -338,6 +339,44 @@ def config_error(what: str, next_step: str) -> DeployError:
                        kind=SETUP, code=ExitCode.CONFIG)
 
 
+def read_ssh_config(path: str, system: bool = False) -> paramiko.SSHConfig:
+    """One ssh config file with its Include lines followed (paramiko ignores them). A relative
+    name is in ~/.ssh, or /etc/ssh for the system file, as ssh_config(5) says."""
+    base = "/etc/ssh" if system else os.path.expanduser("~/.ssh")
+
+    def read(pattern: str) -> list[str]:
+        full = os.path.join(base, os.path.expanduser(pattern))        # an absolute name stays as it is
+        return [_text_of(p) for p in sorted(glob.glob(full)) if os.path.isfile(p)]
+
+    return paramiko.SSHConfig.from_text(ssh_cmd.expand_includes(_text_of(path), read))
+
+
+def _text_of(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+def operator_ssh_config(config) -> paramiko.SSHConfig:
+    """The operator's ssh config as fab loads it (the -S file, else ~/.ssh/config then
+    /etc/ssh/ssh_config), read again with Include followed."""
+    runtime = getattr(config, "_runtime_ssh_path", None) or config.ssh_config_path       # -S FILE
+    if getattr(config, "_given_explicit_object", False):
+        return config.base_ssh_config
+    if runtime:
+        files = [(runtime, False)]
+    elif config.load_ssh_configs:
+        files = [(getattr(config, "_user_ssh_path", "~/.ssh/config"), False),
+                 (getattr(config, "_system_ssh_path", "/etc/ssh/ssh_config"), True)]
+    else:
+        return config.base_ssh_config          # given as an object (tests), or no files wanted
+    merged = paramiko.SSHConfig()
+    for path, system in files:
+        path = os.path.expanduser(path)
+        if os.path.isfile(path):
+            merged._config += read_ssh_config(path, system)._config     # parse() of each file in turn, as fab does
+    return merged
+
+
 def stage_config(c, settings: Settings):
     """The fabric Config for this stage: the task's config (so --dry, -i, -e still apply) with the
     stage's ssh_config file and timeouts."""
@@ -346,13 +385,15 @@ def stage_config(c, settings: Settings):
     # versions would hand empty output to every parser.
     config.run.dry = False
     config.run.echo = False
-    if settings.ssh_config:
-        # The stage's file replaces ~/.ssh/config, as `fab -S FILE` would.
-        try:
-            config._set(base_ssh_config=paramiko.SSHConfig.from_path(settings.ssh_config))
-        except (paramiko.ConfigParseError, OSError, ValueError) as exc:
-            raise config_error(f"the stage's ssh_config {settings.ssh_config} (SSH_CONFIG) cannot be read: {exc}",
-                               f"fix that line in {settings.ssh_config} (every option needs a value: `HostName 10.0.0.5`), then re-run") from None
+    # The stage's file replaces ~/.ssh/config, as `fab -S FILE` would; either is read again here,
+    # with its Include lines followed.
+    source = (f"the stage's ssh_config {settings.ssh_config} (SSH_CONFIG)" if settings.ssh_config else
+              "your ssh config (~/.ssh/config and /etc/ssh/ssh_config, or the file given with -S)")
+    try:
+        config._set(base_ssh_config=read_ssh_config(settings.ssh_config) if settings.ssh_config else operator_ssh_config(c.config))
+    except (paramiko.ConfigParseError, OSError, ValueError) as exc:
+        raise config_error(f"{source} cannot be read: {exc}",
+                           f"fix that line in {settings.ssh_config or 'it'} (every option needs a value: `HostName 10.0.0.5`), then re-run") from None
     if "timeout" not in (config.connect_kwargs or {}):
         # fabric int()s this value: 0.5 would become 0, which means no timeout at all.
         config.timeouts.connect = whole_seconds(settings.connect_timeout)
@@ -430,7 +471,7 @@ def _stage_ssh_config(path: str | None, operator: paramiko.SSHConfig) -> paramik
     if not path:
         return operator
     try:
-        return paramiko.SSHConfig.from_path(path)
+        return read_ssh_config(path)
     except (paramiko.ConfigParseError, OSError, ValueError):
         return None             # that stage is not set up here: its hosts are compared by name only
 
@@ -453,7 +494,10 @@ def stages_of_host(c: Connection, host: str, settings: Settings | None = None) -
     """Where a -H host connects, and {stage: HOSTS entry} for every stage that lists it by name or
     by where it connects. It is resolved through the ssh config its connection will use: the
     stage's SSH_CONFIG if that stage lists it, else the operator's."""
-    operator = c.config.base_ssh_config
+    try:
+        operator = operator_ssh_config(c.config)
+    except (paramiko.ConfigParseError, OSError, ValueError):
+        operator = c.config.base_ssh_config
     via = operator
     if settings and settings.ssh_config and lists_host(settings.hosts, host):
         via = _stage_ssh_config(settings.ssh_config, operator) or operator

@@ -186,3 +186,27 @@ def test_known_hosts_paths_expand_ssh_config_tokens():
     for bad in ("/x/%Z", "/x/%"):
         with pytest.raises(ssh.BadConfigValue, match="unknown token"):
             ssh.expand_tokens(bad, tokens)
+
+
+# ---- ssh_config Include (paramiko ignores it: every option in an included file was lost) ----
+
+def test_include_is_replaced_by_the_files_it_names_and_the_including_block_resumes():
+    files = {"conf.d/*.conf": ["Host prod\n  HostName 10.0.0.5\n  ProxyJump bastion\n", "Host *\n  User deploy\n"],
+             "inner": ["Port 2222\n"]}
+    text = ("Include conf.d/*.conf\nServerAliveInterval 30\n"
+            "Host staging\n  Include inner\n  HostName 10.0.0.6\n")
+    assert ssh.expand_includes(text, lambda pattern: files.get(pattern, [])).splitlines() == [
+        "Host prod", "  HostName 10.0.0.5", "  ProxyJump bastion",
+        "Host *", "  User deploy",
+        "Host *",                       # back in the including file's global block
+        "ServerAliveInterval 30",
+        "Host staging",
+        "Port 2222",                    # included inside Host staging: applies to it
+        "Host staging",
+        "  HostName 10.0.0.6",
+    ]
+
+
+def test_include_that_includes_itself_is_refused():
+    with pytest.raises(ssh.BadConfigValue, match="Include nested more than 16 deep"):
+        ssh.expand_includes("Include self\n", lambda pattern: ["Include self\n"])

@@ -334,3 +334,19 @@ def test_proxyjump_with_two_hops_goes_through_them_in_order(tmp_path_factory):
     finally:
         for s in (j1, j2, target):
             s.stop()
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative-to-dot-ssh"])
+def test_hosts_defined_in_an_included_ssh_config_file_are_used(sshd, tmp_path, relative):
+    """`Include config.d/*` (Debian's own /etc/ssh/ssh_config has one): paramiko ignores the line,
+    so HostName, Port, User, ProxyJump and UserKnownHostsFile of the hosts defined there were all
+    lost; the alias was looked up in DNS as a host name."""
+    home = tmp_path / "home"
+    included = home / ".ssh" / "config.d"
+    included.mkdir(parents=True)
+    (included / "throwaway.conf").write_text(sshd.ssh_config.read_text() + "  GlobalKnownHostsFile none\n")
+    sshd.known_hosts.write_text(sshd.known_line() + "\n")
+    main = tmp_path / "ssh_config_main"
+    main.write_text(f"Include {'config.d/*.conf' if relative else f'{included}/*.conf'}\n")
+    r = run(STOCK_FAB, "-S", str(main), "-H", "throwaway", *LOCK, env={"HOME": str(home)})
+    assert r.returncode == 0, flat(r)
