@@ -156,8 +156,7 @@ class Session:
         self.ensure_connected(command)
         start = time.monotonic()
         try:
-            job = Job(lambda: self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
-                                           echo=False, timeout=timeout + 15))
+            job = Job(lambda: self._exec(wrapped, timeout))
             if threading.current_thread() is threading.main_thread():
                 self.inflight = (job, command, timeout, mutating and not interruptible)
             r = job.wait()
@@ -170,13 +169,11 @@ class Session:
             raise
         except CommandTimedOut as exc:
             self.inflight = None
-            self.first_contact = False
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
             self.inflight = None
             raise self._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
         self.inflight = None
-        self.first_contact = False
         seconds = time.monotonic() - start
         if r.exited in (-1, None):
             # No exit status: sshd closed the channel. Either the connection died, or the process
@@ -190,6 +187,17 @@ class Session:
         if check and r.exited not in ok_codes:
             raise CommandFailed(command, r.exited, r.stdout, r.stderr)
         return result
+
+    def _exec(self, wrapped: str, timeout: float):
+        """The command on the host (in the SSH I/O thread). Whatever comes back, an exit status or
+        invoke's own timeout, means the host opened a channel: no longer first contact."""
+        try:
+            r = self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False, echo=False, timeout=timeout + 15)
+        except CommandTimedOut:
+            self.first_contact = False
+            raise
+        self.first_contact = False
+        return r
 
     def _lost(self, command: str | None, why: str, started: bool = True) -> DeployError:
         """A connection that failed while a command ran, or before it could start. One that fails
