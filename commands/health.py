@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 from commands.docker import ContainerState
 from commands.secrets import excerpt
-from commands.shell import check_url, q, whole_seconds
+from commands.shell import check_path, check_url, q, whole_seconds
 
 
 @dataclass
@@ -129,6 +129,12 @@ def probe_loop(url: str, stop_file: str, max_seconds: int) -> str:
             f"while [ ! -e {q(stop_file)} ] && [ $(date +%s) -lt $end ]; do "
             f"echo \"$(date +%s.%N) $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 {q(url)})\"; "
             f"sleep 0.2; done; rm -f {q(stop_file)}")
+
+
+def probe_stop(stop_file: str) -> str:
+    """Ends :func:`probe_loop` at its next round."""
+    check_path(stop_file, "probe stop file")
+    return f"touch {q(stop_file)}"
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class AcquireAnswer:
 def parse_acquire(stdout: str) -> AcquireAnswer:
     lines = [l.strip() for l in stdout.strip().splitlines() if l.strip()]
     if not lines or lines[0] not in (ACQUIRED, HELD, BUSY, ERROR):
-        return AcquireAnswer(ERROR, reason=f"unexpected answer: {stdout.strip()[:200]!r}")
+        # Whole, not cut: it is shown through the redactor, which must see a secret whole.
+        return AcquireAnswer(ERROR, reason=f"unexpected answer: {stdout.strip()!r}")
     fields = {}
     for line in lines[1:]:
         key, _, value = line.partition(" ")
@@ -200,12 +201,14 @@ def parse_status(stdout: str) -> LockState:
             try:
                 holder = json.loads(line)
             except json.JSONDecodeError:
-                holder = {"unreadable": line[:200]}
+                # Its size only: the raw text could hold a secret, and cutting it before redaction
+                # would print a prefix of one (this can reach a lock_takeover record line).
+                holder = {"unreadable": f"{len(line)} characters, not JSON"}
                 m = _TOKEN.search(line)             # a cut-short file may still name its token
                 if m:
                     holder["token"] = m.group(1)
             if not isinstance(holder, dict):
-                holder = {"unreadable": line[:200]}
+                holder = {"unreadable": f"{len(line)} characters, not a JSON object"}
         elif line.startswith("clock "):
             nums = [int(p) if p.isdigit() else 0 for p in line.split()[1:4]]
             now, beat, created = (nums + [0, 0, 0])[:3]

@@ -180,3 +180,20 @@ def annotate(cands: Sequence[Candidate], current: Mapping[str, str] | None,
             note = ""
         out.append((c, note))
     return out
+
+
+_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
+
+
+def is_image_id(ref: str) -> bool:
+    return bool(_IMAGE_ID.fullmatch(ref))
+
+
+def image_reference(to: str, current_ref: str) -> str:
+    """What ``--to`` names for the backend: an image ID or a full reference as given, else a tag
+    of the repository the backend runs now (``v1`` -> ``registry/backend:v1``)."""
+    if is_image_id(to) or "/" in to or ":" in to:
+        return to
+    last = current_ref.rsplit("/", 1)[-1]
+    repo = current_ref.rsplit(":", 1)[0] if ":" in last else current_ref
+    return f"{repo}:{to}"

@@ -23,21 +23,16 @@ from invoke import Exit
 
 from commands.secrets import Redactor
 from config import ConfigError, Settings, choose_stage, lists_host, load_settings
-from tasks import interrupts, runlog, terminal, ui
+from tasks import interrupts, messages, runlog, terminal, ui
 from tasks.cli import OperatorTask
 from tasks.errors import EXIT_CODE_HELP, SETUP, CommandFailed, DeployError, ExitCode
-from tasks.session import Session, connect, host_strings
-from tasks.ssh import stages_of_host
+from tasks.hostsecrets import learn_secrets
+from tasks.session import Session
+from tasks.ssh import connect, host_strings, stages_of_host
 
 COMMON_HELP = {
     "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host (a -H host in no stage is refused), else DEFAULT_STAGE",
     "accept_new_host_key": "record an unknown host key on first connection (a changed key is still refused)",
-}
-
-ESCALATION_LABEL = {
-    "database": "Database corruption / database failure",
-    "infrastructure": "Infrastructure down",
-    "security": "Security incident",
 }
 
 
@@ -60,21 +55,11 @@ def render_error(err: DeployError, settings: Settings | None, host: str | None, 
     fields.append(("Host state", state))
     fields.append(("Next", err.next_step))
     if settings:
-        fields.append(("Escalate", escalation(err, settings)))
+        fields.append(("Escalate", messages.escalation(err.kind, settings)))
     if runlog.CURRENT and runlog.CURRENT.has_warnings:
         fields.append(("Log", f"{runlog.CURRENT.path} (the SSH library's own messages)"))
     fields.append(("Exit code", f"{int(err.code)}: {EXIT_CODE_HELP[err.code]}"))
     ui.block(title, fields)
-
-
-def escalation(err: DeployError, settings: Settings) -> str:
-    """The one place that decides who is paged. Escalation rows are for failures on a service;
-    a setup error (configuration, first contact with a host) is fixed by the operator."""
-    if err.kind == SETUP:
-        return "nobody: a setup problem, not a service failure; fix it as Next says"
-    c = settings.contact(err.kind)
-    return (f"{ESCALATION_LABEL.get(err.kind, err.kind)} -> {c.team}, response {c.response}"
-            + (f" ({c.reach})" if c.reach else ""))
 
 
 def render_config_error(exc: ConfigError) -> None:
@@ -240,7 +225,7 @@ def _run_on_host(fn, c, settings: Settings, why: str, host: str, accept_new: boo
         session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
                           redactor=Redactor(settings.secret_key_pattern), ctx=c)
         ui.set_redactor(session.redactor)
-        session.learn_secrets()
+        learn_secrets(session)
         session.connect_seconds = time.monotonic() - t0
         fn(session, *args, **kwargs)
     except DeployError as err:
@@ -262,6 +247,6 @@ def _interrupted(exc: KeyboardInterrupt, host: str | None, session: Session | No
     with interrupts.ignored():          # a second signal must not cut the block short
         ui.block(f"✗ INTERRUPTED ({interrupts.describe(exc)})" + (f" on {host}" if host else ""), [
             ("Host state", (session.describe_state() if session else "not connected yet") if host else "nothing was run on any host"),
-            ("Next", f"fab -H {host} status" if host else "re-run the command"),
+            ("Next", messages.status(host) if host else "re-run the command"),
             ("Exit code", f"{int(code)}: {EXIT_CODE_HELP[code]}")])
     return Exit(code=int(code))

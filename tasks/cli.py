@@ -120,3 +120,8 @@ def exit_2_on_usage_errors(program_class=Fab) -> None:
         method = getattr(program_class, name)
         if not getattr(method, "exits_2", False):
             setattr(program_class, name, _usage_errors_exit_2(method))
+
+
+def parse_show(show: str) -> frozenset[str]:
+    """``--show LOG_LEVEL,WORKERS``: the non-secret env keys whose values the env diff may print."""
+    return frozenset(k.strip() for k in (show or "").split(",") if k.strip())

@@ -9,10 +9,11 @@ import re
 from dataclasses import dataclass
 
 from commands import docker as docker_cmd
-from tasks import ui
+from tasks import messages, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
-from tasks.services import containers, http_check, logs_tail, wait_ready
+from tasks.hoststate import container_of, containers, http_check, logs_tail, wait_ready
+from tasks.locking import DeployLock
 from tasks.session import Session
 
 RESTART_PATTERN = re.compile(r"Killed|Signal|Exit", re.I)      # the runbook's grep -E "Killed|Signal|Exit"
@@ -72,7 +73,7 @@ def check_restart_loop(s: Session) -> list[Finding]:
         elif c.status in ("exited", "dead"):
             findings.append(Finding("restart loop", "problem", f"{c.service} is {c.status} with exit code {c.exit_code}",
                                     "the process stopped and Docker is not restarting it",
-                                    f"read its logs (fab -H {s.host} diagnose shows the last lines); start it with docker compose up -d {c.service}"))
+                                    f"read its logs ({messages.diagnose(s.host)} shows the last lines); start it with docker compose up -d {c.service}"))
         else:
             findings.append(Finding("restart loop", "problem" if c.status == "restarting" else "warn",
                                     f"{c.service}: status {c.status}, {c.restart_count} restarts, last exit code {c.exit_code}",
@@ -89,8 +90,7 @@ def check_restart_loop(s: Session) -> list[Finding]:
 # ---- database connection -------------------------------------------------------------------------
 
 def postgres_state(s: Session):
-    found = containers(s, [s.settings.postgres_service])
-    return found[0] if found else None
+    return container_of(s, s.settings.postgres_service)
 
 
 def backend_db_check(s: Session) -> tuple[bool, str]:
@@ -129,7 +129,7 @@ def check_database(s: Session, fix: bool = False) -> list[Finding]:
         else:
             findings.append(Finding("database", "problem", f"{st.postgres_service} is {state}",
                                     "the backend cannot reach the database: requests fail with 'connection refused'",
-                                    f"fab -H {s.host} check-db --fix  (restarts {st.postgres_service}; data is in its volume)"))
+                                    f"{messages.check_db(s.host, fix=True)}  (restarts {st.postgres_service}; data is in its volume)"))
     else:
         findings.append(Finding("database", "ok", f"{st.postgres_service} is {state}"))
     ok, detail = backend_db_check(s)
@@ -192,7 +192,7 @@ def _conclude(findings: list[Finding], s: Session, what: str, kind: str = "infra
     if problems:
         raise DeployError(f"{what}: {len(problems)} problem(s) found: " + "; ".join(p.what for p in problems),
                           code=ExitCode.STEP_FAILED, kind=kind, state=s.describe_state("see the findings above"),
-                          next_step=problems[0].action or f"fab -H {s.host} status")
+                          next_step=problems[0].action or messages.status(s.host))
     ui.say(f"{what}: no problem found")
 
 
@@ -206,7 +206,6 @@ def check_restarts(s: Session):
 def check_db(s: Session, fix=False):
     """Common issue: database connection failures (postgres state and logs, connection from the backend); --fix restarts postgres."""
     if fix:
-        from tasks.locking import DeployLock
         with DeployLock(s, "check-db --fix"):
             findings = check_database(s, fix=True)
     else:
@@ -241,5 +240,5 @@ def diagnose(s: Session):
         kind = "database" if any(p.check == "database" for p in problems) else "infrastructure"
         raise DeployError(f"diagnose found {len(problems)} problem(s): " + "; ".join(p.what for p in problems),
                           code=ExitCode.STEP_FAILED, kind=kind, state=s.describe_state("see the findings above"),
-                          next_step=problems[0].action or f"fab -H {s.host} status")
+                          next_step=problems[0].action or messages.status(s.host))
     ui.say("diagnose: no problem found")

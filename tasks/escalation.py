@@ -3,7 +3,8 @@ block prints the row that matches its kind."""
 from __future__ import annotations
 
 from tasks import ui
-from tasks.base import ESCALATION_LABEL, Offline, operator_task
+from tasks.base import Offline, operator_task
+from tasks.messages import ESCALATION_LABEL
 
 
 @operator_task(connects=False)

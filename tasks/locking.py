@@ -11,7 +11,7 @@ import time
 from commands import lock as lock_cmd
 from commands import record as record_cmd
 from commands.shell import q
-from tasks import ui
+from tasks import interrupts, messages, ui
 from tasks.base import operator_task
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.session import Session, operator
@@ -73,7 +73,14 @@ class DeployLock:
             state = read_state(s)
             ui.say("[dry] would take the deploy lock" + (f" (it is {lock_cmd.describe(state)})" if state.held else " (it is free)"))
             return self
-        self._acquire()
+        try:
+            self._acquire()
+        except BaseException:
+            # A signal between taking the lock and returning (the heartbeat thread's start) must
+            # not leave it held: `with` calls __exit__ only once __enter__ has returned.
+            with interrupts.ignored():
+                self.release()
+            raise
         return self
 
     def _acquire(self) -> None:
@@ -111,9 +118,9 @@ class DeployLock:
         stale_after = state.stale_after(st.lock_stale_after)
         if state.is_stale(st.lock_stale_after):
             nxt = (f"the holder looks gone (no sign of life for {state.age} s > its LOCK_STALE_AFTER {stale_after:g} s): "
-                   f"check with fab -H {self.s.host} status, then take it over with fab -H {self.s.host} unlock --force")
+                   f"check with {messages.status(self.s.host)}, then take it over with {messages.unlock_force(self.s.host)}")
         else:
-            nxt = (f"wait for that deploy to finish (fab -H {self.s.host} lock shows it), or re-run with --lock-wait SECONDS")
+            nxt = (f"wait for that deploy to finish ({messages.lock(self.s.host)} shows it), or re-run with --lock-wait SECONDS")
         return DeployError(f"another deploy holds the lock: {lock_cmd.describe(state)}",
                            state="nothing was changed by this run", next_step=nxt, code=ExitCode.LOCKED,
                            command=lock_cmd.status(st.lock_dir))
@@ -127,7 +134,7 @@ class DeployLock:
                 "the deploy lock kept changing while this run tried to take it (held at each try, free when looked at)")
         return DeployError(what, command=lock_cmd.status(st.lock_dir), code=ExitCode.LOCKED,
                            state="nothing was changed by this run",
-                           next_step=(f"fab -H {self.s.host} lock; if this repeats, look on the host for a stuck "
+                           next_step=(f"{messages.lock(self.s.host)}; if this repeats, look on the host for a stuck "
                                       f"process: fuser -v {q(st.record_path)}"))
 
     def _cannot_create(self, answer: lock_cmd.AcquireAnswer) -> DeployError:
@@ -142,7 +149,7 @@ class DeployLock:
                    f"(or point RECORD_DIR at a directory {user} can write), then re-run")
         else:
             what = f"cannot create the deploy lock {st.lock_dir} as the SSH user {user}{owner}"
-            nxt = f"fix the cause shown above on the host (disk full? read-only file system?), then re-run; fab -H {self.s.host} lock shows the lock"
+            nxt = f"fix the cause shown above on the host (disk full? read-only file system?), then re-run; {messages.lock(self.s.host)} shows the lock"
         # The command shown is the step that failed inside the acquire script, paste-able as the SSH user.
         return DeployError(what, command=f"mkdir -- {q(st.lock_dir)}", output=answer.reason, code=ExitCode.STEP_FAILED, kind=kind,
                            state="nothing was changed by this run (the lock was not taken)", next_step=nxt)
@@ -233,8 +240,8 @@ class DeployLock:
             f"{what}; stopped before {before}", command=lock_cmd.status(s.settings.lock_dir), code=ExitCode.LOCKED,
             step=f"lock (before {before})",
             state=f"{s.describe_state()}; this run did not touch the services after that",
-            next_step=(f"see who holds the lock now: fab -H {s.host} lock. When no other run is active, check "
-                       f"fab -H {s.host} status and re-run"))
+            next_step=(f"see who holds the lock now: {messages.lock(s.host)}. When no other run is active, check "
+                       f"{messages.status(s.host)} and re-run"))
 
     # -- release ------------------------------------------------------------------------------------
     def release(self) -> None:
@@ -255,7 +262,9 @@ class DeployLock:
             ui.warn("the deploy lock was no longer this run's at release, so it was left as it is (fab lock shows it)")
 
     def __exit__(self, *exc) -> None:
-        self.release()
+        # Also on Ctrl-C/SIGTERM/SIGHUP: a second signal must not cut the release short.
+        with interrupts.ignored():
+            self.release()
 
 
 @operator_task()
@@ -268,7 +277,7 @@ def lock(s: Session):
     stale = state.is_stale(s.settings.lock_stale_after)
     ui.say(f"deploy lock: {lock_cmd.describe(state)}")
     ui.say(f"  {'STALE' if stale else 'live'}: {_judged_by(s, state)}"
-           + (f"; take it over with fab -H {s.host} unlock --force" if stale else ""))
+           + (f"; take it over with {messages.unlock_force(s.host)}" if stale else ""))
 
 
 def _judged_by(s: Session, state: lock_cmd.LockState) -> str:
@@ -300,14 +309,14 @@ def unlock(s: Session, force=False):
             next_step="a deploy is running: wait for it. If its machine died, wait until the heartbeat is older than LOCK_STALE_AFTER")
     if not force:
         raise DeployError("the lock is stale; taking it over needs --force", state="lock left as it is",
-                          code=ExitCode.LOCKED, next_step=f"fab -H {s.host} unlock --force")
+                          code=ExitCode.LOCKED, next_step=messages.unlock_force(s.host))
     stale_dir = f"{st.record_path}/lock.stale-{record_cmd.new_release_id()}"
     try:
         s.run(lock_cmd.take_over(st.lock_dir, state.holder.get("token", ""), stale_dir, stale_after), mutating=True)
     except CommandFailed as failed:
         what = TAKEOVER_REFUSED.get(failed.exit_code, "the takeover command failed; not taken over")
         raise DeployError.from_command(failed, what, code=ExitCode.LOCKED, state="lock left as it is",
-                                       next_step=f"fab -H {s.host} lock") from None
+                                       next_step=messages.lock(s.host)) from None
     rid = record_cmd.new_release_id()
     text = record_cmd.line(rid, "lock_takeover", who=operator(), previous_holder={k: v for k, v in state.holder.items() if k != "token"},
                            heartbeat_age=state.age, stale_after=stale_after, half_created=state.half_created, kept_at=stale_dir)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 from commands import alembic as alembic_cmd
-from tasks import ui
+from tasks import messages, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
+from tasks.flow import run_flow
+from tasks.hoststate import backend_running
 from tasks.session import Session
-from tasks.services import containers
+from tasks.steps import RunOptions, Step
 
 
 def deps_up(s: Session) -> None:
@@ -21,7 +23,7 @@ def deps_up(s: Session) -> None:
     except CommandFailed as failed:
         raise DeployError.from_command(failed, f"starting {', '.join(st.dependency_services)} failed",
                                        step="migrate › deps up", kind="database", state=s.describe_state(),
-                                       next_step=f"fab -H {s.host} check-db") from None
+                                       next_step=messages.check_db(s.host)) from None
 
 
 def wait_db(s: Session) -> None:
@@ -38,12 +40,8 @@ def wait_db(s: Session) -> None:
         if time.monotonic() > deadline:
             raise DeployError(f"postgres did not accept connections within {st.db_ready_timeout:g} s",
                               command=cmd, output=r.stdout + r.stderr, step="migrate › db ready", kind="database",
-                              state=s.describe_state(), next_step=f"fab -H {s.host} check-db   (add --fix to restart postgres)")
+                              state=s.describe_state(), next_step=f"{messages.check_db(s.host)}   (add --fix to restart postgres)")
         time.sleep(st.health_interval)
-
-
-def backend_running(s: Session) -> bool:
-    return any(c.status == "running" for c in containers(s, [s.settings.backend_service]))
 
 
 def alembic(s: Session, argv: list[str], *, exec_: bool, timeout: float | None = None, mutating: bool = False):
@@ -78,22 +76,20 @@ def upgrade(s: Session) -> None:
         except (CommandFailed, DeployError):
             now = ["unknown"]
         was = ", ".join(out.before) or "base"
-        s.facts["migrations"] = f"migration failed: database at revision {', '.join(now) or 'base'} (was {was}); services not changed"
+        s.state.migrations = f"migration failed: database at revision {', '.join(now) or 'base'} (was {was}); services not changed"
         failed.stdout = out.upgrade or failed.stdout
         raise DeployError.from_command(
             failed, "alembic upgrade head failed", step="migrate › alembic", kind="database",
             state=s.describe_state(),
             next_step=f"read the migration error above; fix the migration and re-run fab deploy (the services were not changed). "
-                      f"Check the database with fab -H {s.host} check-db",
+                      f"Check the database with {messages.check_db(s.host)}",
         ) from None
     out = alembic_cmd.parse_migrate(r.stdout)
     before, after = out.before, out.after or []
-    s.facts["migrations"] = (f"migrations applied: database at revision {', '.join(after)} (was {', '.join(before) or 'base'})"
+    s.state.migrations = (f"migrations applied: database at revision {', '.join(after)} (was {', '.join(before) or 'base'})"
                              if after != before else f"database at revision {', '.join(after) or 'base'} (no pending migrations)")
-    s.facts["db_revision_before"], s.facts["db_revision_after"] = before, after
-    if s.recorder:
-        s.recorder.write("migrations", before=before, after=after)
-    ui.say(f"      {s.facts['migrations']}")
+    s.recorder.write("migrations", before=before, after=after)
+    ui.say(f"      {s.state.migrations}")
     show_history(out.history)
 
 
@@ -104,7 +100,7 @@ def show_history(hist) -> None:
             ui.say(f"        {h.down} -> {h.up}{' (' + h.flags + ')' if h.flags else ''}  {h.message}")
 
 
-def migrate_step(s: Session) -> None:
+def migrate_step(s: Session, opts: RunOptions) -> None:
     with s.timed("migrate", "deps up"):
         deps_up(s)
     with s.timed("migrate", "db ready"):
@@ -116,5 +112,4 @@ def migrate_step(s: Session) -> None:
 @operator_task()
 def migrate(s: Session):
     """Runbook 2: start postgres/redis, wait for postgres, alembic upgrade head, show current/history."""
-    from tasks.deploy import run_flow
-    run_flow(s, steps=("migrate",), kind="migrate")
+    run_flow(s, (Step("migrate", migrate_step),), RunOptions("migrate"))

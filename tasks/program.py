@@ -30,7 +30,7 @@ from paramiko import ConfigParseError
 
 from commands import ssh as ssh_cmd
 from commands.shell import q
-from tasks import ui
+from tasks import messages, ui
 from tasks.errors import EXIT_CODE_HELP, ExitCode
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def refuse_remainder(command: str, hosts: str | None) -> Exit:
             f"`-- {command}` would run on {target} over Fabric's plain connection, which accepts any "
             "host key without checking known_hosts (fabric#1804): this tool does not run it."],
         f"for a one-off command use OpenSSH, which checks known_hosts: {ssh_command(target, command)}; "
-        f"for the service's state use the tool's tasks: fab -H {target} status, fab -H {target} diagnose")
+        f"for the service's state use the tool's tasks: {messages.status(target)}, {messages.diagnose(target)}")
 
 
 def duplicate_hosts(hosts: list) -> list[str]:

@@ -1,4 +1,5 @@
-"""Runbook 3. Deploy services: record the running images, pull, up, wait until healthy.
+"""Runbook 3. Deploy services: pull, up, wait until healthy (the previous images are recorded by
+the flow before anything changes).
 
 Runbook notes 3 and 4: the previous images are recorded *before* ``pull`` (a pull of a mutable
 tag such as ``latest`` overwrites what ``docker images`` would have shown), and health is
@@ -7,133 +8,15 @@ polled until ready or a deadline, never checked once right after ``up -d``.
 from __future__ import annotations
 
 import threading
-import time
-from typing import Sequence
-
-from commands import compose as compose_cmd
-from commands import docker as docker_cmd
 from commands import health as health_cmd
-from commands.docker import ContainerState
 from tasks import ui
 from tasks.base import operator_task
-from tasks.errors import CommandFailed, DeployError, ExitCode
-from commands.shell import q
+from tasks.errors import CommandFailed, DeployError
+from tasks.flow import run_flow
+from tasks.hoststate import describe_images, images_of, label, wait_http, wait_ready
+from tasks.restore import up
 from tasks.session import Session
-
-
-# ---- reading state --------------------------------------------------------------------------------
-
-def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = ()) -> list[ContainerState]:
-    """Containers of the given services (all services when empty), via ps -q + docker inspect."""
-    ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(services)).stdout)
-    if not ids:
-        return []
-    states = docker_cmd.parse_inspect(s.run(docker_cmd.inspect(ids)).stdout, env_keys)
-    wanted = set(services)
-    return [c for c in states if not wanted or c.service in wanted]
-
-
-def images_of(s: Session, states: Sequence[ContainerState], services: Sequence[str]) -> dict:
-    """service -> {ref, id, digests} of what runs now (digests let a pruned image be pulled back)."""
-    by_service = {c.service: c for c in states if c.service in services}
-    ids = sorted({c.image_id for c in by_service.values() if c.image_id})
-    digests: dict[str, list[str]] = {}
-    if ids:
-        for info in docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect(ids)).stdout):
-            digests[info.id] = list(info.digests)
-    return {svc: {"ref": c.image_ref, "id": c.image_id, "digests": digests.get(c.image_id, [])}
-            for svc, c in sorted(by_service.items())}
-
-
-def describe_images(images: dict) -> str:
-    if not images:
-        return "no service containers"
-    return ", ".join(f"{svc} {docker_cmd.short_image_id(i.get('id', ''))}" for svc, i in sorted(images.items()))
-
-
-def serving_label(s: Session, images: dict, version: str | None = None) -> str:
-    v = f"version {version} " if version else ""
-    return f"{v}({describe_images(images)})"
-
-
-# ---- checks -----------------------------------------------------------------------------------------
-
-def http_check(s: Session, url: str, timeout: float | None = None) -> health_cmd.HttpCheck:
-    t = timeout or s.settings.smoke_timeout
-    r = s.run(health_cmd.curl(url, t), check=False, timeout=t + 10)
-    return health_cmd.parse_curl(url, r.exited, r.stdout, r.stderr)
-
-
-def logs_tail(s: Session, service: str, lines: int = 20) -> str:
-    r = s.run(s.compose.logs(service, lines), check=False)
-    return ui.clean(r.stdout + r.stderr).strip()
-
-
-def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str,
-               next_step: str | None = None) -> list[ContainerState]:
-    """Poll docker inspect until every service is running and healthy; fail fast on unhealthy,
-    exited, OOM-killed or restarting containers."""
-    if s.dry:
-        ui.say(f"[dry] would wait up to {timeout:g} s for {', '.join(services)} to be running and healthy")
-        return []
-    deadline = time.monotonic() + timeout
-    baseline: dict[str, int] | None = None
-    ids: list[str] = []
-    while True:
-        if not ids or baseline is None or len(ids) < len(services):
-            ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(services)).stdout)
-        states = docker_cmd.parse_inspect(s.run(docker_cmd.inspect(ids)).stdout) if ids else []
-        states = [c for c in states if c.service in services]
-        if baseline is None:
-            baseline = {c.id: c.restart_count for c in states}
-        verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
-        if verdict.ready:
-            return states
-        if verdict.failed or time.monotonic() > deadline:
-            bad = [svc for svc in services if any(x.startswith(svc + " ") or x.startswith(svc + ":")
-                                                  for x in verdict.problems + verdict.waiting)]
-            output = "\n".join(f"--- {svc} ---\n{logs_tail(s, svc)}" for svc in bad)
-            reason = "; ".join(verdict.problems or [f"still waiting after {timeout:g} s: " + "; ".join(verdict.waiting)])
-            raise DeployError(f"{what}: {reason}", command="; ".join(s.compose.logs(svc, 20) for svc in bad) or None,
-                              output=output, step=step, code=ExitCode.UNHEALTHY, details=verdict.problems + verdict.waiting,
-                              next_step=next_step or f"fab -H {s.host} rollback   (back to the images recorded before this deploy), then fab -H {s.host} diagnose")
-        time.sleep(s.settings.health_interval)
-
-
-def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.HttpCheck:
-    """Poll the URL (curl on the host) until 2xx or the deadline."""
-    if s.dry:
-        ui.say(f"[dry] would poll {url} for up to {timeout:g} s")
-        return health_cmd.HttpCheck(url, True, 0, 0.0)
-    deadline = time.monotonic() + timeout
-    while True:
-        check = http_check(s, url, min(s.settings.smoke_timeout, max(1.0, deadline - time.monotonic())))
-        if check.ok:
-            return check
-        if time.monotonic() > deadline:
-            raise DeployError(f"{url} did not answer 2xx within {timeout:g} s (last: {check.error})",
-                              command=health_cmd.curl(url, s.settings.smoke_timeout), output=check.body,
-                              step=step, code=ExitCode.UNHEALTHY,
-                              next_step=f"fab -H {s.host} rollback   (back to the images recorded before this deploy), then fab -H {s.host} diagnose")
-        time.sleep(s.settings.health_interval)
-
-
-def observe(s: Session) -> tuple[dict, bool, str | None]:
-    """What runs now: images per deployed service, whether all are healthy (containers *and* the
-    health URL), and the version the health URL reports. Cached until the next change."""
-    if "observed" in s.facts:
-        return s.facts["observed"]
-    st = s.settings
-    states = containers(s, st.services)
-    images = images_of(s, states, st.services)
-    healthy = health_cmd.evaluate(st.services, states).ready
-    version = None
-    if healthy:
-        check = http_check(s, st.health_url)
-        healthy = check.ok
-        version = check.version
-    s.facts["observed"] = (images, healthy, version)
-    return images, healthy, version
+from tasks.steps import RunOptions, Step
 
 
 class DowntimeProbe:
@@ -167,25 +50,14 @@ class DowntimeProbe:
         if self._thread is None:
             return None
         try:
-            self.s.run(f"touch {q(self.stop_file)}", check=False, quiet=True)
+            self.s.run(health_cmd.probe_stop(self.stop_file), check=False, quiet=True)
         except Exception:
             return None
         self._thread.join(timeout=10)
         return self.result
 
 
-# ---- the step -------------------------------------------------------------------------------------------
-
-def record_before(s: Session) -> tuple[dict, bool]:
-    """Images now running for each deployed service, and whether they are healthy right now."""
-    st = s.settings
-    states = containers(s, st.services)
-    images = images_of(s, states, st.services)
-    verdict = health_cmd.evaluate(st.services, states)
-    return images, verdict.ready
-
-
-def pull(s: Session, step: str = "services › pull") -> None:
+def pull(s: Session, step: str) -> None:
     """compose pull of the deployed services. Nothing that runs changes: a failure here leaves the
     old containers serving."""
     st = s.settings
@@ -199,28 +71,15 @@ def pull(s: Session, step: str = "services › pull") -> None:
         ) from None
 
 
-def up(s: Session, services: Sequence[str] = (), *, no_deps: bool = False, step: str = "services") -> None:
+def switch(s: Session) -> dict:
+    """up -> wait healthy -> health URL, with the downtime measured. Returns the images now running."""
     st = s.settings
-    try:
-        s.run(s.compose.up(services, no_deps=no_deps), timeout=st.up_timeout, mutating=True)
-    except CommandFailed as failed:
-        raise DeployError.from_command(failed, "docker compose up failed", step=f"{step} › up",
-                                       code=ExitCode.UNHEALTHY, next_step=f"fab -H {s.host} status") from None
-
-
-def deploy_services(s: Session, *, pulled: bool = False) -> dict:
-    """pull (unless done already) -> up -> wait healthy -> health URL. Returns the images now
-    running (the caller has recorded the previous ones)."""
-    st = s.settings
-    if not pulled:
-        with s.timed("services", "pull"):
-            pull(s)
     probe = DowntimeProbe(s, st.smoke_urls[0])
     try:
         probe.start()
         with s.timed("services", "up"):
             up(s)
-        s.facts["serving"] = "new containers started, not yet healthy (old images recorded)"
+        s.state.serving = "new containers started, not yet healthy (old images recorded)"
         with s.timed("services", "health wait"):
             states = wait_ready(s, [*st.dependency_services, *st.services], st.health_timeout,
                                 what="the services did not become healthy", step="services › health wait")
@@ -229,18 +88,31 @@ def deploy_services(s: Session, *, pulled: bool = False) -> dict:
         downtime = probe.stop()
     if downtime:
         ui.say(f"      {downtime.describe(st.smoke_urls[0])}")
-        if s.recorder:
-            s.recorder.write("downtime", url=st.smoke_urls[0], probes=downtime.probes, failed=downtime.failed,
-                             longest_seconds=downtime.longest)
+        s.recorder.write("downtime", url=st.smoke_urls[0], probes=downtime.probes, failed=downtime.failed,
+                         longest_seconds=downtime.longest)
     images = images_of(s, states, st.services) if states else {}
-    s.facts["serving"] = "serving the new version " + serving_label(s, images, check.version)
-    s.facts["version"] = check.version
+    s.state.serving = "serving the new version " + label(images, check.version)
+    s.state.version = check.version
     ui.say(f"      healthy: {describe_images(images)}" + (f"; {st.health_url} reports version {check.version}" if check.version else ""))
     return images
+
+
+def pull_step(s: Session, opts: RunOptions) -> None:
+    pull(s, step="pull")
+
+
+def switch_step(s: Session, opts: RunOptions) -> None:
+    switch(s)
+
+
+def services_step(s: Session, opts: RunOptions) -> None:
+    """The runbook section on its own: pull, then switch."""
+    with s.timed("services", "pull"):
+        pull(s, step="services › pull")
+    switch(s)
 
 
 @operator_task(help={})
 def services(s: Session):
     """Runbook 3: record running images, compose pull, up -d, wait until healthy (locked, recorded; no checklist)."""
-    from tasks.deploy import run_flow
-    run_flow(s, steps=("services",), kind="services")
+    run_flow(s, (Step("services", services_step, recoverable=True),), RunOptions("services"))

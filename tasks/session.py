@@ -1,5 +1,7 @@
 """One SSH session per (task, host): the single caller of ``Connection.run``, timing, dry-run and
-secret redaction. Host keys and connecting live in tasks/ssh.py (re-exported here).
+the redaction hook (the redactor every printed and recorded text goes through). Host keys and
+connecting live in tasks/ssh.py, the worker thread in tasks/worker.py, learning the secrets in
+tasks/hostsecrets.py, the record writer in tasks/recorder.py.
 
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
 - ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
@@ -16,67 +18,24 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands import compose as compose_cmd
-from commands import envdiff, files, record as record_cmd
-from commands.secrets import MIN_LENGTH, Redactor
+from commands import files
+from commands.secrets import Redactor
 from commands.shell import q, whole_seconds
 from commands.timing import Timer
 from config import Settings
-from tasks import ui
+from tasks import messages, ui
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
-from tasks.ssh import (  # noqa: F401  (re-exported: callers import connecting from the session)
-    AcceptNewPolicy, StrictPolicy, UnknownHostKey, connect, fingerprint, harden, host_strings,
-    known_hosts_for, known_hosts_name, open_connection, stage_config, tune,
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# The session
-
-class Job:
-    """SSH I/O running in a worker thread; the main thread only waits for it.
-
-    Ctrl-C raises KeyboardInterrupt in the main thread at any bytecode boundary. Landing inside
-    paramiko it can leave a transport lock acquired (``_send_user_message`` takes
-    ``clear_to_send_lock`` outside its try/finally), and every later command, the clean-up
-    included, then waits forever. Waiting here keeps the interrupt out of paramiko: the command
-    in flight goes on in its thread (the clean-up lets it finish or kills it) and the transport
-    stays usable.
-    """
-
-    def __init__(self, fn: Callable):
-        self._box: dict = {}
-        self.done = threading.Event()
-
-        def work():
-            try:
-                self._box["result"] = fn()
-            except BaseException as exc:          # handed to the waiting thread as is
-                self._box["error"] = exc
-            finally:
-                self.done.set()
-
-        if threading.current_thread() is threading.main_thread():
-            threading.Thread(target=work, name="ssh-io", daemon=True).start()
-        else:
-            work()          # already off the main thread (heartbeat, downtime probe)
-
-    def wait(self):
-        while not self.done.wait(0.25):
-            pass
-        if "error" in self._box:
-            raise self._box["error"]
-        return self._box["result"]
-
-
-def off_main_thread(fn: Callable):
-    return Job(fn).wait()
+from tasks.recorder import NullRecorder
+from tasks.runstate import RunState
+from tasks.ssh import open_connection, tune
+from tasks.worker import Job, off_main_thread
 
 
 @dataclass
@@ -110,10 +69,10 @@ class Session:
     echo: bool = False
     redactor: Redactor | None = None                 # default: one with the stage's SECRET_KEY_PATTERN
     timer: Timer = field(default_factory=Timer)
-    facts: dict = field(default_factory=dict)       # what the flow knows about the host state
+    state: RunState = field(default_factory=RunState)   # what this run knows about the host
     _compose: compose_cmd.Compose | None = None
     compose_version: str = ""
-    recorder: "Recorder | None" = None
+    recorder: NullRecorder = field(default_factory=NullRecorder)
     lock: object = None                                # the run's DeployLock: asked before the services are touched
     connect_seconds: float = 0.0
     ctx: object = None                                # the Fabric context, to open sessions to other stages
@@ -147,7 +106,7 @@ class Session:
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)
         if mutating:
-            self.facts.pop("observed", None)       # what runs may change: observe again next time
+            self.state.observed = None       # what runs may change: observe again next time
         # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
         # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
@@ -208,8 +167,7 @@ class Session:
             f"lost the SSH connection to {self.host} ({why})",
             command=command, code=ExitCode.CONNECTION, kind=SETUP if self.first_contact and not started else "infrastructure",
             state=self.describe_state(state),
-            next_step=(f"check the network, then fab -H {self.host} status. A deploy lock this run could not release goes stale "
-                       f"{self.settings.lock_stale_after:g} s after its last heartbeat; take it over with fab -H {self.host} unlock --force, then re-run"))
+            next_step=f"check the network, then {messages.status(self.host)}. {messages.lock_goes_stale(self.host, self.settings.lock_stale_after).capitalize()}")
 
     def ensure_connected(self, command: str | None = None) -> None:
         """Reconnect a dropped connection between commands (same hardened client: host keys are
@@ -276,48 +234,7 @@ class Session:
             ok = True
         finally:
             t = self.timer.add(step, sub, time.monotonic() - start, ok)
-            if self.recorder:
-                self.recorder.step(t.step, t.sub, t.seconds, t.ok)
-
-    # -- secrets ----------------------------------------------------------------------------------
-    FILE_MARKER = "@@ai-doc-qa-file@@"
-    UNREADABLE_MARKER = "@@ai-doc-qa-unreadable@@"
-
-    def learn_secrets(self) -> None:
-        """Read the env files on the host and teach the redactor their secret values, before any
-        remote output is shown. A file that exists but cannot be read stops the run: its secrets
-        would be unknown, so they could be printed. A missing file is fine (the env diff says so)."""
-        s = self.settings
-        names = list(dict.fromkeys([*s.env_files, *s.secret_files]))
-        if names:
-            files = " ".join(q(f"{s.app_dir.rstrip('/')}/{n}") for n in names)
-            # One round trip: each file framed by a marker line so they can be split apart.
-            cmd = (f"for f in {files}; do echo {q(self.FILE_MARKER)}\"$f\"; "
-                   f"if [ -f \"$f\" ]; then cat -- \"$f\" || {{ echo; echo {q(self.UNREADABLE_MARKER)}\"$f\"; }}; "
-                   f"elif [ -e \"$f\" ]; then echo {q(self.UNREADABLE_MARKER)}\"$f\"; fi; echo; done")
-            r = self.run(cmd, check=False)
-            chunks, unreadable = split_env_files(r.stdout, self.FILE_MARKER, self.UNREADABLE_MARKER)
-            for text in chunks.values():
-                self.redactor.add_env(envdiff.parse_env(text))
-            if unreadable:
-                raise self._unreadable(unreadable, r.stderr, cmd)
-        unreported = sorted(self.redactor.too_short - self.redactor.too_short_reported)
-        if unreported:
-            ui.warn(f"secret value(s) too short to redact by value (under {MIN_LENGTH} characters): "
-                    f"{', '.join(unreported)}. They are masked only where their name comes with them "
-                    f"(NAME=value), not in free text: replace them with real secrets.")
-            self.redactor.too_short_reported.update(unreported)
-
-    def _unreadable(self, paths: list[str], stderr: str, cmd: str) -> DeployError:
-        # cat says "cat: PATH: Permission denied"; a path that is not a regular file gets no message.
-        why = {p: next((l.rsplit(": ", 1)[-1].strip() for l in stderr.splitlines() if p in l), "not a regular file")
-               for p in paths}
-        return DeployError(
-            f"cannot read {', '.join(f'{p} ({why[p]})' for p in paths)} on {self.host}: the secrets to hide "
-            f"are learned from these files, so this run could print them",
-            command=cmd, step="secrets", state="nothing was changed: only the env files were read",
-            next_step=(f"make the file(s) readable by the SSH user on {self.host} (owner or mode), or leave a "
-                       f"file out knowingly for one run with DEPLOY_ENV_FILES / DEPLOY_SECRET_FILES; then re-run"))
+            self.recorder.step(t.step, t.sub, t.seconds, t.ok)
 
     # -- compose ------------------------------------------------------------------------------------
     @property
@@ -337,63 +254,12 @@ class Session:
 
     # -- state description for error blocks --------------------------------------------------------
     def describe_state(self, override: str | None = None) -> str:
-        if override:
-            base = override
-        else:
-            base = self.facts.get("serving") or "not determined yet"
-        extra = []
-        if self.facts.get("migrations"):
-            extra.append(self.facts["migrations"])
-        if self.facts.get("git"):
-            extra.append(self.facts["git"])
-        return "; ".join([base, *extra])
+        return self.state.describe(override)
 
     def close(self) -> None:
         if self.cxn is not None:
             with contextlib.suppress(Exception):
                 self.cxn.close()
-
-
-def split_env_files(stdout: str, marker: str, unreadable_marker: str) -> tuple[dict[str, str], list[str]]:
-    """The output of learn_secrets' command: {path: text} of the files read, and the paths that
-    exist but could not be read."""
-    current = None
-    chunks: dict[str, list[str]] = {}
-    unreadable = []
-    for line in stdout.splitlines():
-        if line.startswith(marker):
-            current = line[len(marker):]
-            chunks[current] = []
-        elif line.startswith(unreadable_marker):
-            unreadable.append(line[len(unreadable_marker):])
-        elif current is not None:
-            chunks[current].append(line)
-    return {p: "\n".join(t) for p, t in chunks.items()}, unreadable
-
-
-class Recorder:
-    """Appends release-record lines on the host as the flow goes (so a crash leaves a trail)."""
-
-    def __init__(self, session: Session, release: str):
-        self.session = session
-        self.release = release
-        self.lines: list[dict] = []
-
-    def write(self, event: str, **data) -> None:
-        import json
-        data = self.session.redactor.obj(data)
-        text = record_cmd.line(self.release, event, **data)
-        self.lines.append(json.loads(text))
-        s = self.session
-        if s.dry or s.dead:
-            return          # nothing can be written to an unreachable host; the error block says so
-        try:
-            s.run(record_cmd.append(s.settings.releases_file, text), mutating=True)
-        except (CommandFailed, DeployError) as exc:
-            ui.warn(f"could not append to the release record {s.settings.releases_file}: {exc}")
-
-    def step(self, step: str, sub: str | None, seconds: float, ok: bool) -> None:
-        self.write("step", step=step, sub=sub, seconds=seconds, ok=ok)
 
 
 def operator() -> str:

@@ -12,7 +12,7 @@ from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.locking import read_state
 from tasks.rollback import candidate_rows, load_releases
-from tasks.services import containers, http_check, images_of
+from tasks.hoststate import containers, http_check, images_of
 from tasks.session import Session
 
 

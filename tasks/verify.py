@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from commands import health as health_cmd
-from tasks import ui, web
+from tasks import messages, ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
+from tasks.hoststate import http_check
 from tasks.session import Session
-from tasks.services import http_check
+from tasks.steps import RunOptions
 
 
 def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_cmd.HttpCheck]:
@@ -32,7 +33,7 @@ def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_c
             f"{len(failed)} smoke test(s) failed: " + "; ".join(f"{c.url} from the {w}: {c.error}" for w, c in failed),
             command=health_cmd.curl(failed[0][1].url, st.smoke_timeout), output=failed[0][1].body,
             step=step, code=ExitCode.UNHEALTHY, state=s.describe_state(),
-            next_step=f"fab -H {s.host} diagnose   (and fab -H {s.host} rollback if the new version is at fault)")
+            next_step=f"{messages.diagnose(s.host)}   (and {messages.fab(s.host, 'rollback')} if the new version is at fault)")
     return [c for _, c in results]
 
 
@@ -69,7 +70,7 @@ def monitoring_link(s: Session) -> None:
         ui.say(f"      monitoring: {s.settings.monitoring_url}  (open it and watch error rate and latency for 15 minutes)")
 
 
-def verify_step(s: Session) -> None:
+def verify_step(s: Session, opts: RunOptions | None = None) -> None:
     with s.timed("verify", "smoke"):
         smoke_checks(s)
     with s.timed("verify", "logs"):

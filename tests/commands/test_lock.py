@@ -249,3 +249,13 @@ def test_take_over_waits_for_a_beat_in_progress_and_then_refuses(tmp_path):
 def test_holder_file_that_was_cut_short_still_names_its_token():
     st = lock.parse_status('{"token": "abc123", "who": "me@l\nclock 1000 990 900\n')
     assert st.holder["token"] == "abc123" and st.heartbeat_age == 10 and st.created == 900
+
+
+def test_unreadable_holder_line_is_never_cut_into_the_state_before_redaction():
+    """A corrupt holder file's text was kept cut to 200 characters, so a secret straddling the cut
+    reached a lock_takeover record line as a prefix the redactor cannot recognise."""
+    secret = "sentinel-holder-secret-0123456789"
+    line = "{" + "x" * 190 + secret
+    state = lock.parse_status(line + "\nclock 1000 990 980\n")
+    assert state.held and not any(secret[:8] in str(v) for v in state.holder.values())
+    assert state.holder["unreadable"] == f"{len(line)} characters, not JSON"

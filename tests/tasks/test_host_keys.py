@@ -1,6 +1,4 @@
-"""Host keys and connecting (tasks/ssh.py, re-exported by tasks/session.py), without a server.
-Names are imported from tasks.session where they existed before, so these tests also ran on the
-commit before the fix (and failed there)."""
+"""Host keys and connecting (tasks/ssh.py), without a server."""
 import base64
 import dataclasses
 import fcntl
@@ -36,8 +34,7 @@ def ed25519(seed: int) -> paramiko.PKey:
 
 def test_known_hosts_with_cert_authority_revoked_and_non_utf8_lines_does_not_crash(tmp_path, settings):
     """Issue 7 #13: paramiko's loader raised on this file (traceback, exit 1)."""
-    from tasks.session import harden
-    from tasks.ssh import ChangedHostKey, UnknownHostKey
+    from tasks.ssh import ChangedHostKey, UnknownHostKey, harden
     kh = tmp_path / "known_hosts"
     shutil.copy(FIXTURE, kh)
     st = dataclasses.replace(settings, known_hosts=str(kh))
@@ -82,7 +79,7 @@ def test_a_host_known_only_through_a_cert_authority_says_certificates_are_not_su
 
 def test_accept_new_host_key_appends_atomically_to_a_file_without_final_newline(tmp_path):
     """Issue 7 #13: the new entry was glued to the last line (both lost) and written in place."""
-    from tasks.session import AcceptNewPolicy
+    from tasks.ssh import AcceptNewPolicy
     old, new = ed25519(5), ed25519(6)
     real = tmp_path / "dotfiles" / "known_hosts"
     real.parent.mkdir()
@@ -138,7 +135,7 @@ def test_changed_key_that_is_also_revoked_is_reported_as_revoked(tmp_path, setti
 
 def test_name_resolution_that_hangs_ends_at_connect_timeout_with_a_setup_error(tmp_path, settings, monkeypatch):
     """Issue 7 #15: getaddrinfo inside paramiko had no deadline."""
-    from tasks.session import connect
+    from tasks.ssh import connect
     release = threading.Event()
 
     def hung_resolver(*args, **kwargs):
@@ -167,7 +164,7 @@ def test_name_resolution_that_hangs_ends_at_connect_timeout_with_a_setup_error(t
 ])
 def test_stage_ssh_config_with_bad_values_is_a_configuration_error(tmp_path, settings, text, message):
     """Issue 7 #16: `Port abc` and a bare `HostName` were tracebacks (ValueError, ConfigParseError)."""
-    from tasks.session import connect
+    from tasks.ssh import connect
     cfg = tmp_path / "ssh_config"
     cfg.write_text(text)
     st = dataclasses.replace(settings, ssh_config=str(cfg), known_hosts=str(tmp_path / "absent"))
@@ -185,7 +182,7 @@ def test_stage_ssh_config_with_bad_values_is_a_configuration_error(tmp_path, set
 def test_bracketed_ipv6_host_is_host_and_port_not_a_host_named_with_brackets(tmp_path, settings, host, shown, keyscan):
     """Issue 7 #16: `[::1]:1` was taken as host `[::1]:1` on port 22. Stopped before any traffic
     by the missing known_hosts file, which names the parsed host and port."""
-    from tasks.session import connect
+    from tasks.ssh import connect
     st = dataclasses.replace(settings, known_hosts=str(tmp_path / "absent"))
     with pytest.raises(DeployError) as exc:
         connect(Ctx(), host, st)
@@ -194,14 +191,14 @@ def test_bracketed_ipv6_host_is_host_and_port_not_a_host_named_with_brackets(tmp
 
 
 def test_malformed_host_string_is_a_configuration_error(settings):
-    from tasks.session import connect
+    from tasks.ssh import connect
     with pytest.raises(DeployError) as exc:
         connect(Ctx(), "deploy@prod:notaport", settings)
     assert exc.value.code == 2 and "port 'notaport' is not a port number" in exc.value.what
 
 
 def test_host_strings_give_ipv6_hosts_their_brackets(settings):
-    from tasks.session import host_strings
+    from tasks.ssh import host_strings
     assert host_strings(Connection("::1", port=1, config=hermetic_config()), settings) == ["[::1]:1"]
     assert host_strings(Connection("prod", user="deploy", config=hermetic_config()), settings) == ["deploy@prod"]
     assert host_strings(Connection("prod", port=2222, config=hermetic_config()), settings) == ["prod:2222"]

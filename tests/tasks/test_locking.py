@@ -11,7 +11,12 @@ import time
 import pytest
 from invoke import Result
 
+import dataclasses
+
 from tasks import deploy as deploy_mod
+from tasks import flow as flow_mod
+from tasks.runstate import Observation
+from tasks.steps import RunOptions
 from tasks.errors import DeployError, ExitCode
 from tasks import locking as locking_mod
 from tasks.locking import DeployLock
@@ -227,28 +232,31 @@ def locked_flow(make_session, mocker):
         return Result(stdout=OTHER_HOLDER + "\nclock 1000 999 990\n")
     s, remote = make_session([(ACQUIRE, "acquired\n"), (BEAT, beat), (STATUS, status), (RELEASE, "released\n")])
     calls = []
-    mocker.patch.object(deploy_mod, "notify", return_value=(True, "posted"))
-    observed = iter([(BEFORE, True, "v1"), (AFTER, True, "v2"), (AFTER, False, "v2")])
-    mocker.patch.object(deploy_mod, "observe", side_effect=lambda s: next(observed))
+    mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
+    observed = iter([Observation(BEFORE, True, "v1"), Observation(AFTER, True, "v2"), Observation(AFTER, False, "v2")])
+    mocker.patch.object(flow_mod, "observe", side_effect=lambda s: next(observed))
 
-    def fake_step(s, name, opts):
-        calls.append(name)
-        if name in ("services", "rollback"):
-            s.facts["services_touched"] = True
-        if name == opts.get("lose_during"):
-            host["ours"] = False
-        fail = opts.get("fail", {}).get(name)
-        if fail:
-            raise fail
-    mocker.patch.object(deploy_mod, "_run_step", side_effect=fake_step)
+    def run(lose_during=None, fail=None):
+        def fake(step):
+            def work(s, o):
+                calls.append(step.name)
+                if step.switches:
+                    s.state.services_touched = True
+                if step.name == lose_during:
+                    host["ours"] = False
+                if fail and step.name in fail:
+                    raise fail[step.name]
+            return dataclasses.replace(step, run=work)
+        flow_mod.run_flow(s, [fake(x) for x in deploy_mod.DEPLOY_STEPS], RunOptions("deploy"))
+    s.run_deploy = run
     return s, remote, calls
 
 
 def test_a_run_that_lost_its_lock_stops_before_services_and_keeps_the_other_lock(locked_flow, mocker):
     s, remote, calls = locked_flow
-    restore = mocker.patch.object(deploy_mod, "restore")
+    restore = mocker.patch.object(flow_mod, "restore")
     with pytest.raises(DeployError) as exc:
-        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", lose_during="migrate")
+        s.run_deploy(lose_during="migrate")
     assert calls == ["checklist", "prepare", "pull", "migrate"]           # services never ran
     assert exc.value.code == ExitCode.LOCKED and "stopped before services" in exc.value.what
     restore.assert_not_called()
@@ -259,10 +267,10 @@ def test_a_run_that_lost_its_lock_stops_before_services_and_keeps_the_other_lock
 
 def test_auto_rollback_is_not_run_by_a_run_that_lost_its_lock(locked_flow, mocker):
     s, remote, calls = locked_flow
-    restore = mocker.patch.object(deploy_mod, "restore", return_value=BEFORE)
+    restore = mocker.patch.object(flow_mod, "restore", return_value=BEFORE)
     err = DeployError("backend unhealthy", code=ExitCode.UNHEALTHY, step="services › health wait")
     with pytest.raises(DeployError) as exc:
-        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", lose_during="services", fail={"services": err})
+        s.run_deploy(lose_during="services", fail={"services": err})
     restore.assert_not_called()
     assert exc.value.code == ExitCode.LOCKED and "automatic rollback was NOT run" in exc.value.what
     assert "fab -H deploy@prod lock" in exc.value.next_step
@@ -272,9 +280,9 @@ def test_auto_rollback_is_not_run_by_a_run_that_lost_its_lock(locked_flow, mocke
 def test_abort_does_not_restore_the_services_without_the_lock(locked_flow, mocker):
     s, remote, calls = locked_flow
     mocker.patch.object(type(s), "kill_running")
-    restore = mocker.patch.object(deploy_mod, "restore", return_value=BEFORE)
+    restore = mocker.patch.object(flow_mod, "restore", return_value=BEFORE)
     with pytest.raises(KeyboardInterrupt):
-        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", lose_during="services",
+        s.run_deploy(lose_during="services",
                             fail={"services": KeyboardInterrupt()})
     restore.assert_not_called()
     assert records(remote)[-1]["outcome"] == "aborted"
@@ -284,14 +292,14 @@ def test_abort_does_not_restore_the_services_without_the_lock(locked_flow, mocke
 def test_a_lock_lost_in_the_last_step_is_not_reported_as_success(locked_flow):
     s, remote, calls = locked_flow
     with pytest.raises(DeployError) as exc:
-        deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy", lose_during="verify")
+        s.run_deploy(lose_during="verify")
     assert exc.value.code == ExitCode.LOCKED and records(remote)[-1]["outcome"] == "failed"
 
 
 def test_a_run_that_keeps_its_lock_proves_it_at_every_boundary_and_releases_it(locked_flow):
     s, remote, calls = locked_flow
-    deploy_mod.run_flow(s, steps=deploy_mod.DEPLOY_STEPS, kind="deploy")
-    assert calls == list(deploy_mod.DEPLOY_STEPS) and records(remote)[-1]["outcome"] == "success"
+    s.run_deploy()
+    assert calls == [x.name for x in deploy_mod.DEPLOY_STEPS] and records(remote)[-1]["outcome"] == "success"
     assert len(beats_of(remote)) >= len(deploy_mod.DEPLOY_STEPS) + 1
     assert any("then rm -rf" in c for c in remote.commands)
 

@@ -8,6 +8,8 @@ import sys
 import textwrap
 
 import pytest
+
+from tasks.hostsecrets import learn_secrets
 import requests
 from invoke import Exit, MockContext, Result
 
@@ -91,8 +93,8 @@ def test_health_wait_cuts_the_healthcheck_output_after_redacting(session):
 
 def test_checklist_alembic_error_cut_to_120_characters_prints_no_prefix_of_a_secret(session, mocker):
     s, _ = session([(r"alembic current", Result(stdout="", stderr=line_cut_at(120, "E: ") + "\n", exited=1))])
-    mocker.patch.object(checklist, "containers", return_value=[state("backend")])
-    revisions, why = checklist._current_db_revision(s)
+    mocker.patch.object(checklist, "backend_running", return_value=True)
+    revisions, why = checklist.current_db_revision(s)
     assert revisions is None and "alembic current failed: E: xxx" in why
     assert leaked_prefix(why) is None
 
@@ -128,7 +130,7 @@ def test_pem_key_in_a_log_is_redacted_when_printed_line_by_line(make_session, mo
            "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789sentinelPEM2\n-----END PRIVATE KEY-----")
     s, _ = make_session([("@@ai-doc-qa-file@@", "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.production\n"
                                                  f'TLS_PRIVATE_KEY="{pem}"\n\n')])
-    s.learn_secrets()
+    learn_secrets(s)
     ui.set_redactor(s.redactor)
     mocker.patch.object(diagnose, "postgres_state", return_value=state("postgres"))
     mocker.patch.object(diagnose, "logs_tail", return_value="FATAL: bad key\n" + pem.split("\n", 1)[1])
@@ -150,7 +152,7 @@ def test_json_output_redacts_the_json_escaped_form_of_a_secret(capsys):
 def test_too_short_secret_is_reported_at_once_and_masked_where_its_name_comes_with_it(make_session, capsys):
     s, _ = make_session([("@@ai-doc-qa-file@@", "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.production\n"
                                                  "PIN_PASSWORD=x7q\nLOG_LEVEL=info\n\n")])
-    s.learn_secrets()
+    learn_secrets(s)
     out = capsys.readouterr().out
     assert "too short" in out and "PIN_PASSWORD" in out
     assert s.redactor("docker inspect: PIN_PASSWORD=x7q") == "docker inspect: PIN_PASSWORD=[REDACTED]"
@@ -162,7 +164,7 @@ def test_unreadable_env_file_stops_the_run_naming_the_file_and_why(make_session)
     err = "cat: /app/ai-doc-qa/.env.production: Permission denied\n"
     s, _ = make_session([("@@ai-doc-qa-file@@", Result(stdout=out, stderr=err, exited=0))])
     with pytest.raises(DeployError) as exc:
-        s.learn_secrets()
+        learn_secrets(s)
     assert "cannot read /app/ai-doc-qa/.env.production (Permission denied)" in exc.value.what
     assert "DEPLOY_SECRET_FILES" in exc.value.next_step and "nothing was changed" in exc.value.state
 
@@ -178,7 +180,7 @@ def test_env_file_that_is_not_a_regular_file_is_reported_by_the_real_shell_comma
 
     s, _ = make_session([("@@ai-doc-qa-file@@", real_shell)], settings=settings)
     with pytest.raises(DeployError) as exc:
-        s.learn_secrets()
+        learn_secrets(s)
     assert f"{tmp_path}/.env.staging (not a regular file)" in exc.value.what
     assert s.redactor("x sentinel-real-shell") == "x [REDACTED]"          # what could be read was learned
 

@@ -1,4 +1,6 @@
 import pytest
+
+from tasks.hostsecrets import learn_secrets
 from invoke import Result
 from invoke.exceptions import CommandTimedOut
 
@@ -47,7 +49,7 @@ def test_lost_connection_becomes_a_deploy_error(settings, mocker):
     cxn = mocker.Mock()
     cxn.run.side_effect = EOFError("socket closed")
     s = Session(settings, "deploy@prod", cxn)
-    s.facts["serving"] = "still serving v1"
+    s.state.serving = "still serving v1"
     with pytest.raises(DeployError) as exc:
         s.run("docker compose up -d")
     assert exc.value.code == 5 and "lost the SSH connection" in exc.value.what
@@ -69,7 +71,7 @@ def test_learn_secrets_reads_env_files_in_one_round_trip(make_session):
            "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.staging\nSECRET_KEY=sentinel-staging-secret\n\n"
            "@@ai-doc-qa-file@@/app/ai-doc-qa/.env\n\n")
     s, remote = make_session([("@@ai-doc-qa-file@@", out)])
-    s.learn_secrets()
+    learn_secrets(s)
     assert len(remote.commands) == 1
     assert s.redactor("x sentinel-prod-secret sentinel-staging-secret info") == "x [REDACTED] [REDACTED] info"
 
@@ -89,7 +91,7 @@ def test_host_keys_are_enforced_on_the_target_and_every_jump_host(tmp_path, sett
     from fabric import Connection
 
     from tasks.conftest import hermetic_config
-    from tasks.session import AcceptNewPolicy, StrictPolicy, harden
+    from tasks.ssh import AcceptNewPolicy, StrictPolicy, harden
 
     kh = tmp_path / "known_hosts"
     kh.write_text("")
@@ -111,7 +113,7 @@ def test_missing_known_hosts_file_is_refused_when_strict(tmp_path, settings):
     from fabric import Connection
 
     from tasks.conftest import hermetic_config
-    from tasks.session import harden
+    from tasks.ssh import harden
 
     st = dataclasses.replace(settings, known_hosts=str(tmp_path / "absent"))
     with pytest.raises(DeployError) as exc:
@@ -127,7 +129,7 @@ def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
     import threading
     import time
 
-    from tasks.session import off_main_thread
+    from tasks.worker import off_main_thread
 
     finished = threading.Event()
 
@@ -155,7 +157,8 @@ def test_ctrl_c_lands_in_the_waiting_thread_never_inside_ssh_io():
 def test_after_ctrl_c_a_mutating_command_is_allowed_to_finish(settings, mocker, capsys):
     import threading
 
-    from tasks.session import Job, Session
+    from tasks.session import Session
+    from tasks.worker import Job
 
     gate = threading.Event()
     job = Job(lambda: gate.wait(5))
@@ -190,7 +193,7 @@ def test_sub_second_connect_timeout_is_not_dropped_by_fabric(settings):
     import dataclasses
 
     from tasks.conftest import hermetic_config
-    from tasks.session import stage_config
+    from tasks.ssh import stage_config
 
     class C:
         config = hermetic_config()

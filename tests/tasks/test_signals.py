@@ -12,7 +12,11 @@ import pytest
 from invoke import Exit, MockContext
 
 from tasks import base
+import dataclasses
+
 from tasks import deploy as deploy_mod
+from tasks import flow as flow_mod
+from tasks.runstate import Observation
 from tasks import interrupts
 from tasks.conftest import Remote, hermetic_config
 from tasks.errors import ExitCode
@@ -48,17 +52,19 @@ def deploy_with(mocker, unhandled):
         cxn = mocker.Mock()
         cxn.run.side_effect = remote
         mocker.patch.object(base, "connect", return_value=cxn)
-        mocker.patch.object(deploy_mod, "DeployLock", FakeLock)
-        mocker.patch.object(deploy_mod, "notify", return_value=(True, "posted"))
-        mocker.patch.object(deploy_mod, "observe", return_value=(BEFORE, True, "v1"))
-        restore = mocker.patch.object(deploy_mod, "restore", return_value=BEFORE)
+        mocker.patch.object(flow_mod, "DeployLock", FakeLock)
+        mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
+        mocker.patch.object(flow_mod, "observe", return_value=Observation(BEFORE, True, "v1"))
+        restore = mocker.patch.object(flow_mod, "restore", return_value=BEFORE)
         mocker.patch.object(Session, "kill_running", autospec=True, side_effect=kill_running)
 
-        def step(s, name, opts):
-            if name == "services":
-                s.facts["services_touched"] = True
-            on_step(s, name)
-        mocker.patch.object(deploy_mod, "_run_step", side_effect=step)
+        def fake(step):
+            def work(s, opts):
+                if step.switches:
+                    s.state.services_touched = True
+                on_step(s, step.name)
+            return dataclasses.replace(step, run=work)
+        mocker.patch.object(deploy_mod, "DEPLOY_STEPS", [fake(x) for x in deploy_mod.DEPLOY_STEPS])
         with pytest.raises(Exit) as exc:
             deploy_mod.deploy(MockContext(config=hermetic_config()), stage="production")
         return exc.value.code, remote, restore
@@ -79,7 +85,7 @@ def test_sigterm_and_sighup_after_the_switch_clean_up_like_ctrl_c(deploy_with, c
     assert restore.call_args.args[1] == BEFORE
     end = records(remote)[-1]
     assert end["event"] == "end" and end["outcome"] == "aborted"
-    assert FakeLock.instances[0].released >= 1
+    assert FakeLock.instances[0].released == 1
     assert f"✗ INTERRUPTED ({name}) on {HOST}" in err and f"Exit code:  {code}:" in err
 
 
@@ -96,13 +102,13 @@ def test_further_signals_during_the_clean_up_are_ignored(deploy_with, capsys):
     exit_code, remote, restore = deploy_with(on_step, kill_running)
     assert exit_code == ExitCode.HANGUP == 129        # the first signal decides
     assert records(remote)[-1]["outcome"] == "aborted"
-    assert FakeLock.instances[0].released >= 1
+    assert FakeLock.instances[0].released == 1
     restore.assert_not_called()                        # interrupted before the switch: nothing to restore
 
 
 def test_the_watchdog_exits_with_the_code_of_the_signal(mocker, settings, capsys):
-    exit_ = mocker.patch.object(deploy_mod.os, "_exit")
-    deploy_mod._give_up_cleanup(Session(settings, "h", None), 45, "SIGTERM", ExitCode.TERMINATED)
+    exit_ = mocker.patch.object(flow_mod.os, "_exit")
+    flow_mod._give_up_cleanup(Session(settings, "h", None), 45, "SIGTERM", ExitCode.TERMINATED)
     exit_.assert_called_once_with(143)
     assert "clean-up after SIGTERM did not finish within 45 s" in capsys.readouterr().out
 

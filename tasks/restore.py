@@ -1,0 +1,79 @@
+"""Putting images back: ``compose up`` of deployed services, and restoring a recorded image set.
+
+Runbook note 2: ``docker compose pull backend:previous-tag`` is not valid Compose (``pull`` takes
+service names). What works for mutable and immutable tags alike: point the reference the service
+uses (e.g. ``registry/backend:latest``) at the recorded image *ID* on the host with ``docker tag``,
+then ``up -d --no-deps`` those services. A pruned image is pulled back by its recorded digest.
+Used by ``fab rollback``, by the automatic rollback and by the clean-up after an interrupt.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from commands import docker as docker_cmd
+from commands import policy
+from tasks import messages, ui
+from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.hoststate import containers, images_of, wait_http, wait_ready
+from tasks.session import Session
+
+
+def up(s: Session, services: Sequence[str] = (), *, no_deps: bool = False, step: str = "services") -> None:
+    """``compose up -d`` of deployed services: from here on, what serves may have changed."""
+    st = s.settings
+    s.state.services_touched = True
+    try:
+        s.run(s.compose.up(services, no_deps=no_deps), timeout=st.up_timeout, mutating=True)
+    except CommandFailed as failed:
+        raise DeployError.from_command(failed, "docker compose up failed", step=f"{step} › up",
+                                       code=ExitCode.UNHEALTHY, next_step=messages.status(s.host)) from None
+
+
+def restore(s: Session, target: dict, *, step: str) -> dict:
+    """Point each service's image reference at the target image ID and recreate it; wait healthy.
+    Returns the images running afterwards."""
+    st = s.settings
+    states = containers(s, st.services)
+    current = images_of(s, states, st.services)
+    running = {c.service for c in states if c.status == "running" and c.health in (None, "healthy", "starting")}
+    plan = policy.plan_restore(st.services, target, current, running)
+    if plan.nothing_to_do:
+        ui.say("      every service already runs the target image")
+        return current
+    bring_back_pruned(s, plan.changes, step)
+    s.state.services_touched = True
+    for c in plan.changes:
+        ui.say(f"      {c.service}: {c.ref} -> image {docker_cmd.short_image_id(c.want['id'])}")
+        s.run(docker_cmd.tag(c.want["id"], c.ref), mutating=True)
+    if plan.restart:
+        ui.say(f"      {', '.join(plan.restart)}: on the target image but not running and healthy: recreating")
+    up(s, plan.services, no_deps=True, step=step)
+    wait_ready(s, plan.services, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
+               next_step=f"escalate now; {messages.fab(s.host, 'history')} lists other healthy releases: "
+                         f"{messages.rollback_to(s.host)}")
+    check = wait_http(s, st.health_url, st.health_timeout, step=step)
+    s.state.version = check.version
+    return images_of(s, containers(s, st.services), st.services)
+
+
+def bring_back_pruned(s: Session, changes: Sequence[policy.Change], step: str) -> None:
+    """Pull a target image that is no longer on the host back by its recorded digest."""
+    if not changes:
+        return
+    present = {i.id for i in docker_cmd.parse_image_inspect(
+        s.run(docker_cmd.image_inspect([c.want["id"] for c in changes])).stdout)}
+    for c in changes:
+        if c.want["id"] in present:
+            continue
+        digests = c.want.get("digests") or []
+        if not digests:
+            raise DeployError(f"the target image {docker_cmd.short_image_id(c.want['id'])} of {c.service} is no longer on the host "
+                              "and has no recorded digest to pull it back",
+                              step=step, code=ExitCode.ROLLBACK_FAILED, state=s.describe_state(),
+                              next_step=f"roll back to an image tag that is in the registry: {messages.rollback_to(s.host, '<tag>')}")
+        try:
+            s.run(docker_cmd.pull(digests[0]), timeout=s.settings.pull_timeout, mutating=True)
+        except CommandFailed as failed:
+            raise DeployError.from_command(failed, f"pulling {c.service}'s target image back by digest failed", step=step,
+                                           code=ExitCode.ROLLBACK_FAILED, state=s.describe_state(),
+                                           next_step="check the registry, or roll back with --to <tag>") from None

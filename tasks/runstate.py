@@ -1,0 +1,35 @@
+"""What one run knows about the host, typed: what serves, the code and the database, the images
+recorded before anything changed. The flow and the steps write it; error blocks, the release
+record's ``end`` line and the outcome line read it (:meth:`RunState.describe`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What runs now: images per deployed service, whether all of them are healthy (containers and
+    the health URL), and the version the health URL reports."""
+    images: dict
+    healthy: bool
+    version: str | None = None
+
+
+@dataclass
+class RunState:
+    serving: str = ""                  # one line: what the host serves now, as far as this run knows
+    migrations: str = ""               # one line: the database revision (and what this run changed)
+    git: str = ""                      # one line: the code (and what this run changed)
+    before: Observation | None = None  # recorded before anything changed: the rollback evidence
+    version: str | None = None         # the version the health URL reported last
+    after: Observation | None = None   # what an automatic rollback restored
+    services_touched: bool = False     # a command that changes what serves has run
+    failed_step: str = ""              # the step of the flow that failed
+    pending_migrations: list[str] = field(default_factory=list)
+    observed: Observation | None = None   # cache of the last observation; dropped by any change
+    record_warned: bool = False        # bad release-record lines were reported once already
+    env_files: dict = field(default_factory=dict)   # name -> parsed env file (None: missing), read once
+
+    def describe(self, override: str | None = None) -> str:
+        base = override or self.serving or "not determined yet"
+        return "; ".join(x for x in (base, self.migrations, self.git) if x)

@@ -1,0 +1,44 @@
+"""SSH I/O off the main thread: the main thread only waits, so Ctrl-C never lands inside paramiko.
+
+Ctrl-C raises KeyboardInterrupt in the main thread at any bytecode boundary. Landing inside
+paramiko it can leave a transport lock acquired (``_send_user_message`` takes
+``clear_to_send_lock`` outside its try/finally), and every later command, the clean-up included,
+then waits forever. Waiting here keeps the interrupt out of paramiko: the command in flight goes
+on in its thread (the clean-up lets it finish or kills it) and the transport stays usable.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+
+class Job:
+    """``fn`` running in a worker thread (or inline when already off the main thread)."""
+
+    def __init__(self, fn: Callable):
+        self._box: dict = {}
+        self.done = threading.Event()
+
+        def work():
+            try:
+                self._box["result"] = fn()
+            except BaseException as exc:          # handed to the waiting thread as is
+                self._box["error"] = exc
+            finally:
+                self.done.set()
+
+        if threading.current_thread() is threading.main_thread():
+            threading.Thread(target=work, name="ssh-io", daemon=True).start()
+        else:
+            work()          # already off the main thread (heartbeat, downtime probe)
+
+    def wait(self):
+        while not self.done.wait(0.25):
+            pass
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
+
+
+def off_main_thread(fn: Callable):
+    return Job(fn).wait()
