@@ -21,7 +21,8 @@ $(STAMP): requirements.txt
 
 # The venv's `fab` becomes the project's (tasks/program.py). Stock fab runs `fab -H HOST -- CMD` with
 # no host-key check, and in that form never loads anything of this project that could refuse it.
-$(VENV)/.fab-entry-point: $(STAMP) tasks/program.py
+# A reinstall of fabric (pip) writes its own fab again: newer than this stamp, so it is replaced again.
+$(VENV)/.fab-entry-point: $(STAMP) tasks/program.py $(wildcard $(BIN)/fab)
 	$(BIN)/python -m tasks.program install $(BIN)/fab
 	touch $@
 

@@ -201,6 +201,23 @@ def _host(v: str) -> str:
     return v
 
 
+def _host_key(v: str) -> tuple[str, str | None]:
+    """One machine's sshd, however the entry is spelled: user, case and a final dot do not count."""
+    name, _, port = v.split("@", 1)[-1].partition(":")
+    return name.lower().rstrip("."), port or None
+
+
+def _hosts(v: str) -> tuple[str, ...]:
+    hosts = _list(_host, allow_empty=False)(v)
+    seen: dict[tuple, str] = {}
+    for h in hosts:
+        first = seen.setdefault(_host_key(h), h)
+        if first is not h:
+            raise ValueError(f"lists {_host_key(h)[0]} twice ({first}, {h}): every task would run twice on it, "
+                             f"and a second bare rollback goes one release further back")
+    return hosts
+
+
 def _wrap(check):
     def inner(v: str):
         try:
@@ -269,7 +286,7 @@ def _checklist_items(v: str) -> tuple[str, ...]:
 
 # key -> (parser, field name). Every key must be present after defaults.env is applied.
 SCHEMA: dict[str, tuple[Callable[[str], object], str]] = {
-    "HOSTS": (_list(_host, allow_empty=False), "hosts"),
+    "HOSTS": (_hosts, "hosts"),
     "SSH_CONFIG": (_opt(_local_path), "ssh_config"),
     "KNOWN_HOSTS": (_opt(_local_path), "known_hosts"),
     "HOST_KEY_POLICY": (_choice("strict", "accept-new"), "host_key_policy"),
@@ -457,6 +474,17 @@ def lists_host(hosts, host: str) -> bool:
 def _stage_hosts(stage: str, environ: Mapping[str, str] | None) -> list[str]:
     values, _ = raw_values(stage, environ)
     return [h.strip() for h in values.get("HOSTS", "").split(",") if h.strip()]
+
+
+def stage_host_lists(environ: Mapping[str, str] | None = None) -> dict[str, tuple[list[str], str | None]]:
+    """Every stage's HOSTS and the SSH_CONFIG they are reached through (None: the operator's own),
+    from the raw values: another stage's unrelated bad key must not hide where its hosts are."""
+    out = {}
+    for stage in available_stages():
+        values, _ = raw_values(stage, environ)
+        ssh_config = values.get("SSH_CONFIG", "").strip()
+        out[stage] = (_stage_hosts(stage, environ), _local_path(ssh_config) if ssh_config else None)
+    return out
 
 
 def choose_stage(explicit: str | None, host: str | None, environ: Mapping[str, str] | None = None) -> tuple[str, str]:

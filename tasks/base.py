@@ -28,7 +28,7 @@ from tasks.cli import OperatorTask
 from tasks.errors import EXIT_CODE_HELP, SETUP, CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import learn_secrets
 from tasks.session import Session
-from tasks.ssh import connect, host_strings
+from tasks.ssh import connect, host_strings, stages_of_host
 
 COMMON_HELP = {
     "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host (a -H host in no stage is refused), else DEFAULT_STAGE",
@@ -127,9 +127,49 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
 
 
 def _settings_for(c, stage_arg: str | None) -> tuple[Settings, str]:
-    host_hint = c.original_host if isinstance(c, Connection) else None
-    stage, why = choose_stage(stage_arg, host_hint)
-    return load_settings(stage), why
+    if not isinstance(c, Connection):
+        stage, why = choose_stage(stage_arg, None)
+        return load_settings(stage), why
+    host = host_strings(c, None)[0]
+    try:
+        stage, why = choose_stage(stage_arg, c.original_host)
+    except ConfigError as exc:
+        raise _with_where_it_connects(exc, c, host) from None
+    settings = load_settings(stage)
+    _refuse_another_stages_host(c, host, settings, explicit=stage_arg is not None)
+    return settings, why
+
+
+def _refuse_another_stages_host(c, host: str, settings: Settings, explicit: bool) -> None:
+    """A -H host that another stage lists, by name or by where it connects (an alias of the
+    production server, the address behind the staging alias), never runs with this stage's
+    settings: with --stage this stage must list it too; without, no other stage may."""
+    target, owners = stages_of_host(c, host, settings)
+    others = {stage: entry for stage, entry in owners.items() if stage != settings.stage}
+    if not others or (explicit and settings.stage in owners):
+        return
+    where = f" (it connects to {target[0]}:{target[1]})" if target else ""
+    other, entry = next(iter(others.items()))
+    problems = [f"-H {host} is a host of stage {s}: config/{s}.env has {e} in HOSTS{where}" for s, e in others.items()]
+    if explicit:
+        problems.append(f"--stage {settings.stage} would run {settings.stage}'s settings (app dir, branch, URLs, ssh config) on it")
+        next_step = (f"fab -H {entry} <task> --stage {other}; if that machine really serves {settings.stage} too, "
+                     f"add it to HOSTS in config/{settings.stage}.env")
+    else:
+        problems.append(f"it is also listed in config/{settings.stage}.env, so the stage is ambiguous")
+        next_step = f"pass --stage {settings.stage} or --stage {other}"
+    raise ConfigError(problems, stage=settings.stage, next_step=next_step)
+
+
+def _with_where_it_connects(exc: ConfigError, c, host: str) -> ConfigError:
+    """`-H alias` listed in no stage: say which stage lists the host the alias stands for."""
+    target, owners = stages_of_host(c, host)
+    if not target or not owners or any(lists_host([entry], host) for entry in owners.values()):
+        return exc                      # listed by name (in several stages): choose_stage said it all
+    problems = [*exc.problems, *[f"{host} is {target[0]}:{target[1]}, which HOSTS of config/{s}.env lists (as {e})"
+                                 for s, e in owners.items()]]
+    stage, entry = next(iter(owners.items()))
+    return ConfigError(problems, exc.stage, exc.secrets, next_step=f"fab -H {entry} <task>, or pass --stage {stage}")
 
 
 def _settings_for_host(settings: Settings, host: str, from_cli: bool) -> tuple[Settings, str]:

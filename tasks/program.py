@@ -67,6 +67,23 @@ def refuse_remainder(command: str, hosts: str | None) -> Exit:
         f"for the service's state use the tool's tasks: {messages.status(target)}, {messages.diagnose(target)}")
 
 
+def duplicate_hosts(hosts: list) -> list[str]:
+    """A host given twice runs the task twice (a second bare rollback goes one release further
+    back). The same sshd: user, case and a final dot do not count; another port does."""
+    seen: dict[tuple, str] = {}
+    problems = []
+    for value in hosts:
+        try:
+            spec = ssh_cmd.parse_host(value) if isinstance(value, str) else ssh_cmd.HostSpec(**value)
+        except (ssh_cmd.BadHostString, TypeError):
+            continue
+        key = (spec.host.lower().rstrip("."), spec.port)
+        if key in seen:
+            problems.append(f"{key[0]} is given twice ({seen[key]}, {value}): the task would run twice on it")
+        seen.setdefault(key, str(value))
+    return problems
+
+
 class CheckedConnectionCall(ConnectionCall):
     """Fabric's per-host call, with the ssh_config checked before fabric int()s its values."""
 
@@ -75,18 +92,32 @@ class CheckedConnectionCall(ConnectionCall):
         problems = ssh_cmd.ssh_config_problems(config.base_ssh_config.lookup(host))
         try:
             if not problems:
-                return super().make_context(config)
+                cxn = super().make_context(config)
+                # The host as -H gave it: Fabric keeps no record of which user and port were typed,
+                # and one equal to a default (root@, :22) looked as if it had not been given.
+                given = self.init_kwargs
+                cxn._set(cli_host=ssh_cmd.format_host(given["host"], given.get("user"), given.get("port")))
+                return cxn
         except (ValueError, KeyError) as exc:
             problems = [f"{exc.__class__.__name__}: {exc}"]
         raise usage_error("CONFIGURATION ERROR in the ssh config", [f"for host {host}: {p}" for p in problems],
                           "fix these options in your ssh config (~/.ssh/config, or the file given with -S), then re-run")
 
 
+PROJECT_FAB = False        # set by main(): this process is the project's fab, not Fabric's own
+STOCK_FAB_WARNING = ("this `fab` is Fabric's own, not the project's (tasks/program.py): `fab -H HOST -- COMMAND` "
+                     "would run with no host-key check. Restore it: make setup "
+                     "(or: .venv/bin/python -m tasks.program install .venv/bin/fab)")
+
+
 class CheckedExecutor(Executor):
     """Fabric's executor: refuses ``-- COMMAND``, parses -H hosts itself (IPv6 in brackets, ports
-    checked), and builds each host's Connection with its ssh_config checked."""
+    checked), and builds each host's Connection with its ssh_config checked. Run by Fabric's own
+    fab (through fabric.yaml), it says so: a reinstall of fabric puts that fab back in the venv."""
 
     def execute(self, *tasks):
+        if not PROJECT_FAB:
+            print(ui.safe(f"! {STOCK_FAB_WARNING}"), file=sys.stderr, flush=True)
         if self.core is not None and self.core.remainder:
             raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
         return super().execute(*tasks)
@@ -107,6 +138,9 @@ class CheckedExecutor(Executor):
             raise usage_error("USAGE ERROR in -H", problems,
                               "give each host as [user@]host[:port], an IPv6 address as [address]:port; "
                               "several hosts are separated by commas")
+        twice = duplicate_hosts(hosts or [])
+        if twice:
+            raise usage_error("USAGE ERROR in -H", twice, "give each host once")
         return dicts
 
     def parameterize(self, call, connection_init_kwargs):
@@ -131,6 +165,8 @@ def make_program() -> Program:
 
 
 def main() -> None:
+    global PROJECT_FAB
+    PROJECT_FAB = True
     make_program().run()
 
 

@@ -33,7 +33,7 @@ from commands.shell import q, whole_seconds
 from commands.timing import Timer
 from config import Settings
 from tasks import messages, ui, web
-from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import connect, open_connection, tune
@@ -54,6 +54,12 @@ class Result:
 
 
 LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
+# paramiko's words when the host opens no channel for a command: the command never started.
+CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")
+
+
+def never_started(exc: BaseException) -> bool:
+    return isinstance(exc, paramiko.ChannelException) or str(exc) in CHANNEL_NOT_OPENED
 
 
 class Executor(Protocol):
@@ -81,8 +87,7 @@ class SSHExecutor:
         s.ensure_connected(command)
         start = time.monotonic()
         try:
-            job = Job(lambda: s.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False,
-                                        echo=False, timeout=timeout + 15))
+            job = Job(lambda: s._exec(wrapped, timeout))
             if threading.current_thread() is threading.main_thread():
                 s.inflight = (job, command, timeout, mutating and not interruptible)
             r = job.wait()
@@ -98,7 +103,7 @@ class SSHExecutor:
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
             s.inflight = None
-            raise s._lost(command, f"{exc.__class__.__name__}: {exc}") from None
+            raise s._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
         s.inflight = None
         return self._result(s, command, r, timeout, time.monotonic() - start)
 
@@ -142,6 +147,7 @@ class Session:
     dead: bool = False                                 # a reconnect failed: the host is unreachable
     inflight: tuple | None = None                      # (job, command, timeout, must finish) of the main thread
     interrupted: list = field(default_factory=list)    # such tuples whose wait Ctrl-C interrupted
+    first_contact: bool = True                         # no command has come back from the host yet
     _conn_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     executor: Executor = field(default_factory=SSHExecutor)   # how commands run: over SSH, or recorded (fab plan)
     where: list = field(default_factory=list)          # the (step, sub) of the timed blocks open now, outermost first
@@ -185,11 +191,26 @@ class Session:
         """A second session from inside a task (the production checklist asking the test stage)."""
         return self.executor.open_session(self, settings, host)
 
-    def _lost(self, command: str | None, why: str) -> DeployError:
+    def _exec(self, wrapped: str, timeout: float):
+        """The command on the host (in the SSH I/O thread). Whatever comes back, an exit status or
+        invoke's own timeout, means the host opened a channel: no longer first contact."""
+        try:
+            r = self.cxn.run(wrapped, warn=True, hide=True, pty=False, in_stream=False, echo=False, timeout=timeout + 15)
+        except CommandTimedOut:
+            self.first_contact = False
+            raise
+        self.first_contact = False
+        return r
+
+    def _lost(self, command: str | None, why: str, started: bool = True) -> DeployError:
+        """A connection that failed while a command ran, or before it could start. One that fails
+        before any command came back is first contact with the host: a setup error (pages nobody)."""
+        state = ("unknown: the last command may or may not have finished on the host" if started else
+                 "this command did not start: the host opened no SSH channel for it")
         return DeployError(
             f"lost the SSH connection to {self.host} ({why})",
-            command=command, code=ExitCode.CONNECTION,
-            state=self.describe_state("unknown: the last command may or may not have finished on the host"),
+            command=command, code=ExitCode.CONNECTION, kind=SETUP if self.first_contact and not started else "infrastructure",
+            state=self.describe_state(state),
             next_step=f"check the network, then {messages.status(self.host)}. {messages.lock_goes_stale(self.host, self.settings.lock_stale_after).capitalize()}")
 
     def ensure_connected(self, command: str | None = None) -> None:

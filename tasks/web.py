@@ -5,6 +5,10 @@ every half second held a 2 s check for 11 s. And name resolution has no timeout 
 request runs in a worker thread that reads the body in small pieces against a monotonic deadline,
 and the caller waits for it no longer than that deadline. One helper for every requests call: the
 monitoring check, the operator smoke check and the webhook POST.
+
+Redirects are answers, not followed: curl on the host (the smoke check) does not follow them, so
+the same URL is the same check from both sides; and requests turns a POST into a GET on 301/302
+(the webhook looked delivered) and re-sends the body wherever a 307/308 points.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ _LATE = object()        # the deadline passed while the body was still arriving
 
 def _fetch(method, url, end, data, headers):
     left = max(0.05, end - time.monotonic())
-    with requests.request(method, url, data=data, headers=headers, timeout=(left, left), stream=True) as r:
+    with requests.request(method, url, data=data, headers=headers, timeout=(left, left), stream=True,
+                          allow_redirects=False) as r:
         chunks, size = [], 0
         # read1 returns as soon as some bytes arrive, so the deadline is checked between drips;
         # read(n) would wait for all n bytes, one slow byte at a time.
@@ -75,5 +80,12 @@ def _fetch(method, url, end, data, headers):
                 break
             chunks.append(chunk)
             size += len(chunk)
-        body = b"".join(chunks)[:BODY_LIMIT]
-        return r.status_code, body.decode(r.encoding or "utf-8", "replace")
+        return r.status_code, _text(b"".join(chunks)[:BODY_LIMIT], r.encoding)
+
+
+def _text(body: bytes, charset: str | None) -> str:
+    """A charset name Python does not know is the server's mistake, not a failed answer."""
+    try:
+        return body.decode(charset or "utf-8", "replace")
+    except LookupError:
+        return body.decode("utf-8", "replace")

@@ -139,3 +139,74 @@ def test_ssh_config_problems():
         "ForwardAgent 'maybe' must be yes or no",
         "ProxyJump: host 'u@j:x': port 'x' is not a port number (1-65535)",
     ]
+
+
+# ---- known_hosts read as ssh reads it (several files, several keys, key type order, tokens) ----
+
+def test_a_host_with_two_keys_of_one_type_accepts_either_and_revoked_wins():
+    """ssh accepts a key if ANY line of the host holds it; paramiko compared one key per type."""
+    two = ssh.parse_known_hosts(
+        b"web ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESLtSCHr5KdvmNGHIzlk8GRk7RhgPd/VmDiBZOwCSwO\n"
+        b"web ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKSgyF9Qwlbg8Mp7ieP2IUh+t+GVTZY6xGEfLeJoitbF\n", "/kh")
+    m = ssh.lookup(two, "web")
+    assert ssh.judge(m, KEY_A)[0] == ssh.judge(m, KEY_C)[0] == ssh.OK
+    verdict, entries = ssh.judge(m, KEY_E)
+    assert verdict == ssh.CHANGED and [(e.source, e.line) for e in entries] == [("/kh", 1), ("/kh", 2)]
+    assert ssh.judge(ssh.lookup(two, "other"), KEY_E) == (ssh.UNKNOWN, [])
+    revoking = ssh.parse_known_hosts(
+        b"@revoked * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESLtSCHr5KdvmNGHIzlk8GRk7RhgPd/VmDiBZOwCSwO\n", "/etc/ssh/ssh_known_hosts")
+    verdict, entries = ssh.judge(ssh.lookup(ssh.merged([two, revoking]), "web"), KEY_A)
+    assert verdict == ssh.REVOKED_KEY and (entries[0].source, entries[0].line) == ("/etc/ssh/ssh_known_hosts", 1)
+
+
+def test_known_key_types_go_first_in_the_host_key_algorithms_like_openssh():
+    offered = ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+    assert ssh.preferred_key_types(["ssh-rsa", "ssh-ed25519"], offered) == [                # known ones in default order
+        "ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ecdsa-sha2-nistp256"]
+    assert ssh.preferred_key_types(["ssh-rsa"], offered) == [
+        "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256"]
+    assert ssh.preferred_key_types([], offered) == offered
+
+
+@pytest.mark.parametrize("value, files", [
+    (None, ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]),
+    ("/a /b", ["/a", "/b"]),
+    ('"/with space/kh" /b', ["/with space/kh", "/b"]),
+    ("none", []),
+])
+def test_known_hosts_file_lists(value, files):
+    assert ssh.file_list(value, ssh.USER_KNOWN_HOSTS) == files
+
+
+def test_known_hosts_paths_expand_ssh_config_tokens():
+    tokens = {"%": "%", "d": "/home/op", "h": "10.0.0.5", "p": "2222", "u": "op"}
+    assert ssh.expand_tokens("%d/.ssh/kh_%h_%p", tokens) == "/home/op/.ssh/kh_10.0.0.5_2222"
+    assert ssh.expand_tokens("~/.ssh/known_hosts", tokens) == "/home/op/.ssh/known_hosts"
+    assert ssh.expand_tokens("/x/100%%", tokens) == "/x/100%"
+    for bad in ("/x/%Z", "/x/%"):
+        with pytest.raises(ssh.BadConfigValue, match="unknown token"):
+            ssh.expand_tokens(bad, tokens)
+
+
+# ---- ssh_config Include (paramiko ignores it: every option in an included file was lost) ----
+
+def test_include_is_replaced_by_the_files_it_names_and_the_including_block_resumes():
+    files = {"conf.d/*.conf": ["Host prod\n  HostName 10.0.0.5\n  ProxyJump bastion\n", "Host *\n  User deploy\n"],
+             "inner": ["Port 2222\n"]}
+    text = ("Include conf.d/*.conf\nServerAliveInterval 30\n"
+            "Host staging\n  Include inner\n  HostName 10.0.0.6\n")
+    assert ssh.expand_includes(text, lambda pattern: files.get(pattern, [])).splitlines() == [
+        "Host prod", "  HostName 10.0.0.5", "  ProxyJump bastion",
+        "Host *", "  User deploy",
+        "Host *",                       # back in the including file's global block
+        "ServerAliveInterval 30",
+        "Host staging",
+        "Port 2222",                    # included inside Host staging: applies to it
+        "Host staging",
+        "  HostName 10.0.0.6",
+    ]
+
+
+def test_include_that_includes_itself_is_refused():
+    with pytest.raises(ssh.BadConfigValue, match="Include nested more than 16 deep"):
+        ssh.expand_includes("Include self\n", lambda pattern: ["Include self\n"])

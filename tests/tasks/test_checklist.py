@@ -11,7 +11,7 @@ from config import load_settings
 from tasks import checklist as checklist_mod
 from tasks import web
 from tasks.checklist import checklist
-from tasks.session import Session
+from tasks.session import Session, SSHExecutor
 from tests.conftest import captured
 from tests.tasks.scripted import (COMPOSE_V2, IMAGE_INSPECT, Containers, Images, all_of, container, flat, run_task)
 from tasks.conftest import Remote
@@ -52,14 +52,14 @@ def staging(mocker):
                          (r"exec -T backend alembic current", alembic_current(current))])
         opened = []
 
-        def open_session(ctx, settings, host):
+        def open_session(s, settings, host):
             if fail:
                 raise fail
             cxn = mocker.Mock()
             cxn.run.side_effect = remote
             opened.append((settings.stage, host))
             return Session(settings, host, cxn, redactor=Redactor(settings.secret_key_pattern))
-        mocker.patch.object(checklist_mod, "open_session", side_effect=open_session)
+        mocker.patch.object(SSHExecutor, "open_session", side_effect=open_session)
         return remote, opened
     return make
 

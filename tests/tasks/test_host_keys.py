@@ -1,5 +1,7 @@
 """Host keys and connecting (tasks/ssh.py), without a server."""
+import base64
 import dataclasses
+import fcntl
 import os
 import shutil
 import socket
@@ -32,46 +34,46 @@ def ed25519(seed: int) -> paramiko.PKey:
 
 def test_known_hosts_with_cert_authority_revoked_and_non_utf8_lines_does_not_crash(tmp_path, settings):
     """Issue 7 #13: paramiko's loader raised on this file (traceback, exit 1)."""
-    from tasks.ssh import harden
+    from tasks.ssh import ChangedHostKey, UnknownHostKey, harden
     kh = tmp_path / "known_hosts"
     shutil.copy(FIXTURE, kh)
     st = dataclasses.replace(settings, known_hosts=str(kh))
     target = Connection("web1.example.com", config=hermetic_config())
     assert harden(target, st, accept_new=False) == [str(kh)]
-    pinned = target.client.get_host_keys().lookup("web1.example.com")
-    assert pinned is not None and list(pinned.keys()) == ["ssh-ed25519"]
+    web1_key = paramiko.PKey.from_type_string("ssh-ed25519", base64.b64decode(
+        "AAAAC3NzaC1lZDI1NTE5AAAAIKSgyF9Qwlbg8Mp7ieP2IUh+t+GVTZY6xGEfLeJoitbF"))
+    target.client._policy.missing_host_key(target.client, "web1.example.com", web1_key)     # known: accepted
+    with pytest.raises(ChangedHostKey):
+        target.client._policy.missing_host_key(target.client, "web1.example.com", ed25519(11))
     other_port = Connection("web1.example.com", port=2222, config=hermetic_config())
     harden(other_port, st, accept_new=False)
-    assert other_port.client.get_host_keys().lookup("[web1.example.com]:2222") is None
+    with pytest.raises(UnknownHostKey):                                 # [web1.example.com]:2222 is another name
+        other_port.client._policy.missing_host_key(other_port.client, "[web1.example.com]:2222", web1_key)
 
 
 def test_revoked_host_key_is_refused_even_with_accept_new_host_key(tmp_path):
     """Issue 7 #13: @revoked was not enforced. A revoked key is refused and never recorded."""
-    from commands import ssh as ssh_cmd
     from tasks.ssh import AcceptNewPolicy, RevokedHostKey, StrictPolicy
     key = ed25519(1)
     kh = tmp_path / "known_hosts"
     kh.write_text(f"@revoked * {key.get_name()} {key.get_base64()}\n")
-    match = ssh_cmd.lookup(ssh_cmd.parse_known_hosts(kh.read_bytes()), "[10.0.0.5]:2222")
-    for policy in (StrictPolicy(str(kh), match), AcceptNewPolicy(str(kh), match)):
+    for policy in (StrictPolicy(str(kh)), AcceptNewPolicy(str(kh))):
         with pytest.raises(RevokedHostKey) as exc:
             policy.missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", key)
         assert exc.value.line == 1
     assert kh.read_text().count("\n") == 1                   # nothing appended
     with pytest.raises(paramiko.SSHException, match="not in"):   # any other key: unknown, as before
-        StrictPolicy(str(kh), match).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", ed25519(2))
+        StrictPolicy(str(kh)).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", ed25519(2))
 
 
 def test_a_host_known_only_through_a_cert_authority_says_certificates_are_not_supported(tmp_path):
-    from commands import ssh as ssh_cmd
     from tasks.ssh import StrictPolicy, UnknownHostKey
     ca = ed25519(3)
     kh = tmp_path / "known_hosts"
     kh.write_text(f"@cert-authority *.example.com {ca.get_name()} {ca.get_base64()}\n")
-    match = ssh_cmd.lookup(ssh_cmd.parse_known_hosts(kh.read_bytes()), "prod.example.com")
     with pytest.raises(UnknownHostKey) as exc:
-        StrictPolicy(str(kh), match).missing_host_key(paramiko.SSHClient(), "prod.example.com", ed25519(4))
-    assert "only a @cert-authority entry for this host (line 1)" in exc.value.note
+        StrictPolicy(str(kh)).missing_host_key(paramiko.SSHClient(), "prod.example.com", ed25519(4))
+    assert f"only a @cert-authority entry for this host ({kh} line 1)" in exc.value.note
     assert "certificates are not supported" in exc.value.note
 
 
@@ -200,3 +202,45 @@ def test_host_strings_give_ipv6_hosts_their_brackets(settings):
     assert host_strings(Connection("::1", port=1, config=hermetic_config()), settings) == ["[::1]:1"]
     assert host_strings(Connection("prod", user="deploy", config=hermetic_config()), settings) == ["deploy@prod"]
     assert host_strings(Connection("prod", port=2222, config=hermetic_config()), settings) == ["prod:2222"]
+
+
+def test_accept_new_judges_the_known_hosts_files_as_they_are_when_the_key_arrives(tmp_path, settings):
+    """The files were read once, when the connection was prepared: a key recorded for the host in
+    between (another run's --accept-new-host-key, an admin's edit) was ignored, and the offered key
+    was appended next to it. Read again when the server shows its key, that is a changed key."""
+    from tasks.ssh import harden
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    st = dataclasses.replace(settings, known_hosts=str(kh))
+    target = Connection("10.0.0.5", port=2222, config=hermetic_config())
+    harden(target, st, accept_new=True)
+    recorded = ed25519(12)
+    kh.write_text(f"[10.0.0.5]:2222 {recorded.get_name()} {recorded.get_base64()}\n")
+    with pytest.raises(paramiko.SSHException, match=r"\[10.0.0.5\]:2222 has changed"):
+        target.client._policy.missing_host_key(target.client, "[10.0.0.5]:2222", ed25519(13))
+    assert kh.read_text() == f"[10.0.0.5]:2222 {recorded.get_name()} {recorded.get_base64()}\n"
+
+
+def test_accept_new_writes_known_hosts_under_a_lock_on_its_directory(tmp_path, monkeypatch):
+    """Two runs recording keys at once (two new hosts) each rewrote the file from what they had
+    read: one entry was lost. The write now holds a flock on the file's directory."""
+    from tasks import ssh as ssh_mod
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    write = ssh_mod.append_known_host
+    seen = []
+
+    def checking(path, line):
+        fd = os.open(str(tmp_path), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("unlocked")
+        except BlockingIOError:
+            seen.append("locked")
+        finally:
+            os.close(fd)
+        write(path, line)
+
+    monkeypatch.setattr(ssh_mod, "append_known_host", checking)
+    ssh_mod.AcceptNewPolicy(str(kh)).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", ed25519(14))
+    assert seen == ["locked"] and kh.read_text().startswith("[10.0.0.5]:2222 ssh-ed25519 ")
