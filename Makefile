@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CTL    := sandbox/ctl
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down test unit integration bench clean
+.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down lint test unit coverage integration bench clean
 
 setup: $(STAMP) $(VENV)/.fab-entry-point
 
@@ -45,12 +45,24 @@ staging: setup sandbox-up
 
 staging-down: sandbox-down
 
-# The whole suite: unit tests and the real deploys against the staging host.
-test: setup sandbox-up
+# The linter (ruff's default rules plus import sorting; settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+
+# The whole suite: the linter, the unit tests and the real deploys against the staging host.
+# Lint first: a finding fails fast, before the staging host is started.
+test: setup lint sandbox-up
 	$(BIN)/pytest
 
 unit: setup
 	$(BIN)/pytest tests --ignore=tests/integration
+
+# Unit tests alone (no staging host) with line coverage of tasks/ and commands/: prints the report
+# with the missing lines and the total, and fails under COV_FAIL_UNDER percent (make coverage
+# COV_FAIL_UNDER=0 only prints it).
+COV_FAIL_UNDER ?= 85
+coverage: setup
+	$(BIN)/pytest tests --ignore=tests/integration --cov --cov-report=term-missing --cov-fail-under=$(COV_FAIL_UNDER)
 
 integration: setup sandbox-up
 	$(BIN)/pytest tests/integration
@@ -63,4 +75,4 @@ bench: setup sandbox-up
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage

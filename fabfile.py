@@ -7,7 +7,7 @@ from tasks.cli import exit_2_on_usage_errors
 from tasks.deploy import deploy
 from tasks.diagnose import check_db, check_model_server, check_restarts, diagnose
 from tasks.escalation import contacts
-from tasks.locking import lock, unlock
+from tasks.locktasks import lock, unlock
 from tasks.migrate import migrate
 from tasks.plan import plan
 from tasks.prepare import env_diff_task, prepare

@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 
-from fabric import Executor
+from fabric import Config, Executor, __version__
 from fabric.main import Fab
 from fabric.tasks import ConnectionCall
 from invoke import Exit
@@ -160,7 +160,6 @@ class Program(Fab):
 
 
 def make_program() -> Program:
-    from fabric import Config, __version__
     return Program(name="Fabric", version=__version__, executor_class=CheckedExecutor, config_class=Config)
 
 

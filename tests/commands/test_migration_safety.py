@@ -9,6 +9,8 @@ import pytest
 
 from commands import alembic as alembic_cmd
 from commands import migration_safety as ms
+from commands.migration_findings import WHY_INDEX
+from commands.migration_sql import scan_sql
 from commands.git import parse_migration_headers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -321,7 +323,7 @@ def test_mark_also_counts_in_a_file_that_does_not_parse():
     ("DO $$ BEGIN ALTER TABLE documents DROP COLUMN x; END $$", [("execute: DROP COLUMN", "documents", "x")]),
 ])
 def test_scan_sql_finds_breaking_ddl(sql, expected):
-    assert [(h.operation, h.table, h.column) for h in ms.scan_sql(sql)] == expected
+    assert [(h.operation, h.table, h.column) for h in scan_sql(sql)] == expected
 
 
 @pytest.mark.parametrize("sql", [
@@ -339,14 +341,14 @@ def test_scan_sql_finds_breaking_ddl(sql, expected):
     "/* DROP TABLE documents */ SELECT 1 -- ALTER TABLE documents DROP COLUMN body",
 ])
 def test_scan_sql_ignores_safe_sql(sql):
-    assert ms.scan_sql(sql) == []
+    assert scan_sql(sql) == []
 
 
 def test_scan_sql_does_not_flag_what_the_same_sql_created_first_but_does_flag_a_recreate():
-    assert ms.scan_sql("CREATE TABLE IF NOT EXISTS tmp_ids (id int); ALTER TABLE tmp_ids ADD COLUMN n int NOT NULL;"
+    assert scan_sql("CREATE TABLE IF NOT EXISTS tmp_ids (id int); ALTER TABLE tmp_ids ADD COLUMN n int NOT NULL;"
                        " ALTER TABLE documents ADD COLUMN lang text; ALTER TABLE documents RENAME lang TO language;"
                        " DROP TABLE tmp_ids") == []
-    assert [h.operation for h in ms.scan_sql("DROP TABLE documents; CREATE TABLE documents (id int)")] == [
+    assert [h.operation for h in scan_sql("DROP TABLE documents; CREATE TABLE documents (id int)")] == [
         "execute: DROP TABLE"]
 
 
@@ -371,7 +373,7 @@ def _kind(operation: str) -> str:
 def test_scan_of_alembics_own_sql_agrees_with_the_source_analysis(sql_file):
     """Each fixture's DDL as alembic 1.8.1 emits it (captured offline) gives the same breaks."""
     from_sql = [(h.operation.removeprefix("execute: "), h.table, h.column)
-                for h in ms.scan_sql((OFFLINE_SQL / sql_file).read_text())]
+                for h in scan_sql((OFFLINE_SQL / sql_file).read_text())]
     name = sql_file.removesuffix(".sql")
     src = V3_0003 if name.startswith("0003_") else FIXTURES / f"{name}.py"
     from_source = [(_kind(f.operation), f.table, f.column) for f in ms.analyse("v.py", src.read_text()).findings]
@@ -429,7 +431,7 @@ def test_explain_gives_file_line_and_reason_for_each_finding_and_note():
         "4b5c6d7e8f90 migrations/versions/reviewed_comment.py:20 drop_column documents.legacy_score: "
         "the code still serving may read or write this column: its queries fail with 'column does not exist' "
         "[reviewed: line 11: alice 2025-03-15: v2 no longer reads legacy_score (since 1.4)]",
-        "note: 1f2e3d4c5b6a migrations/versions/create_index.py:18 create_index documents: " + ms.WHY_INDEX.format("ix_documents_title"),
+        "note: 1f2e3d4c5b6a migrations/versions/create_index.py:18 create_index documents: " + WHY_INDEX.format("ix_documents_title"),
     ]
 
 
