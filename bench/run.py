@@ -30,7 +30,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field

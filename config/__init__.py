@@ -22,7 +22,12 @@ from dotenv import dotenv_values
 
 from commands.secrets import command_secrets, url_secrets
 from commands.shell import (
-    UnsafeValue, check_path, check_ref, check_remote, check_service, check_url,
+    UnsafeValue,
+    check_path,
+    check_ref,
+    check_remote,
+    check_service,
+    check_url,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent

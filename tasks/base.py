@@ -25,7 +25,7 @@ from commands.secrets import Redactor
 from config import ConfigError, Settings, choose_stage, lists_host, load_settings
 from tasks import interrupts, messages, runlog, terminal, ui
 from tasks.cli import OperatorTask
-from tasks.errors import EXIT_CODE_HELP, SETUP, CommandFailed, DeployError, ExitCode
+from tasks.errors import EXIT_CODE_HELP, CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import learn_secrets
 from tasks.session import Session
 from tasks.ssh import connect, host_strings, stages_of_host

@@ -8,6 +8,7 @@ polled until ready or a deadline, never checked once right after ``up -d``.
 from __future__ import annotations
 
 import threading
+
 from commands import health as health_cmd
 from tasks import ui
 from tasks.base import operator_task

@@ -648,8 +648,8 @@ def not_recorded_error(exc: HostKeyNotRecorded) -> DeployError:
         f"--accept-new-host-key: the new host key of {exc.hostname} ({exc.key.get_name()} {fingerprint(exc.key)}) "
         f"could not be recorded in {exc.path}: {exc.reason}",
         state=NOT_CONNECTED,
-        next_step=(f"verify that fingerprint with the server's admin, then add it yourself to a known_hosts file "
-                   f"(KNOWN_HOSTS, or UserKnownHostsFile in your ssh config), and re-run"),
+        next_step=("verify that fingerprint with the server's admin, then add it yourself to a known_hosts file "
+                   "(KNOWN_HOSTS, or UserKnownHostsFile in your ssh config), and re-run"),
         kind=SETUP, code=ExitCode.CONNECTION)
 
 

@@ -10,9 +10,9 @@ from commands.health import evaluate
 from tasks import ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
+from tasks.hoststate import containers, http_check, images_of
 from tasks.locking import read_state
 from tasks.rollback import candidate_rows, load_releases
-from tasks.hoststate import containers, http_check, images_of
 from tasks.session import Session
 
 

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from commands.secrets import Redactor, excerpt as _excerpt
+from commands.secrets import Redactor
+from commands.secrets import excerpt as _excerpt
 from commands.terminal import strip_controls
 
 

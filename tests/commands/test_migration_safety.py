@@ -9,9 +9,9 @@ import pytest
 
 from commands import alembic as alembic_cmd
 from commands import migration_safety as ms
+from commands.git import parse_migration_headers
 from commands.migration_findings import WHY_INDEX
 from commands.migration_sql import scan_sql
-from commands.git import parse_migration_headers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "migrations"

@@ -5,9 +5,9 @@ import os
 import re
 
 from invoke import MockContext
-from tasks.conftest import hermetic_config
 
 from commands.plan import Entry, collapse, label_steps, render, render_difference
+from tasks.conftest import hermetic_config
 
 RECORD_CMD = "mkdir -p /app/.deploy && ... '<json line>' >> /app/.deploy/releases.jsonl"
 

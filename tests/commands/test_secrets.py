@@ -1,3 +1,8 @@
+import base64
+import json
+from urllib.parse import quote, quote_plus
+
+from commands import secrets as secrets_mod
 from commands.secrets import REDACTED, Redactor
 
 PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|DATABASE_URL)"
@@ -56,11 +61,6 @@ def test_none_and_non_strings():
 
 # ---- issue 7, items 10 and 11: every form a secret takes in text -----------------------------------
 
-import base64
-import json
-from urllib.parse import quote, quote_plus
-
-from commands import secrets as secrets_mod
 
 PEM = ("-----BEGIN PRIVATE KEY-----\n"
        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7sentinelPEMline1\n"
@@ -113,7 +113,7 @@ def test_basic_and_authorization_headers_are_redacted_by_shape_even_for_unknown_
     r = Redactor(PATTERN)
     token = base64.b64encode(b"someone:never-seen-pw").decode()
     assert r(f"> Authorization: Basic {token}\r\n") == f"> Authorization: {REDACTED}\r\n"
-    assert r(f'headers={{"Authorization": "Bearer abcdefghijklmnopqrstuvwx"}}') == 'headers={"Authorization": "[REDACTED]"}'
+    assert r('headers={"Authorization": "Bearer abcdefghijklmnopqrstuvwx"}') == 'headers={"Authorization": "[REDACTED]"}'
     assert r(f"curl said Basic {token} was refused") == f"curl said Basic {REDACTED} was refused"
     assert r("Basic information about Bearer tokens") == "Basic information about Bearer tokens"
 

@@ -4,7 +4,15 @@ import pytest
 
 from commands.compose import Compose
 from commands.shell import (
-    UnsafeValue, cd, check_image, check_path, check_ref, check_service, check_url, join, q,
+    UnsafeValue,
+    cd,
+    check_image,
+    check_path,
+    check_ref,
+    check_service,
+    check_url,
+    join,
+    q,
 )
 
 HOSTILE = ["main;rm -rf /", "$(reboot)", "`id`", "a b", "-f", "--upload-pack=touch /tmp/x", "x\ny", "x|y", "..", "a..b"]

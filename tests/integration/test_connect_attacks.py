@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-
 from test_connect import STOCK_FAB, Sshd, _listening, flat, run, sshd  # noqa: F401  (sshd is a fixture)
 
 LOCK = ("lock", "--stage", "production")

@@ -11,10 +11,10 @@ from config import load_settings
 from tasks import checklist as checklist_mod
 from tasks import web
 from tasks.checklist import checklist
+from tasks.conftest import Remote
 from tasks.session import Session, SSHExecutor
 from tests.conftest import captured
-from tests.tasks.scripted import (COMPOSE_V2, IMAGE_INSPECT, Containers, Images, all_of, container, flat, run_task)
-from tasks.conftest import Remote
+from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, Containers, Images, all_of, flat, run_task
 
 APP = "/app/ai-doc-qa"
 LIVE = "".join(f"{k}=value-{i}-long-enough\n" for i, k in enumerate(

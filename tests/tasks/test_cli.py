@@ -8,8 +8,8 @@ from invoke import Exit, MockContext, Result
 
 from tasks import base
 from tasks.conftest import Remote, hermetic_config
-from tasks.verify import smoke
 from tasks.escalation import contacts
+from tasks.verify import smoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SENTINEL = "sentinel-cli-secret-9f8e7d"

@@ -11,7 +11,6 @@ import contextlib
 import functools
 import io
 import os
-import re
 
 import pytest
 from fabric.main import Fab
@@ -20,8 +19,8 @@ from invoke import Exit, MockContext
 import config
 import fabfile
 from tasks.conftest import hermetic_config
-from tasks.program import make_program
 from tasks.errors import ExitCode
+from tasks.program import make_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = sorted(fabfile.ns.task_names)

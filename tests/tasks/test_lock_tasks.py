@@ -9,7 +9,8 @@ from invoke import Result
 
 from commands import lock as lock_cmd
 from tasks.errors import DeployError, ExitCode
-from tasks.locking import DeployLock, lock, unlock
+from tasks.locking import DeployLock
+from tasks.locktasks import lock, unlock
 from tests.tasks.scripted import flat, records, run_task
 
 HOLDER = {"token": "9f8e7d6c5b4a3921", "who": "alice@laptop", "from": "laptop", "pid": 4242, "stage": "production",

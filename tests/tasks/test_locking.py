@@ -11,15 +11,13 @@ import time
 import pytest
 from invoke import Result
 
-import dataclasses
-
 from tasks import deploy as deploy_mod
 from tasks import flow as flow_mod
+from tasks import locking as locking_mod
+from tasks.errors import DeployError, ExitCode
+from tasks.locking import DeployLock
 from tasks.runstate import Observation
 from tasks.steps import RunOptions
-from tasks.errors import DeployError, ExitCode
-from tasks import locking as locking_mod
-from tasks.locking import DeployLock
 
 # These match the base commit's lock commands too, so each test fails there for its real reason.
 ACQUIRE = r"echo acquired"

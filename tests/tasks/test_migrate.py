@@ -10,7 +10,7 @@ from tasks import migrate as migrate_mod
 from tasks.errors import DeployError
 from tasks.migrate import migrate
 from tests.conftest import CAPTURED, captured
-from tests.tasks.scripted import IMAGE_INSPECT, LOCK, COMPOSE_V2, Containers, all_of, flat, records, run_task
+from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, LOCK, Containers, all_of, flat, records, run_task
 
 COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
 MIGRATE = r"exec -T backend sh -c 'echo @@before"

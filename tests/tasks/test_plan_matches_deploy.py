@@ -16,11 +16,11 @@ import re
 
 import pytest
 from invoke import Exit, MockContext
-from tasks.conftest import Remote, hermetic_config
 
 from config import load_settings
 from tasks import base, web
 from tasks import session as session_mod
+from tasks.conftest import Remote, hermetic_config
 from tasks.deploy import deploy
 from tasks.plan import PATHS, preview
 from tasks.planworld import PlanWorld

@@ -10,12 +10,12 @@ import paramiko
 import pytest
 import requests
 from invoke import Exit, MockContext
-from tasks.conftest import hermetic_config
 
 from commands import alembic, git, health, lock
 from commands import compose as compose_cmd
 from config import load_settings
 from tasks import deploy as deploy_mod
+from tasks.conftest import hermetic_config
 from tasks.plan import PATHS, entries, plan, preview
 from tasks.plananswers import Answers
 from tasks.planworld import PlanWorld

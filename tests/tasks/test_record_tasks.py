@@ -13,7 +13,7 @@ from commands import record
 from tasks import base
 from tasks.conftest import Remote, hermetic_config
 from tasks.errors import DeployError, ExitCode
-from tasks.rollback import rollback, resolve_target
+from tasks.rollback import resolve_target, rollback
 from tasks.status import history
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

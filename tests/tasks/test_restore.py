@@ -6,7 +6,7 @@ from invoke import Result
 
 from tasks import restore as restore_mod
 from tasks.errors import DeployError, ExitCode
-from tests.tasks.scripted import COMPOSE_V2, container, ALL_V1
+from tests.tasks.scripted import ALL_V1, COMPOSE_V2, container
 from tests.tasks.test_rollback import COMPOSE, REF, V1, V2, V2_BACKEND, Host, changes
 
 

@@ -9,8 +9,19 @@ from invoke import Result
 from commands import record
 from tasks.rollback import rollback
 from tests.conftest import captured
-from tests.tasks.scripted import (ALL_V1, IMAGE_INSPECT, LOCK, RECORD, Containers, container, flat, record_answer,
-                                  records, run_task, service_of)
+from tests.tasks.scripted import (
+    ALL_V1,
+    IMAGE_INSPECT,
+    LOCK,
+    RECORD,
+    Containers,
+    container,
+    flat,
+    record_answer,
+    records,
+    run_task,
+    service_of,
+)
 
 TEXT = captured(RECORD)
 RELS = {r.id: r for r in record.releases(record.parse_read(record_answer(TEXT)).lines)}

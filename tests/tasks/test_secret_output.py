@@ -8,8 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
-from tasks.hostsecrets import learn_secrets
 import requests
 from invoke import Exit, MockContext, Result
 
@@ -20,6 +18,7 @@ from config import load_settings
 from tasks import checklist, diagnose, ui, verify
 from tasks.conftest import hermetic_config
 from tasks.errors import DeployError
+from tasks.hostsecrets import learn_secrets
 from tests.conftest import state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

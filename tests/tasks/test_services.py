@@ -6,8 +6,7 @@ from invoke import Result
 from tasks import services as services_mod
 from tasks.services import DowntimeProbe, services
 from tests.conftest import captured
-from tests.tasks.scripted import (ALL_V1, IMAGE_INSPECT, LOCK, Containers, Images, all_of, container, flat, records,
-                                  run_task)
+from tests.tasks.scripted import ALL_V1, IMAGE_INSPECT, LOCK, Containers, Images, all_of, container, flat, records, run_task
 
 COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
 BACKEND_V2 = "sha256:43ddce2e41451555780f60799d3159cc6ef857cf623731a4abc3e2587b2d54ab"

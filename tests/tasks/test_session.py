@@ -1,10 +1,9 @@
 import pytest
-
-from tasks.hostsecrets import learn_secrets
 from invoke import Result
 from invoke.exceptions import CommandTimedOut
 
 from tasks.errors import CommandFailed, DeployError
+from tasks.hostsecrets import learn_secrets
 from tasks.session import Session
 
 

@@ -3,6 +3,7 @@
 These tests set the signal dispositions they rely on themselves (the ``unhandled`` fixture), so
 they behave the same whatever the parent of pytest did with SIGINT; a signal the tool does not
 take over raises ``Unhandled`` instead of killing pytest or being ignored."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,15 +12,12 @@ import sys
 import pytest
 from invoke import Exit, MockContext
 
-from tasks import base
-import dataclasses
-
+from tasks import base, interrupts
 from tasks import deploy as deploy_mod
 from tasks import flow as flow_mod
-from tasks.runstate import Observation
-from tasks import interrupts
 from tasks.conftest import Remote, hermetic_config
 from tasks.errors import ExitCode
+from tasks.runstate import Observation
 from tasks.session import Session
 from tasks.test_flow import BEFORE, FakeLock, records
 

@@ -7,8 +7,7 @@ from invoke import Result
 
 from tasks.status import history, status
 from tests.conftest import captured
-from tests.tasks.scripted import (ALL_V1, IMAGE_INSPECT, RECORD, Containers, Images, all_of, container, record_answer,
-                                  run_task)
+from tests.tasks.scripted import IMAGE_INSPECT, RECORD, Containers, Images, all_of, container, record_answer, run_task
 
 HEAD = "7ef2620" + "a" * 33
 GIT_STATE = (r"rev-parse HEAD", f"{HEAD}\nmain\n")

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tasks import web
 from tasks import notify as notify_mod
+from tasks import web
 from tasks.checklist import check_monitoring
 from tasks.verify import operator_check
 
