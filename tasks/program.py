@@ -150,6 +150,15 @@ class CheckedExecutor(Executor):
 class Program(Fab):
     """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded."""
 
+    def parse_core(self, *args, **kwargs):
+        # Fab's own options given before the task (`fab -t abc plan`): invoke int()s their values and
+        # lets the ValueError escape as a traceback; task options are checked by tasks/cli.py.
+        try:
+            return super().parse_core(*args, **kwargs)
+        except ValueError as exc:
+            raise usage_error("USAGE ERROR in fab's own options", [str(exc)],
+                              "fab --help (fab's own options and the values they take)") from None
+
     def update_config(self):
         try:
             super().update_config()

@@ -30,6 +30,16 @@ def test_fab_dash_h_host_dash_dash_command_is_refused_with_exit_2(capsys):
     assert "fab -H deploy@10.0.0.5:2222 status" in err
 
 
+@pytest.mark.parametrize("argv", [["-t", "abc", "plan"], ["--command-timeout", "x", "status"], ["--connect-timeout=1.5", "status"]])
+def test_a_bad_value_of_fabs_own_option_is_a_usage_error_not_a_traceback(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        program.make_program().run(["fab", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "USAGE ERROR in fab's own options" in err and "Traceback" not in err
+    assert "nothing ran on any host" in " ".join(err.split())
+
+
 def test_normalize_hosts_parses_ipv6_and_ports_and_refuses_bad_ones(capsys):
     ex = program.CheckedExecutor.__new__(program.CheckedExecutor)
     assert ex.normalize_hosts(["deploy@[::1]:2222", "web1", {"host": "kept"}]) == [
