@@ -3,7 +3,7 @@
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
 - Fabric never loads known_hosts and accepts any key (fabric#1804, #2071). We read the known_hosts
   files ourselves, the ones ssh reads (KNOWN_HOSTS or UserKnownHostsFile, then
-  GlobalKnownHostsFile; HostKeyAlias names the host), with our own parser (commands/ssh.py:
+  GlobalKnownHostsFile; HostKeyAlias names the host), with our own parser (commands/known_hosts.py:
   paramiko's loader crashes on @cert-authority, @revoked and non-UTF-8 files). Nothing is pinned in
   paramiko, which would compare one key per key type by itself: our policy, on the target and
   every ProxyJump hop, decides every key when the server shows it. @revoked in any file wins.
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import paramiko
 from fabric import Connection
 
+from commands import known_hosts as kh_cmd
 from commands import ssh as ssh_cmd
 from commands.shell import q, whole_seconds
 from config import Settings, lists_host, stage_host_lists
@@ -42,10 +43,10 @@ NOT_CONNECTED = "nothing was run: the connection was refused before authenticati
 # Host keys
 
 def fingerprint(key: paramiko.PKey) -> str:
-    return ssh_cmd.fingerprint_blob(key.asbytes())
+    return kh_cmd.fingerprint_blob(key.asbytes())
 
 
-known_hosts_name = ssh_cmd.known_hosts_name
+known_hosts_name = kh_cmd.known_hosts_name
 
 # Read after UserKnownHostsFile (or KNOWN_HOSTS) unless the ssh config names GlobalKnownHostsFile.
 GLOBAL_KNOWN_HOSTS = ssh_cmd.GLOBAL_KNOWN_HOSTS
@@ -83,7 +84,7 @@ class RevokedHostKey(paramiko.SSHException):
 
 
 class ChangedHostKey(paramiko.SSHException):
-    def __init__(self, hostname: str, key: paramiko.PKey, known: list[ssh_cmd.KnownKey]):
+    def __init__(self, hostname: str, key: paramiko.PKey, known: list[kh_cmd.KnownKey]):
         self.hostname, self.key, self.known = hostname, key, known
         super().__init__(f"host key for {hostname} has changed")
 
@@ -110,16 +111,16 @@ class StrictPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client, hostname, key):
         name = self.sources.name or hostname
-        match = ssh_cmd.lookup(load_keys(self.sources), name)
-        verdict, entries = ssh_cmd.judge(match, key.asbytes())
-        if verdict == ssh_cmd.REVOKED_KEY:
+        match = kh_cmd.lookup(load_keys(self.sources), name)
+        verdict, entries = kh_cmd.judge(match, key.asbytes())
+        if verdict == kh_cmd.REVOKED_KEY:
             raise RevokedHostKey(name, key, entries[0].source or self.known_hosts, entries[0].line)
-        if verdict == ssh_cmd.CHANGED:
+        if verdict == kh_cmd.CHANGED:
             raise ChangedHostKey(name, key, entries)
-        if verdict == ssh_cmd.UNKNOWN:
+        if verdict == kh_cmd.UNKNOWN:
             self.unknown(name, key, match)
 
-    def unknown(self, name: str, key: paramiko.PKey, match: ssh_cmd.HostMatch) -> None:
+    def unknown(self, name: str, key: paramiko.PKey, match: kh_cmd.HostMatch) -> None:
         note = ""
         if match.authorities:
             lines = ", ".join(f"{a.source or self.known_hosts} line {a.line}" for a in match.authorities)
@@ -133,7 +134,7 @@ class AcceptNewPolicy(StrictPolicy):
     for this host. A changed key (another key is known, in any file) and a revoked one are still
     refused."""
 
-    def unknown(self, name: str, key: paramiko.PKey, match: ssh_cmd.HostMatch) -> None:
+    def unknown(self, name: str, key: paramiko.PKey, match: kh_cmd.HostMatch) -> None:
         if record_new_key(self.sources, name, key):
             ui.warn(f"accepted NEW host key for {name}: {key.get_name()} {fingerprint(key)} "
                     f"(recorded in {self.known_hosts}; --accept-new-host-key)")
@@ -155,14 +156,14 @@ def record_new_key(sources: KeySources, name: str, key: paramiko.PKey) -> bool:
             raise HostKeyNotRecorded(name, key, path, "the file is read-only; it is left as it is")
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         with _locked_dir(os.path.dirname(target)):
-            verdict, entries = ssh_cmd.judge(ssh_cmd.lookup(load_keys(sources), name), key.asbytes())
-            if verdict == ssh_cmd.CHANGED:
+            verdict, entries = kh_cmd.judge(kh_cmd.lookup(load_keys(sources), name), key.asbytes())
+            if verdict == kh_cmd.CHANGED:
                 raise ChangedHostKey(name, key, entries)
-            if verdict == ssh_cmd.REVOKED_KEY:
+            if verdict == kh_cmd.REVOKED_KEY:
                 raise RevokedHostKey(name, key, entries[0].source, entries[0].line)
-            if verdict == ssh_cmd.OK:
+            if verdict == kh_cmd.OK:
                 return False
-            append_known_host(path, ssh_cmd.known_hosts_line(name, key.get_name(), key.get_base64()))
+            append_known_host(path, kh_cmd.known_hosts_line(name, key.get_name(), key.get_base64()))
     except OSError as exc:
         raise HostKeyNotRecorded(name, key, path, exc.strerror or str(exc)) from None
     return True
@@ -195,7 +196,7 @@ def append_known_host(path: str, line: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".known_hosts.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(ssh_cmd.appended(old, line))
+            fh.write(kh_cmd.appended(old, line))
             fh.flush()
             os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode) if st else 0o644)
             if st:
@@ -219,14 +220,14 @@ def append_known_host(path: str, line: str) -> None:
 _warned: set[str] = set()
 
 
-def load_known_hosts(path: str) -> ssh_cmd.KnownHosts | None:
+def load_known_hosts(path: str) -> kh_cmd.KnownHosts | None:
     """One file; None if there is none (missing, or not a regular file: ssh reads /dev/null as
     empty, and a FIFO would block)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
         with open(path, "rb") as fh:
-            known = ssh_cmd.parse_known_hosts(fh.read(), path)
+            known = kh_cmd.parse_known_hosts(fh.read(), path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
@@ -241,10 +242,10 @@ def load_known_hosts(path: str) -> ssh_cmd.KnownHosts | None:
     return known
 
 
-def load_keys(sources: KeySources) -> ssh_cmd.KnownHosts:
+def load_keys(sources: KeySources) -> kh_cmd.KnownHosts:
     """All of the hop's known_hosts files, read as one (a file that does not exist is skipped, as
     ssh skips it)."""
-    return ssh_cmd.merged([k for k in map(load_known_hosts, sources.files) if k is not None])
+    return kh_cmd.merged([k for k in map(load_known_hosts, sources.files) if k is not None])
 
 
 def key_sources(hop: Connection, settings: Settings) -> KeySources:
@@ -291,7 +292,7 @@ def harden(cxn: Connection, settings: Settings, accept_new: bool) -> list[str]:
     accept = accept_new or settings.host_key_policy == "accept-new"
     for hop in hops(cxn):
         sources = key_sources(hop, settings)
-        match = ssh_cmd.lookup(load_keys(sources), sources.name)
+        match = kh_cmd.lookup(load_keys(sources), sources.name)
         if not accept and not any(os.path.isfile(p) for p in sources.files):
             raise no_known_hosts_error(sources)
         # ssh's HostKeyAlgorithms order puts the types it knows keys of first; the server then shows
@@ -313,7 +314,7 @@ def _transport_factory(known_types: list[str], seconds: float):
     def make(sock, **kwargs):
         t = paramiko.Transport(sock, **kwargs)
         opts = t.get_security_options()
-        opts.key_types = ssh_cmd.preferred_key_types(known_types, list(opts.key_types))
+        opts.key_types = kh_cmd.preferred_key_types(known_types, list(opts.key_types))
         # paramiko waits 15 s for the key exchange whatever the connect timeout says.
         t.handshake_timeout = seconds
         return t
@@ -613,16 +614,16 @@ def connect_error(exc: BaseException, cxn: Connection, settings: Settings, paths
 
 def _judged(exc: paramiko.BadHostKeyException, sources: KeySources) -> paramiko.SSHException:
     """A key paramiko refused by itself (only if something pinned keys in it): what the files say."""
-    match = ssh_cmd.lookup(load_keys(sources), sources.name)
-    verdict, entries = ssh_cmd.judge(match, exc.key.asbytes())
-    if verdict == ssh_cmd.REVOKED_KEY:
+    match = kh_cmd.lookup(load_keys(sources), sources.name)
+    verdict, entries = kh_cmd.judge(match, exc.key.asbytes())
+    if verdict == kh_cmd.REVOKED_KEY:
         return RevokedHostKey(sources.name, exc.key, entries[0].source, entries[0].line)
-    expected = ssh_cmd.KnownKey(0, "", sources.name, exc.expected_key.get_name(), exc.expected_key.asbytes(), sources.record_to)
+    expected = kh_cmd.KnownKey(0, "", sources.name, exc.expected_key.get_name(), exc.expected_key.asbytes(), sources.record_to)
     return ChangedHostKey(sources.name, exc.key, [k for k in match.keys if k.blob != exc.key.asbytes()] or [expected])
 
 
 def changed_error(exc: ChangedHostKey) -> DeployError:
-    known = "; ".join(f"{k.keytype} {ssh_cmd.fingerprint_blob(k.blob)}" + (f" ({k.source} line {k.line})" if k.line else "")
+    known = "; ".join(f"{k.keytype} {kh_cmd.fingerprint_blob(k.blob)}" + (f" ({k.source} line {k.line})" if k.line else "")
                       for k in exc.known)
     removals = " and ".join(ssh_cmd.remove_host_key(exc.hostname, src) for src in dict.fromkeys(k.source for k in exc.known))
     return DeployError(
