@@ -236,7 +236,7 @@ def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incide
     import paramiko
     from fabric import Connection
 
-    from tasks import ssh as ssh_mod
+    from tasks import hostkeys
     from tasks.status import status
     kh = tmp_path / "known_hosts"
     kh.write_text("")
@@ -244,7 +244,7 @@ def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incide
     os.environ["DEPLOY_KNOWN_HOSTS"] = str(kh) if failure != "no known_hosts file" else ""
     os.environ["DEPLOY_HOST_KEY_POLICY"] = "strict"
     errors = {
-        "unknown host key": lambda: ssh_mod.UnknownHostKey("prod", _key(), str(kh)),
+        "unknown host key": lambda: hostkeys.UnknownHostKey("prod", _key(), str(kh)),
         "name resolution": lambda: socket.gaierror(-2, "Name or service not known"),
         "authentication": lambda: paramiko.AuthenticationException("Authentication failed."),
         "connection refused": lambda: ConnectionRefusedError(111, "Connection refused"),

@@ -90,7 +90,8 @@ def test_host_keys_are_enforced_on_the_target_and_every_jump_host(tmp_path, sett
     from fabric import Connection
 
     from tasks.conftest import hermetic_config
-    from tasks.ssh import AcceptNewPolicy, StrictPolicy, harden
+    from tasks.hostkeys import AcceptNewPolicy, StrictPolicy
+    from tasks.ssh import harden
 
     kh = tmp_path / "known_hosts"
     kh.write_text("")
@@ -192,7 +193,7 @@ def test_sub_second_connect_timeout_is_not_dropped_by_fabric(settings):
     import dataclasses
 
     from tasks.conftest import hermetic_config
-    from tasks.ssh import stage_config
+    from tasks.sshconfig import stage_config
 
     class C:
         config = hermetic_config()
