@@ -28,7 +28,8 @@ from tasks.cli import OperatorTask
 from tasks.errors import EXIT_CODE_HELP, CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import learn_secrets
 from tasks.session import Session
-from tasks.ssh import connect, host_strings, stages_of_host
+from tasks.ssh import connect
+from tasks.sshconfig import host_strings, stages_of_host
 
 COMMON_HELP = {
     "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host (a -H host in no stage is refused), else DEFAULT_STAGE",

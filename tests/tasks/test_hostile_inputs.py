@@ -160,7 +160,7 @@ def test_every_option_with_a_hostile_value_ends_cleanly(task, loaded_collection)
 
 
 # Hostile contents of the files that SSH_CONFIG and KNOWN_HOSTS name, and a hostile -H: parsed by
-# the tool's own known_hosts/ssh_config/host parsers (tasks/ssh.py, tasks/program.py).
+# the tool's own known_hosts/ssh_config/host parsers (tasks/hostkeys.py, tasks/sshconfig.py, tasks/program.py).
 SSH_FILE_CASES = {
     "ssh_config Port abc": ("SSH_CONFIG", "Host *\n  Port abc\n"),
     "ssh_config bare HostName": ("SSH_CONFIG", "Host x\n  HostName\n"),
