@@ -47,10 +47,6 @@ class Compose:
         check_path(self.app_dir, "APP_DIR")
         check_path(self.file, "COMPOSE_FILE", absolute=False)
 
-    @property
-    def generation(self) -> str:
-        return "v2" if self.command == V2 else "v1"
-
     def _base(self) -> str:
         parts = f"{self.command} -f {q(self.file)}"
         if self.project:

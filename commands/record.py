@@ -139,7 +139,6 @@ class Release:
     error: dict = field(default_factory=dict)
     serving: str = ""
     migrations: dict = field(default_factory=dict)
-    note: str = ""
 
 
 def _fold(r: Release, d: Mapping) -> None:
@@ -149,7 +148,6 @@ def _fold(r: Release, d: Mapping) -> None:
         r.stage, r.host, r.who = d.get("stage", ""), d.get("host", ""), d.get("who", "")
         r.started = d.get("at", "")
         r.git_before = d.get("git_before") or r.git_before
-        r.note = d.get("note") or d.get("message") or ""
     elif ev in ("images_before", "images_after"):
         images, healthy = d["images"], d["healthy"] is True
         if ev == "images_before":

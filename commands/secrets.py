@@ -25,33 +25,26 @@ import base64
 import binascii
 import json
 import re
-import shlex
 from typing import Callable, Iterable, Mapping
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus
 
 from commands.terminal import strip_controls
+from config.secrets import ASSIGNMENT as _ASSIGNMENT
+from config.secrets import FALLBACK_KEY_PATTERN, url_secrets
+from config.secrets import PLACEHOLDER as _PLACEHOLDER
+from config.secrets import URL_PASSWORD as _URL_PASSWORD
+from config.secrets import is_secret_name as _is_secret_name
 
 REDACTED = "[REDACTED]"
 MIN_LENGTH = 4            # shorter values would mangle ordinary output; the tool warns about them instead
 LINE_MIN_LENGTH = 8       # a line of a multi-line secret registered on its own (shorter: "}" or "-----")
 ENCODED_MIN_LENGTH = 6    # a shorter base64 fragment would match ordinary words
-# Used until the stage config (and its SECRET_KEY_PATTERN) is loaded, e.g. for a configuration error.
-FALLBACK_KEY_PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)"
-
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-# NAME=value (env lines, shell assignments, --name=value, ?name=value&...), NAME secret-looking.
-_ASSIGNMENT = re.compile(r"(?<![\w])(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]*=[ \t]*)"
-                         r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)")
 # "name": "value" (JSON, Python dict reprs), name secret-looking.
 _JSON_PAIR = re.compile(r"(?P<key>[\"'][A-Za-z0-9_.-]{1,64}[\"'])(?P<sep>[ \t]*:[ \t]*)"
                         r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')")
 _AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<val>[^\r\n\"']+)")
 _BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
-_PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
-_MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
-_SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)
-
 
 # ---- the forms a value takes in text ---------------------------------------------------------------
 
@@ -87,56 +80,6 @@ def forms(value: str) -> set[str]:
     out.add(strip_controls(value))                                      # what the terminal filter leaves
     out |= _base64_fragments(value.encode("utf-8"))
     return {f for f in out if len(f) >= MIN_LENGTH}
-
-
-# ---- secrets found by shape in a piece of config ----------------------------------------------------
-
-def _is_secret_name(pattern: re.Pattern, name: str) -> bool:
-    return bool(pattern.search(name) or pattern.search(name.upper()))
-
-
-def url_secrets(text: str, key_pattern: str | None = None) -> list[str]:
-    """Passwords of URLs in ``text`` and values of its secret-looking query parameters."""
-    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
-    found = [m.group("pw") for m in _URL_PASSWORD.finditer(text or "")]
-    for m in _ASSIGNMENT.finditer(text or ""):
-        if _is_secret_name(pattern, m.group("key")):
-            val = m.group("val").strip("\"'")
-            found += [val, unquote(val)]
-    return list(dict.fromkeys(v for v in found if v and not _PLACEHOLDER.match(v)))
-
-
-def command_secrets(command: str, key_pattern: str | None = None) -> list[tuple[str, str]]:
-    """(name, value) of the secrets in a shell command: ``PGPASSWORD=...`` and other secret-looking
-    assignments, ``--password[=]...`` options, ``-u/--user user:password``, MySQL's ``-pPASSWORD``,
-    and URL passwords."""
-    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
-    try:
-        words = shlex.split(command or "")
-    except ValueError:
-        words = (command or "").split()
-    found: list[tuple[str, str]] = []
-    program = ""
-    for i, word in enumerate(words):
-        nxt = words[i + 1] if i + 1 < len(words) else ""
-        name, eq, value = word.partition("=")
-        if eq and _is_secret_name(pattern, name.lstrip("-")):
-            found.append((name.lstrip("-"), value))
-        elif _SECRET_OPTION.match(word) and nxt:
-            found.append((word.lstrip("-"), nxt))
-        elif word in ("-u", "--user") and ":" in nxt:
-            found.append(("user password", nxt.split(":", 1)[1]))
-        elif word.startswith("--user=") and ":" in word:
-            found.append(("user password", word.split(":", 1)[1]))
-        elif _MYSQL.match(program) and word.startswith("-p") and len(word) > 2:
-            found.append(("-p", word[2:]))
-        if word in ("&&", "||", ";", "|"):
-            program = ""
-        elif not eq and not program and not word.startswith("-"):
-            program = word.rsplit("/", 1)[-1]
-    known = {v for _, v in found}
-    found += [("URL", v) for v in dict.fromkeys(url_secrets(command, key_pattern)) if v not in known]
-    return found
 
 
 # ---- cutting ---------------------------------------------------------------------------------------
@@ -202,10 +145,6 @@ class Redactor:
                 self.add(v[1], v[0])
             else:
                 self.add(v)
-
-    @property
-    def count(self) -> int:
-        return len(self._values)
 
     # -- redacting -------------------------------------------------------------------------------
     def _mask_named(self, m: re.Match) -> str:

@@ -24,7 +24,7 @@ from tasks.program import make_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = sorted(fabfile.ns.task_names)
-KEYS = [*config.SCHEMA, *(f"CONTACT_{k.upper()}" for k in config.CONTACT_KINDS)]
+KEYS = list(config.keys.PER_STAGE)
 CANARY = "/tmp/ai-doc-qa-hostile-canary"
 HOSTILE_CONFIG = [
     "", "   ", "x\ny", f"$(touch {CANARY})", f"a;touch {CANARY}", "'\"`\\", "-1", "nan", "1e999", "0",
@@ -47,7 +47,7 @@ def closed_port_hosts(tmp_path, monkeypatch):
     for k, v in {**BASE_ENV, "DEPLOY_PRODUCTION_KNOWN_HOSTS": str(kh), "DEPLOY_STAGING_KNOWN_HOSTS": str(kh)}.items():
         monkeypatch.setenv(k, v)
     # The stage files do not change during the test: parse them once (halves its run time).
-    monkeypatch.setattr(config, "_read_env_file", functools.lru_cache(maxsize=None)(config._read_env_file))
+    monkeypatch.setattr(config.load, "read_env_file", functools.lru_cache(maxsize=None)(config.load.read_env_file))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(CANARY)
     yield

@@ -1,0 +1,111 @@
+"""Reading, merging and validating one stage's settings (the load order is in config/__init__.py)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+from config.keys import CONTACT_KEYS, PER_STAGE, STAGE_KEYS, Key
+from config.secrets import config_secrets
+from config.settings import ConfigError, Contact, Settings
+
+CONFIG_DIR = Path(__file__).resolve().parent
+ENV_PREFIX = "DEPLOY_"
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = dotenv_values(path, interpolate=False)
+    return {k: ("" if v is None else v) for k, v in values.items()}
+
+
+def available_stages() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.stem != "defaults")
+
+
+def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Merged raw strings and, per key, where each came from."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for path in (CONFIG_DIR / "defaults.env", CONFIG_DIR / f"{stage}.env"):
+        for k, v in read_env_file(path).items():
+            values[k] = v
+            sources[k] = f"config/{path.name}"
+    stage_prefix = f"{ENV_PREFIX}{stage.upper().replace('-', '_')}_"
+    for key in PER_STAGE:
+        for name in (f"{ENV_PREFIX}{key}", f"{stage_prefix}{key}"):
+            if name in environ:
+                values[key] = environ[name]
+                sources[key] = f"environment variable {name}"
+    return values, sources
+
+
+def _parse(key: Key, stage: str, values: Mapping[str, str], sources: Mapping[str, str], problems: list[str]):
+    """The typed value of ``key``, or None with a line added to ``problems``."""
+    if key.name not in values:
+        problems.append(f"{key.name}: missing (format 'Team|Response time|how to reach')" if key in CONTACT_KEYS else
+                        f"{key.name}: missing (set it in config/{stage}.env or config/defaults.env, or {ENV_PREFIX}{key.name})")
+        return None
+    raw = values[key.name] if key in CONTACT_KEYS else values[key.name].strip()
+    try:
+        return key.parse(raw)
+    except ValueError as exc:
+        problems.append(f"{key.name} ({sources.get(key.name, 'nowhere')}): {exc}")
+        return None
+
+
+def _across_keys(fields: Mapping[str, object], sources: Mapping[str, str]) -> list[str]:
+    """The rules that involve more than one key (each key is valid on its own)."""
+    problems = []
+    svc = set(fields["services"]) | set(fields["dependency_services"])  # type: ignore[arg-type]
+    if fields["backend_service"] not in svc:
+        problems.append(f"BACKEND_SERVICE ({sources['BACKEND_SERVICE']}): {fields['backend_service']!r} "
+                        f"is not listed in SERVICES or DEPENDENCY_SERVICES")
+    overlap = set(fields["services"]) & set(fields["dependency_services"])  # type: ignore[arg-type]
+    if overlap:
+        problems.append(f"SERVICES and DEPENDENCY_SERVICES both list {', '.join(sorted(overlap))}; "
+                        f"a service is either deployed or a dependency")
+    if fields["lock_heartbeat"] * 2 > fields["lock_stale_after"]:  # type: ignore[operator]
+        problems.append(f"LOCK_STALE_AFTER ({sources['LOCK_STALE_AFTER']}) must be at least twice LOCK_HEARTBEAT, "
+                        f"or a live deploy looks stale")
+    if fields["known_hosts"] and not os.path.isfile(fields["known_hosts"]):  # type: ignore[arg-type]
+        if fields["host_key_policy"] == "strict":
+            problems.append(f"KNOWN_HOSTS ({sources['KNOWN_HOSTS']}): file {fields['known_hosts']} does not exist")
+    if fields["ssh_config"] and not os.path.isfile(fields["ssh_config"]):  # type: ignore[arg-type]
+        problems.append(f"SSH_CONFIG ({sources['SSH_CONFIG']}): file {fields['ssh_config']} does not exist")
+    return problems
+
+
+def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply_generic_env: bool = True) -> Settings:
+    """Read, merge and validate one stage. Raises ConfigError listing every bad key."""
+    if not STAGE_NAME.match(stage or ""):
+        raise ConfigError([f"stage {stage!r} is not a valid stage name"], stage)
+    if not (CONFIG_DIR / f"{stage}.env").is_file():
+        raise ConfigError([f"unknown stage {stage!r}: no config/{stage}.env (known: {', '.join(available_stages())})"], stage)
+    environ = dict(os.environ if environ is None else environ)
+    if not apply_generic_env:
+        environ = {k: v for k, v in environ.items()
+                   if k.startswith(f"{ENV_PREFIX}{stage.upper()}_")}
+    values, sources = raw_values(stage, environ)
+    secrets = config_secrets(values)
+    problems: list[str] = []
+    fields: dict[str, object] = {"stage": stage}
+    for key in STAGE_KEYS:
+        fields[key.field] = _parse(key, stage, values, sources, problems)
+    contacts: dict[str, Contact] = {}
+    for key in CONTACT_KEYS:
+        parsed = _parse(key, stage, values, sources, problems)
+        if parsed:
+            kind = key.name.removeprefix("CONTACT_").lower()
+            contacts[kind] = Contact(kind, *parsed)  # type: ignore[misc]
+    if not problems:
+        problems = _across_keys(fields, sources)
+    if problems:
+        hint = values.get("SETUP_HINT", "").strip()
+        raise ConfigError(problems + ([f"hint: {hint}"] if hint else []), stage, secrets)
+    return Settings(**fields, contacts=contacts, sources=sources, secrets=secrets)  # type: ignore[arg-type]
+
