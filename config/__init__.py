@@ -3,8 +3,11 @@
 Load order, lowest to highest:
   1. ``config/defaults.env``                       shared defaults
   2. ``config/<stage>.env``                        the stage (staging, production, ...)
-  3. ``DEPLOY_<KEY>``                              environment, applies to the stage being run
-  4. ``DEPLOY_<STAGE>_<KEY>``                      environment, applies to that stage only
+  3. ``config/local.env`` (git-ignored)            the operator's own settings, every stage
+  4. ``$DEPLOY_LOCAL_CONFIG/local.env`` and ``$DEPLOY_LOCAL_CONFIG/<stage>.env``
+                                                   the same, kept in a directory of the operator's
+  5. ``DEPLOY_<KEY>``                              environment, applies to the stage being run
+  6. ``DEPLOY_<STAGE>_<KEY>``                      environment, applies to that stage only
 
 Everything is validated before any SSH connection; an error names the key and where its value
 came from. The result is one frozen :class:`Settings`. No fabric/invoke imports here.
@@ -33,6 +36,8 @@ from commands.shell import (
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = CONFIG_DIR.parent
 ENV_PREFIX = "DEPLOY_"
+LOCAL_FILE = "local.env"                 # git-ignored: an upgrade of the tool never conflicts with it
+LOCAL_DIR_VARIABLE = "DEPLOY_LOCAL_CONFIG"
 
 
 class ConfigError(Exception):
@@ -347,7 +352,18 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def available_stages() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.stem != "defaults")
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.name not in ("defaults.env", LOCAL_FILE))
+
+
+def env_files(stage: str, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+    """The files of one stage, lowest precedence first, with the name each source is shown by."""
+    files = [(CONFIG_DIR / "defaults.env", "config/defaults.env"), (CONFIG_DIR / f"{stage}.env", f"config/{stage}.env"),
+             (CONFIG_DIR / LOCAL_FILE, f"config/{LOCAL_FILE}")]
+    local_dir = environ.get(LOCAL_DIR_VARIABLE, "")
+    if local_dir:
+        files += [(Path(local_dir) / name, f"{Path(local_dir) / name} (${LOCAL_DIR_VARIABLE})")
+                  for name in (LOCAL_FILE, f"{stage}.env")]
+    return [(path, shown) for path, shown in files if path.is_file()]
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -360,10 +376,17 @@ def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[di
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for path in (CONFIG_DIR / "defaults.env", CONFIG_DIR / f"{stage}.env"):
-        for k, v in _read_env_file(path).items():
+    stage_key = f"{stage.upper().replace('-', '_')}_"
+    for path, shown in env_files(stage, environ):
+        read = _read_env_file(path)
+        if path.name == LOCAL_FILE:
+            # Shared by every stage: `PRODUCTION_HOSTS=` is production's HOSTS only, and a key of
+            # another stage (`STAGING_HOSTS=` while running production) is not this stage's.
+            own = {k[len(stage_key):]: v for k, v in read.items() if k.startswith(stage_key)}
+            read = {k: v for k, v in read.items() if not _stage_key(k)} | own
+        for k, v in read.items():
             values[k] = v
-            sources[k] = f"config/{path.name}"
+            sources[k] = shown
     stage_prefix = f"{ENV_PREFIX}{stage.upper().replace('-', '_')}_"
     keys = set(SCHEMA) | {f"CONTACT_{k.upper()}" for k in CONTACT_KINDS}
     for key in keys:
@@ -372,6 +395,15 @@ def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[di
                 values[key] = environ[name]
                 sources[key] = f"environment variable {name}"
     return values, sources
+
+
+def _stage_key(key: str) -> bool:
+    """``STAGING_HOSTS`` in a shared local file: a key prefixed with a stage's name."""
+    for st in available_stages():
+        prefix = f"{st.upper().replace('-', '_')}_"
+        if key.startswith(prefix) and (key[len(prefix):] in SCHEMA or key[len(prefix):].startswith("CONTACT_")):
+            return True
+    return False
 
 
 # A chat webhook (Slack, Teams, ...) carries its token in the path: the whole URL is a secret.
@@ -403,7 +435,7 @@ def config_secrets(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply_generic_env: bool = True) -> Settings:
     """Read, merge and validate one stage. Raises ConfigError listing every bad key."""
-    if not STAGE_NAME.match(stage or ""):
+    if not STAGE_NAME.match(stage or "") or stage == LOCAL_FILE[:-4]:
         raise ConfigError([f"stage {stage!r} is not a valid stage name"], stage)
     if not (CONFIG_DIR / f"{stage}.env").is_file():
         raise ConfigError([f"unknown stage {stage!r}: no config/{stage}.env (known: {', '.join(available_stages())})"], stage)
@@ -516,3 +548,20 @@ def choose_stage(explicit: str | None, host: str | None, environ: Mapping[str, s
     why = "default stage: DEPLOY_STAGE" if (os.environ if environ is None else environ).get("DEPLOY_STAGE") \
         else "default stage: DEFAULT_STAGE in config/defaults.env"
     return stage, why
+
+
+# RFC 2606/6761 names that can never be a real server: the shipped production.env's placeholders.
+_PLACEHOLDER = re.compile(r"(?:^|[@/.])(?:example\.(?:com|net|org)|[A-Za-z0-9-]+\.(?:example|invalid))(?:[:/]|$)", re.I)
+
+
+def placeholder_problems(settings: Settings) -> list[str]:
+    """Hosts and URLs still set to a placeholder, each with where it came from (``fab config``)."""
+    problems = []
+    for key, (_, name) in SCHEMA.items():
+        if key != "HOSTS" and not key.endswith(("_URL", "_URLS")):
+            continue
+        value = getattr(settings, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str) and _PLACEHOLDER.search(item):
+                problems.append(f"{key} ({settings.sources.get(key, '?')}): {item} is a placeholder, not your server")
+    return problems

@@ -104,6 +104,8 @@ class CheckedConnectionCall(ConnectionCall):
                           "fix these options in your ssh config (~/.ssh/config, or the file given with -S), then re-run")
 
 
+REMAINDER = ""             # `fab exec SERVICE -- COMMAND`: the COMMAND (set by CheckedExecutor.execute)
+REMAINDER_TASKS = ("exec",)   # the only tasks that take `-- COMMAND`, run through their own hardened session
 PROJECT_FAB = False        # set by main(): this process is the project's fab, not Fabric's own
 STOCK_FAB_WARNING = ("this `fab` is Fabric's own, not the project's (tasks/program.py): `fab -H HOST -- COMMAND` "
                      "would run with no host-key check. Restore it: make setup "
@@ -119,7 +121,11 @@ class CheckedExecutor(Executor):
         if not PROJECT_FAB:
             print(ui.safe(f"! {STOCK_FAB_WARNING}"), file=sys.stderr, flush=True)
         if self.core is not None and self.core.remainder:
-            raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+            if [getattr(t, "name", t) for t in tasks] != list(REMAINDER_TASKS):
+                raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+            global REMAINDER
+            # Taken from fabric, which would otherwise also run it on a plain Connection.
+            REMAINDER, self.core.remainder = self.core.remainder, ""
         return super().execute(*tasks)
 
     def normalize_hosts(self, hosts):
