@@ -2,7 +2,9 @@
 keys checked, output redacted): ``fab logs``, ``fab exec``, ``fab restart``."""
 from __future__ import annotations
 
+import re
 import signal
+import time
 
 from invoke import Exit
 
@@ -14,6 +16,9 @@ from tasks.hoststate import wait_ready
 from tasks.locking import DeployLock
 from tasks.session import Session
 from tasks.stream import stream
+
+REFOLLOW_PAUSE = 1.0        # seconds between a log stream's end and following again (a stopped container ends it at once)
+REFOLLOW_LINES = 10000      # lines asked for when following again; those already shown are skipped
 
 
 def known_services(s: Session, names: str) -> list[str]:
@@ -51,17 +56,59 @@ LOGS_HELP = {
 def logs(s: Session, service="", follow=False, since="", lines=100):
     """The services' logs (docker compose logs, with timestamps), redacted; -f follows them until Ctrl-C."""
     services = known_services(s, service)
-    command = s.compose.follow_logs(services, lines, since, follow)
-    try:
-        code = stream(s, command, 0 if follow else s.settings.command_timeout)
-    except KeyboardInterrupt as exc:
-        if follow and interrupts.signum_of(exc) == signal.SIGINT:
-            ui.say("(stopped following: Ctrl-C)")
-            return
-        raise
+    if follow:
+        return follow_logs(s, services, lines, since)
+    command = s.compose.follow_logs(services, lines, since)
+    code = stream(s, command, s.settings.command_timeout)
     if code != 0:
         raise DeployError(f"docker compose logs exited with code {code}", command=command, state="nothing was changed",
                           next_step=messages.status(s.host))
+
+
+_STAMP = re.compile(r"\| (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z ")
+
+
+def stamp(line: str) -> str:
+    """Docker's --timestamps stamp of a log line, with 9 fraction digits so that stamps compare as
+    strings (docker drops trailing zeros); "" for a line without one."""
+    m = _STAMP.search(line)
+    return f"{m.group(1)}.{(m.group(2) or '').ljust(9, '0')}Z" if m else ""
+
+
+class Deduplicated:
+    """Prints each line once: a re-follow (``--since`` the last stamp) starts with lines already shown."""
+
+    def __init__(self):
+        self.last = ""
+
+    def __call__(self, line: str) -> None:
+        t = stamp(line)
+        if t and t <= self.last:
+            return
+        self.last = max(self.last, t)
+        for x in ui.lines(line):
+            ui.say(x)
+
+
+def follow_logs(s: Session, services: list[str], lines: int, since: str) -> None:
+    """``compose logs -f`` ends when a followed container stops (a restart, a redeploy): follow
+    again from the last line shown until Ctrl-C, which exits 0."""
+    printer = Deduplicated()
+    announced = None
+    try:
+        while True:
+            stream(s, s.compose.follow_logs(services, lines, since, follow=True), 0, emit=printer)
+            if announced != printer.last:        # once per gap, not once a second while a service is down
+                announced = printer.last
+                ui.say("(the log stream ended: a container stopped or restarted; following again)")
+            time.sleep(REFOLLOW_PAUSE)
+            if s.compose.generation == "v2" and printer.last:
+                since = printer.last                # v1 has no --since: its lines are de-duplicated by stamp
+            lines = REFOLLOW_LINES
+    except KeyboardInterrupt as exc:
+        if interrupts.signum_of(exc) != signal.SIGINT:
+            raise
+        ui.say("(stopped following: Ctrl-C)")
 
 
 def check_exec_options(service=None, interactive=False, **_) -> list[str]:

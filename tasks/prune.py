@@ -45,12 +45,21 @@ def show(choice: prune_cmd.Choice) -> None:
         ui.table(rows, ["image", "tags", "size", "created", "kept because / action"])
 
 
-@operator_task(help={"keep": "how many of the newest other images of each service's repository to keep besides "
-                             "those in use and the rollback candidates (default 1)",
+def check_prune_options(keep="1", **_) -> list[str]:
+    text = str(keep).strip()
+    if not text.isdigit() or int(text) > 1000:
+        return [f"--keep must be a whole number from 0 to 1000, got {keep!r}"]
+    return []
+
+
+@operator_task(check=check_prune_options,
+               help={"keep": "how many of the newest other images of each service's repository to keep besides "
+                             "those in use and the rollback candidates (0 or more, default 1)",
                      "force": "remove them; without it, only list what would be removed"})
-def prune(s: Session, keep=1, force=False):
+def prune(s: Session, keep="1", force=False):
     """Remove old images of the deployed services, under the deploy lock; never one in use or needed by
     a rollback candidate (fab history lists them). Lists only, unless --force."""
+    keep = int(str(keep).strip())
     with DeployLock(s, "prune", message=f"prune --keep {keep}"):
         choice = choose(s, int(keep))
         show(choice)

@@ -45,12 +45,12 @@ class LineSink:
             self.emit(rest)
 
 
-def stream(s: Session, command: str, timeout: float = 0) -> int:
+def stream(s: Session, command: str, timeout: float = 0, emit=None) -> int:
     """Run ``command`` on the host, printing its output as it comes; its exit code. ``timeout`` 0:
     none (``fab logs -f`` runs until Ctrl-C). Ctrl-C stops it on the host, then re-raises."""
     limit = whole_seconds(timeout) if timeout else 0          # `timeout 0`: no limit, still one process group
     wrapped = f"timeout -k 5 {limit} sh -c {q(command)} {s.run_tag} </dev/null"
-    sink = LineSink()
+    sink = LineSink(emit)
     s.ensure_connected(command)
     job = Job(lambda: s._exec_streaming(wrapped, sink))
     try:
