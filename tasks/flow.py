@@ -259,8 +259,9 @@ def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps
                      bottleneck=(b.label if b else ""), error=(error.to_dict() if error else {}),
                      serving=s.state.serving, migrations=s.state.migrations)
     ui.say("")
-    ui.say(timing_cmd.table(s.timer))
-    ui.say(timing_cmd.summary(s.timer))
+    if not s.dry:           # a dry run's timings measure reads and skipped commands: they mean nothing
+        ui.say(timing_cmd.table(s.timer))
+        ui.say(timing_cmd.summary(s.timer))
     if s.dry:
         ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}")
     else:

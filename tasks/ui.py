@@ -24,6 +24,11 @@ class _Out:
     def __init__(self):
         self.redact = Redactor()
         self.json_mode = False
+        self.tee = None             # the run log's writer (tasks/runlog.py): everything printed, made safe
+
+    def copy(self, text: str) -> None:
+        if self.tee is not None:
+            self.tee(text)
 
     @property
     def stream(self):
@@ -48,11 +53,13 @@ def safe(text) -> str:
 
 
 def say(text: str = "") -> None:
-    print(safe(text), file=OUT.stream, flush=True)
+    text = safe(text)
+    OUT.copy(text)
+    print(text, file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:
-    print(safe(f"! {text}"), file=OUT.stream, flush=True)
+    say(f"! {text}")
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
@@ -63,7 +70,9 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
 
 def emit_json(text: str) -> None:
     """The only thing written to stdout in --json mode."""
-    print(safe(text), file=sys.stdout, flush=True)
+    text = safe(text)
+    OUT.copy(text)
+    print(text, file=sys.stdout, flush=True)
 
 
 def excerpt(text: str, limit: int, redact=None) -> str:
@@ -110,7 +119,9 @@ def block(title: str, fields: Sequence[tuple[str, object]], stream=None) -> None
                                     break_on_hyphens=False) or [""]
             out.append(f"  {key + ':':<{width}}{wrapped[0]}")
             out.extend(" " * (width + 2) + w for w in wrapped[1:])
-    print(safe("\n".join(out)), file=stream or sys.stderr, flush=True)
+    text = safe("\n".join(out))
+    OUT.copy(text)
+    print(text, file=stream or sys.stderr, flush=True)
 
 
 # ---- tracebacks (exit 1: a bug) go through the redactor too -----------------------------------------
@@ -121,6 +132,7 @@ def print_traceback(exc_type, exc, tb, stream=None) -> None:
         text = safe("".join(traceback.format_exception(exc_type, exc, tb)))
     except Exception:           # never fall back to the raw text
         text = f"{getattr(exc_type, '__name__', 'error')}: (traceback withheld: it could not be redacted)\n"
+    OUT.copy(text)
     print(text, end="", file=stream or sys.stderr, flush=True)
 
 
