@@ -10,6 +10,7 @@ import re
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from typing import Sequence
 
@@ -66,6 +67,34 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
     # Each cell is made safe before tabulate measures it and splits multi-line cells into rows.
     cells = [[("" if c is None else c if isinstance(c, (int, float)) else safe(c)) for c in r] for r in rows]
     say(tabulate(cells, headers=list(headers)))
+
+
+TICK_AFTER = 3.0        # seconds before a running command shows its elapsed time (no flicker for quick ones)
+
+
+class Ticker:
+    """``      … 42 s`` on the terminal's current line while a long command runs (pull, migrate):
+    only when stdout is a terminal and not in --json mode; never in the run log."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.start = time.monotonic()
+        self.shown = False
+        self.on = not OUT.json_mode and getattr(self.stream, "isatty", lambda: False)()
+
+    def __call__(self, done: bool = False) -> None:
+        if not self.on:
+            return
+        elapsed = time.monotonic() - self.start
+        if done:
+            if self.shown:
+                self.stream.write("\r\033[K")          # clear the ticker's line
+                self.stream.flush()
+            return
+        if elapsed >= TICK_AFTER:
+            self.stream.write(f"\r      … {elapsed:.0f} s")
+            self.stream.flush()
+            self.shown = True
 
 
 def emit_json(text: str) -> None:

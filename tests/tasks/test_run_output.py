@@ -1,6 +1,8 @@
 """Issue 11, output: every run's full redacted log on the operator's machine, named by the last
 line of an error block; no timing table on a dry run."""
+import io
 import os
+import threading
 
 from tasks import runlog, ui
 from tasks.deploy import DEPLOY_STEPS
@@ -36,3 +38,39 @@ def test_a_dry_run_prints_no_timing_table(flow, capsys):      # noqa: F811
     out = capsys.readouterr().out
     assert "Outcome: DRY RUN" in out
     assert "Bottleneck:" not in out and "100.0%" not in out
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_long_command_shows_its_elapsed_time_on_a_terminal_only(monkeypatch):
+    monkeypatch.setattr(ui, "TICK_AFTER", 0.0)
+    ui.set_json_mode(False)
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        tick = ui.Ticker(stream)
+        tick()
+        tick(done=True)
+    assert tty.getvalue().startswith("\r      … 0 s") and tty.getvalue().endswith("\r\033[K")
+    assert pipe.getvalue() == ""
+    ui.set_json_mode(True)
+    quiet = Tty()
+    ui.Ticker(quiet)()
+    ui.set_json_mode(False)
+    assert quiet.getvalue() == ""
+
+
+def test_the_ticker_is_fed_while_a_command_runs_and_cleared_after(monkeypatch):
+    from tasks.worker import Job
+    ticked = threading.Event()
+    calls = []
+
+    def tick(done=False):
+        calls.append(done)
+        ticked.set()
+
+    job = Job(lambda: ticked.wait(30) and "done")      # the command ends only once it has been ticked for
+    assert job.wait(tick) == "done"
+    assert calls[0] is False and calls[-1] is True
