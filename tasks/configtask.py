@@ -27,9 +27,11 @@ def config_rows(stage: str) -> list[tuple[str, str, str]]:
 
 @operator_task(connects=False, help={"json": "print the keys as one JSON object on stdout"})
 def config(o: Offline, json=False):
-    """Every configuration key of the stage, its value (secrets masked) and where it came from
-    (config/defaults.env, the stage file, config/local.env, $DEPLOY_LOCAL_CONFIG, the environment).
-    Placeholder hosts and URLs (example.com) are refused: the first step before a real server."""
+    """Every configuration key of the stage, its value (secrets masked) and where it came from.
+
+    Sources: config/defaults.env, the stage file, config/local.env, $DEPLOY_LOCAL_CONFIG, the
+    environment. Placeholder hosts and URLs (example.com) are refused: the first step before a
+    real server."""
     st = o.settings
     rows = config_rows(st.stage)
     placeholders = placeholder_problems(st)

@@ -133,8 +133,9 @@ EXEC_HELP = {
 
 @operator_task(help=EXEC_HELP, check=check_exec_options, positional=["service"], name="exec")
 def exec_task(s: Session, service=None, interactive=False, timeout=0.0):
-    """Run `-- COMMAND` in a service's running container (docker compose exec -T, by sh -c); its
-    output redacted, its exit code passed through."""
+    """Run `-- COMMAND` in a service's running container; output redacted, exit code passed through.
+
+    The command runs by `sh -c` through `docker compose exec -T`."""
     svc = known_services(s, service)[0]
     command = s.compose.exec_sh(svc, program.REMAINDER.strip())
     if s.dry:

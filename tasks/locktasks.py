@@ -34,8 +34,9 @@ def check_lock_options(acquire=False, release=False, message="", force=False, **
 
 @operator_task(help=LOCK_HELP, check=check_lock_options)
 def lock(s: Session, acquire=False, release=False, message="", force=False, json=False):
-    """Show the deploy lock (free, or who holds it, since when, how fresh its heartbeat is); take
-    or give back a maintenance lock with --acquire -m MSG / --release."""
+    """Show the deploy lock; take or give back a maintenance lock (--acquire -m MSG / --release).
+
+    Shown: free, or who holds it, since when, and how fresh its heartbeat is."""
     if acquire:
         return maintenance.acquire(s, message)
     if release:

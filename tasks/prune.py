@@ -57,8 +57,10 @@ def check_prune_options(keep="1", **_) -> list[str]:
                              "those in use and the rollback candidates (0 or more, default 1)",
                      "force": "remove them; without it, only list what would be removed"})
 def prune(s: Session, keep="1", force=False):
-    """Remove old images of the deployed services, under the deploy lock; never one in use or needed by
-    a rollback candidate (fab history lists them). Lists only, unless --force."""
+    """List (with --force: remove) old images of the deployed services; never a rollback's images.
+
+    Under the deploy lock. Never removed: an image a container uses, or one a rollback candidate
+    needs (fab history lists them)."""
     keep = int(str(keep).strip())
     with DeployLock(s, "prune", message=f"prune --keep {keep}"):
         choice = choose(s, int(keep))
