@@ -230,7 +230,7 @@ def _run_on_host(fn, c, settings: Settings, why: str, host: str, accept_new: boo
     try:
         t0 = time.monotonic()
         cxn = connect(c, host, settings, accept_new)
-        session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
+        session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo) or ui.OUT.level > 0,
                           redactor=Redactor(settings.secret_key_pattern), ctx=c)
         begin(session, t0)
         fn(session, *args, **kwargs)

@@ -87,7 +87,7 @@ class Deduplicated:
             return
         self.last = max(self.last, t)
         for x in ui.lines(line):
-            ui.say(x)
+            ui.say(x, keep=True)
 
 
 def follow_logs(s: Session, services: list[str], lines: int, since: str) -> None:

@@ -25,7 +25,7 @@ import tempfile
 from fabric import Config, Executor, __version__
 from fabric.main import Fab
 from fabric.tasks import ConnectionCall
-from invoke import Exit
+from invoke import Argument, Exit
 from paramiko import ConfigParseError
 
 from commands import ssh as ssh_cmd
@@ -154,9 +154,17 @@ class CheckedExecutor(Executor):
 
 
 class Program(Fab):
-    """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded."""
+    """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded, with -q/-v."""
+
+    def core_args(self):
+        return [*super().core_args(),
+                Argument(names=("quiet", "q"), kind=bool, default=False,
+                         help="print only the outcome line (and --json output) on stdout; errors still on stderr"),
+                Argument(names=("verbose", "v"), kind=bool, default=False,
+                         help="also print every remote command as it runs (secrets redacted)")]
 
     def update_config(self):
+        ui.set_level(-1 if self.args.quiet.value else 1 if self.args.verbose.value else 0)
         try:
             super().update_config()
         except (ConfigParseError, OSError) as exc:

@@ -27,7 +27,8 @@ class LineSink:
     def __init__(self, emit=None):
         self._buf = ""
         self._lock = threading.Lock()           # stdout and stderr are written by two threads
-        self.emit = emit or (lambda line: [ui.say(x) for x in ui.lines(line)])
+        # The remote output is what the operator asked for (fab logs, fab exec): shown under -q too.
+        self.emit = emit or (lambda line: [ui.say(x, keep=True) for x in ui.lines(line)])
 
     def write(self, text: str) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ class _Out:
         self.redact = Redactor()
         self.json_mode = False
         self.tee = None             # the run log's writer (tasks/runlog.py): everything printed, made safe
+        self.level = 0              # -q: -1 (stdout: only the outcome line and --json), -v: 1 (every command echoed)
 
     def copy(self, text: str) -> None:
         if self.tee is not None:
@@ -47,20 +48,29 @@ def set_json_mode(on: bool) -> None:
     OUT.json_mode = on
 
 
+def set_level(level: int) -> None:
+    """fab -q (-1) or -v (1); the run log always gets everything."""
+    OUT.level = level
+
+
 def safe(text) -> str:
     """What may reach the terminal: control characters and escape sequences stripped first (so
     one hidden inside a secret cannot split it from the redactor), then redacted."""
     return OUT.redact(strip_controls("" if text is None else str(text)))
 
 
-def say(text: str = "") -> None:
+def say(text: str = "", keep: bool = False) -> None:
+    """Progress and results on stdout; under -q only what is ``keep`` (a run's outcome line)."""
     text = safe(text)
     OUT.copy(text)
-    print(text, file=OUT.stream, flush=True)
+    if OUT.level >= 0 or keep:
+        print(text, file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:
-    say(f"! {text}")
+    text = safe(f"! {text}")
+    OUT.copy(text)
+    print(text, file=sys.stderr if OUT.level < 0 else OUT.stream, flush=True)
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
@@ -80,7 +90,7 @@ class Ticker:
         self.stream = stream or sys.stdout
         self.start = time.monotonic()
         self.shown = False
-        self.on = not OUT.json_mode and getattr(self.stream, "isatty", lambda: False)()
+        self.on = not OUT.json_mode and OUT.level >= 0 and getattr(self.stream, "isatty", lambda: False)()
 
     def __call__(self, done: bool = False) -> None:
         if not self.on:

@@ -43,6 +43,9 @@ def run_fab(mocker, capsys, argv, answer):
         code = 0
     except SystemExit as exc:
         code = exc.code
+    finally:
+        ui.set_level(0)
+        ui.set_json_mode(False)
     out, err = capsys.readouterr()
     return code, out, err, seen
 
@@ -137,3 +140,17 @@ def test_line_sink_prints_whole_lines_redacted(capsys):
     sink.close()
     assert capsys.readouterr().out.splitlines() == ["one", "two [REDACTED]", "thr"]
     ui.set_redactor(Redactor())
+
+
+def test_quiet_prints_nothing_on_stdout_but_errors_still_show(mocker, capsys):
+    code, out, err, seen = run_fab(mocker, capsys, ["-q", "lock", "--stage", "production"], ("", 0))
+    assert code == 0 and out == "" and seen                       # it ran: the lock was read, quietly
+    code, out, err, seen = run_fab(mocker, capsys, ["-q", "exec", "backend", "--stage", "production", "--", "false"],
+                                   ("boom\n", 1))
+    assert code == 1 and out == "boom\n"                            # the command's output is the result: shown
+
+
+def test_verbose_echoes_every_remote_command(mocker, capsys):
+    code, out, err, seen = run_fab(mocker, capsys, ["-v", "lock", "--stage", "production"], ("", 0))
+    assert code == 0
+    assert "$ ( [ -d /app/ai-doc-qa/.deploy/lock ]" in out and "deploy lock: free" in out
