@@ -14,6 +14,8 @@ from config.settings import ConfigError, Contact, Settings
 
 CONFIG_DIR = Path(__file__).resolve().parent
 ENV_PREFIX = "DEPLOY_"
+LOCAL_FILE = "local.env"                 # git-ignored: an upgrade of the tool never conflicts with it
+LOCAL_DIR_VARIABLE = "DEPLOY_LOCAL_CONFIG"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -23,7 +25,32 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def available_stages() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.stem != "defaults")
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.env") if p.name not in ("defaults.env", LOCAL_FILE))
+
+
+def stage_prefix(stage: str) -> str:
+    """``pre-prod`` -> ``PRE_PROD_``: a stage's name as the start of a variable name."""
+    return f"{stage.upper().replace('-', '_')}_"
+
+
+def env_files(stage: str, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
+    """The files of one stage, lowest precedence first, with the name each source is shown by."""
+    files = [(CONFIG_DIR / "defaults.env", "config/defaults.env"), (CONFIG_DIR / f"{stage}.env", f"config/{stage}.env"),
+             (CONFIG_DIR / LOCAL_FILE, f"config/{LOCAL_FILE}")]
+    local_dir = environ.get(LOCAL_DIR_VARIABLE, "")
+    if local_dir:
+        files += [(Path(local_dir) / name, f"{Path(local_dir) / name} (${LOCAL_DIR_VARIABLE})")
+                  for name in (LOCAL_FILE, f"{stage}.env")]
+    return [(path, shown) for path, shown in files if path.is_file()]
+
+
+def _stage_key(key: str) -> bool:
+    """``STAGING_HOSTS`` in a shared local file: a key prefixed with a stage's name."""
+    for st in available_stages():
+        prefix = stage_prefix(st)
+        if key.startswith(prefix) and key[len(prefix):] in PER_STAGE:
+            return True
+    return False
 
 
 def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
@@ -31,13 +58,19 @@ def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[di
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
-    for path in (CONFIG_DIR / "defaults.env", CONFIG_DIR / f"{stage}.env"):
-        for k, v in read_env_file(path).items():
+    own_prefix = stage_prefix(stage)
+    for path, shown in env_files(stage, environ):
+        read = read_env_file(path)
+        if path.name == LOCAL_FILE:
+            # Shared by every stage: `PRODUCTION_HOSTS=` is production's HOSTS only, and a key of
+            # another stage (`STAGING_HOSTS=` while running production) is not this stage's.
+            own = {k[len(own_prefix):]: v for k, v in read.items() if k.startswith(own_prefix)}
+            read = {k: v for k, v in read.items() if not _stage_key(k)} | own
+        for k, v in read.items():
             values[k] = v
-            sources[k] = f"config/{path.name}"
-    stage_prefix = f"{ENV_PREFIX}{stage.upper().replace('-', '_')}_"
+            sources[k] = shown
     for key in PER_STAGE:
-        for name in (f"{ENV_PREFIX}{key}", f"{stage_prefix}{key}"):
+        for name in (f"{ENV_PREFIX}{key}", f"{ENV_PREFIX}{own_prefix}{key}"):
             if name in environ:
                 values[key] = environ[name]
                 sources[key] = f"environment variable {name}"
@@ -82,14 +115,14 @@ def _across_keys(fields: Mapping[str, object], sources: Mapping[str, str]) -> li
 
 def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply_generic_env: bool = True) -> Settings:
     """Read, merge and validate one stage. Raises ConfigError listing every bad key."""
-    if not STAGE_NAME.match(stage or ""):
+    if not STAGE_NAME.match(stage or "") or stage == LOCAL_FILE[:-4]:
         raise ConfigError([f"stage {stage!r} is not a valid stage name"], stage)
     if not (CONFIG_DIR / f"{stage}.env").is_file():
         raise ConfigError([f"unknown stage {stage!r}: no config/{stage}.env (known: {', '.join(available_stages())})"], stage)
     environ = dict(os.environ if environ is None else environ)
     if not apply_generic_env:
         environ = {k: v for k, v in environ.items()
-                   if k.startswith(f"{ENV_PREFIX}{stage.upper()}_")}
+                   if k.startswith(f"{ENV_PREFIX}{stage_prefix(stage)}")}
     values, sources = raw_values(stage, environ)
     secrets = config_secrets(values)
     problems: list[str] = []
@@ -109,3 +142,20 @@ def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply
         raise ConfigError(problems + ([f"hint: {hint}"] if hint else []), stage, secrets)
     return Settings(**fields, contacts=contacts, sources=sources, secrets=secrets)  # type: ignore[arg-type]
 
+
+
+# RFC 2606/6761 names that can never be a real server: the shipped production.env's placeholders.
+_PLACEHOLDER = re.compile(r"(?:^|[@/.])(?:example\.(?:com|net|org)|[A-Za-z0-9-]+\.(?:example|invalid))(?:[:/]|$)", re.I)
+
+
+def placeholder_problems(settings: Settings) -> list[str]:
+    """Hosts and URLs still set to a placeholder, each with where it came from (``fab config``)."""
+    problems = []
+    for key in STAGE_KEYS:
+        if key.name != "HOSTS" and not key.name.endswith(("_URL", "_URLS")):
+            continue
+        value = getattr(settings, key.field)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, str) and _PLACEHOLDER.search(item):
+                problems.append(f"{key.name} ({settings.sources.get(key.name, '?')}): {item} is a placeholder, not your server")
+    return problems

@@ -6,7 +6,8 @@ name, in signature order, so one letter meant different options on different tas
 production`` deployed the default stage. Here each letter means one option on every task that has
 it, ``-s`` is always ``--stage``, and an option with no entry in :data:`SHORT_FLAGS` has only its
 long form. Letters of fab's own options are not reused (after the task name a task's flag would
-silently win over them), except ``-t`` for rollback's ``--to``, which operators already type.
+silently win over them), except ``-t`` for rollback's ``--to`` and ``-f`` for logs' ``--follow``, which
+operators already type (fab's own ``-t``/``-f`` still work before the task name).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ SHORT_FLAGS = {
     "message": "m",
     "to": "t",
     "limit": "n",
+    "follow": "f",
 }
 
 

@@ -23,7 +23,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from commands.secrets import Redactor
 from commands.shell import q, whole_seconds
 from config import Settings
-from tasks import web
+from tasks import ui, web
 from tasks.errors import CommandFailed
 from tasks.ssh import connect
 from tasks.worker import Job
@@ -79,7 +79,7 @@ class SSHExecutor:
             job = Job(lambda: s._exec(wrapped, timeout))
             if threading.current_thread() is threading.main_thread():
                 s.inflight = (job, command, timeout, mutating and not interruptible)
-            r = job.wait()
+            r = job.wait(ui.Ticker() if threading.current_thread() is threading.main_thread() else None)
         except KeyboardInterrupt:
             # Remembered for settle_after_interrupt(): commands run while unwinding (finally
             # blocks) must not make us forget the one that was interrupted.

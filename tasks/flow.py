@@ -259,12 +259,13 @@ def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps
                      bottleneck=(b.label if b else ""), error=(error.to_dict() if error else {}),
                      serving=s.state.serving, migrations=s.state.migrations)
     ui.say("")
-    ui.say(timing_cmd.table(s.timer))
-    ui.say(timing_cmd.summary(s.timer))
+    if not s.dry:           # a dry run's timings measure reads and skipped commands: they mean nothing
+        ui.say(timing_cmd.table(s.timer))
+        ui.say(timing_cmd.summary(s.timer))
     if s.dry:
-        ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}")
+        ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}", keep=True)
     else:
-        ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}")
+        ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}", keep=True)
     ok, detail = notify(s, f"{opts.kind}_{outcome}", {
         "release": rid, "outcome": outcome, "seconds": s.timer.total(), "bottleneck": b.label if b else "",
         "serving": s.state.serving, "error": error.what if error else ""})

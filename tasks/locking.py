@@ -116,7 +116,10 @@ class DeployLock:
     def _refusal(self, state: lock_cmd.LockState) -> DeployError:
         st = self.s.settings
         stale_after = state.stale_after(st.lock_stale_after)
-        if state.is_stale(st.lock_stale_after):
+        if state.holder.get("task") == "maintenance":
+            nxt = (f"an operator locked it for maintenance (see the message); when the work is done they release it "
+                   f"with {messages.fab(self.s.host, 'lock --release')}")
+        elif state.is_stale(st.lock_stale_after):
             nxt = (f"the holder looks gone (no sign of life for {state.age} s > its LOCK_STALE_AFTER {stale_after:g} s): "
                    f"check with {messages.status(self.s.host)}, then take it over with {messages.unlock_force(self.s.host)}")
         else:

@@ -2,19 +2,49 @@
 stale one (recorded in the release record). The lock itself: tasks/locking.py."""
 from __future__ import annotations
 
+import json as jsonlib
+
 from commands import lock as lock_cmd
 from commands import record as record_cmd
-from tasks import messages, ui
+from tasks import maintenance, messages, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.locking import read_state
 from tasks.session import Session, operator
 
+LOCK_HELP = {
+    "acquire": "take the lock for maintenance (-m says why): deploys, rollbacks, restarts and prunes then refuse (exit 6) until --release",
+    "release": "give back a maintenance lock taken with --acquire by you (another operator's needs --force)",
+    "message": "why the lock is taken (shown to whoever is refused)",
+    "force": "with --release: release another operator's maintenance lock",
+    "json": "print the lock's state as JSON on stdout",
+}
 
-@operator_task()
-def lock(s: Session):
-    """Show the deploy lock: free, or who holds it, since when, and how fresh its heartbeat is."""
+
+def check_lock_options(acquire=False, release=False, message="", force=False, **_) -> list[str]:
+    problems = []
+    if acquire and release:
+        problems.append("--acquire and --release are two different runs")
+    if acquire and not message.strip():
+        problems.append("--acquire needs -m MESSAGE: whoever is refused must learn why")
+    if force and not release:
+        problems.append("--force goes with --release (a stale deploy lock is taken over with fab unlock --force)")
+    return problems
+
+
+@operator_task(help=LOCK_HELP, check=check_lock_options)
+def lock(s: Session, acquire=False, release=False, message="", force=False, json=False):
+    """Show the deploy lock; take or give back a maintenance lock (--acquire -m MSG / --release).
+
+    Shown: free, or who holds it, since when, and how fresh its heartbeat is."""
+    if acquire:
+        return maintenance.acquire(s, message)
+    if release:
+        return maintenance.release(s, force)
     state = read_state(s)
+    if json:
+        ui.emit_json(jsonlib.dumps(maintenance.as_dict(state, s.settings.lock_stale_after), indent=2))
+        return
     if not state.held:
         ui.say(f"deploy lock: free ({s.settings.lock_dir})")
         return

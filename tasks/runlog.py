@@ -3,7 +3,8 @@
     $XDG_STATE_HOME/ai-doc-qa-deploy/logs/<timestamp>-<task>-<pid>.log
     (default ~/.local/state/ai-doc-qa-deploy/logs/...)
 
-Today it holds what libraries log, paramiko first: paramiko logs a refused SSH banner as
+It holds everything the run printed (progress, tables, error blocks, tracebacks: made safe, i.e.
+redacted, like the terminal's copy), and what libraries log, paramiko first: paramiko logs a refused SSH banner as
 "Exception (client): Error reading SSH protocol banner" plus a traceback, and with no handler of
 its own Python prints that on the terminal (logging's last-resort handler) next to our error
 block. Routed here, the terminal shows only the block, and the block names this file.
@@ -19,6 +20,8 @@ import os
 import time
 from pathlib import Path
 from typing import Iterator
+
+from tasks import ui
 
 APP = "ai-doc-qa-deploy"
 KEEP = 100                     # newest run logs kept; older ones are deleted when a run starts
@@ -105,10 +108,12 @@ def opened(task: str) -> Iterator[RunLog]:
         logger.setLevel(logging.INFO)
         logger.propagate = False            # never up to the root logger (the terminal)
     previous, CURRENT = CURRENT, log
+    previous_tee, ui.OUT.tee = ui.OUT.tee, log.write
     try:
         yield log
     finally:
         CURRENT = previous
+        ui.OUT.tee = previous_tee
         for logger, level, propagate in saved:
             logger.removeHandler(log.handler)
             logger.setLevel(level)

@@ -114,6 +114,13 @@ class Session:
         self.first_contact = False
         return r
 
+    def _exec_streaming(self, wrapped: str, sink):
+        """Like :meth:`_exec`, the output also written to ``sink`` as it comes (tasks/stream.py)."""
+        r = self.cxn.run(wrapped, warn=True, hide=False, pty=False, in_stream=False, echo=False,
+                         out_stream=sink, err_stream=sink)
+        self.first_contact = False
+        return r
+
     def _lost(self, command: str | None, why: str, started: bool = True) -> DeployError:
         """A connection that failed while a command ran, or before it could start. One that fails
         before any command came back is first contact with the host: a setup error (pages nobody)."""

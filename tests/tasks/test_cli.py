@@ -128,6 +128,9 @@ def test_stage_has_the_same_short_flag_on_every_task():
     assert {name for name, _ in tasks} == listed
     meaning = {}
     for name, ctx in tasks:
+        if name == "version":           # reads no stage: it must work with a broken config too
+            assert not ctx.args, "fab version takes no options"
+            continue
         stage = ctx.flags["--stage"]
         assert stage.names == ("stage", "s"), name
         for arg in ctx.args.values():

@@ -41,7 +41,7 @@ class InterruptedJob:
     def __init__(self, fn):
         self.fn = fn
 
-    def wait(self):
+    def wait(self, ticker=None):
         raise KeyboardInterrupt
 
 

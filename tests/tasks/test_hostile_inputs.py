@@ -18,12 +18,15 @@ from invoke import Exit, MockContext
 
 import config
 import fabfile
+from tasks import program
 from tasks.conftest import hermetic_config
 from tasks.errors import ExitCode
 from tasks.program import make_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TASKS = sorted(fabfile.ns.task_names)
+TASKS = sorted(set(fabfile.ns.task_names) - {"version"})     # version reads no configuration
+# A task's required positional argument, and exec's `-- COMMAND`, as the command line would give them.
+TASK_ARGS = {"exec": {"service": "backend"}, "restart": {"service": "backend"}}
 KEYS = list(config.keys.PER_STAGE)
 CANARY = "/tmp/ai-doc-qa-hostile-canary"
 HOSTILE_CONFIG = [
@@ -75,7 +78,8 @@ def call_task(name: str, env: dict) -> tuple[int, str, str]:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                fabfile.ns[name](MockContext(config=hermetic_config()), stage="production")
+                program.REMAINDER = "true" if name == "exec" else ""
+                fabfile.ns[name](MockContext(config=hermetic_config()), stage="production", **TASK_ARGS.get(name, {}))
             except Exit as exc:
                 code = exc.code
             except BaseException as exc:          # a bug: fab would print a traceback
@@ -119,7 +123,7 @@ def values_for(task_index: int, key_index: int, per_pair: int = 2) -> list[str]:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_config_key_with_a_hostile_value_ends_cleanly(task):
-    offline = task in ("plan", "contacts")
+    offline = task in ("plan", "contacts", "config")
     failures, codes = [], set()
     for j, key in enumerate(KEYS):
         for value in (HOSTILE_CONFIG if offline else values_for(TASKS.index(task), j)):

@@ -99,3 +99,29 @@ def test_history_still_lists_releases_when_what_runs_cannot_be_read(mocker, caps
     code, out, err, remote = run_task(mocker, capsys, history, [RECORD_READ, broken])
     assert code == 0, err
     assert "20261128T041925Z-a527" in out and "rollback candidates" in out
+
+
+def test_status_json_is_one_object_on_stdout_with_the_same_facts(mocker, capsys):
+    code, out, err, remote = run_task(mocker, capsys, status, [
+        *Containers(*all_of()).script(), HEALTH, GIT_STATE, RECORD_READ, FREE], json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert [s["service"] for s in d["services"]] == ["backend", "model_server", "postgres", "proxy", "redis"]
+    assert d["healthy"] and d["health_url"]["version"] == "v1" and d["code"]["head"] == HEAD
+    assert d["last_release"]["id"] == "20261128T041925Z-a527" and d["last_release"]["outcome"] == "success"
+    assert d["lock"]["held"] is False and d["lock"]["described"] == "free"
+    assert "stage: production" in err                   # progress goes to stderr in --json mode
+    assert read_only(remote)
+
+
+def test_history_json_lists_the_releases_and_the_candidates(mocker, capsys):
+    images = Images(captured("docker-image-inspect.txt"))
+    code, out, err, remote = run_task(mocker, capsys, history, [
+        RECORD_READ, *Containers(*all_of()).script(), (IMAGE_INSPECT, images)], limit="3", json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert [r["id"] for r in d["releases"]] == ["20261128T041905Z-948e", "20261128T041921Z-ad2c", "20261128T041925Z-a527"]
+    assert d["releases"][0]["outcome"] == "rolled_back" and d["releases"][0]["steps"]
+    assert d["rollback_candidates"][0]["release"] == "20261128T041925Z-a527"
+    assert d["rollback_candidates"][0]["note"].endswith("next bare rollback")
+    assert read_only(remote)
