@@ -32,6 +32,7 @@ GUARD_BUSY = 75         # the guard could not be taken within GUARD_WAIT s (EX_T
 GUARD_WAIT = 5
 
 HOLDER_FILE = "holder.json"
+MAX_HOLDER_SECONDS = 7 * 86400      # config's own limit for LOCK_STALE_AFTER and LOCK_HEARTBEAT
 HEARTBEAT_FILE = "heartbeat"
 
 
@@ -149,7 +150,8 @@ def holder_seconds(holder: dict, key: str, fallback: float) -> float:
     """The holder's own LOCK_HEARTBEAT / LOCK_STALE_AFTER as stored in its holder file; the local
     value for an old holder file, a half-created lock or a value that is not a positive number."""
     value = holder.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    # Compared, never converted first: float() of a huge int from a hostile file raises OverflowError.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_HOLDER_SECONDS:
         return fallback
     return float(value)
 
@@ -200,7 +202,7 @@ def parse_status(stdout: str) -> LockState:
         if line.startswith("{"):
             try:
                 holder = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):     # torn, corrupt, or nested too deep to parse
                 # Its size only: the raw text could hold a secret, and cutting it before redaction
                 # would print a prefix of one (this can reach a lock_takeover record line).
                 holder = {"unreadable": f"{len(line)} characters, not JSON"}

@@ -22,6 +22,10 @@ READ_LINES = 2000
 # A search for one release id stops after this many matching lines: a deploy writes about 25, so
 # this still sees enough of two releases to call a short prefix ambiguous.
 SEARCH_MAX_LINES = 500
+# A real line is under 5 kB. Longer ones (a hostile or corrupt record) are cut on the host, so
+# they arrive as invalid JSON and are skipped; and no read returns more than MAX_READ_BYTES.
+MAX_LINE_BYTES = 64 * 1024
+MAX_READ_BYTES = 16 * 1024 * 1024
 
 
 def new_release_id(now: datetime | None = None) -> str:
@@ -54,19 +58,26 @@ def append(path: str, text_line: str) -> str:
 
 
 def read(path: str, last: int = READ_LINES) -> str:
-    """The record's line count (for line numbers in warnings), then its last ``last`` lines."""
+    """The record's line count and whether its last byte is a newline (for line numbers in
+    warnings), then its last ``last`` lines, each cut to MAX_LINE_BYTES, at most MAX_READ_BYTES
+    in all (cut from the front: line numbers count from the end)."""
     check_path(path, "record file")
-    return f"{{ wc -l < {q(path)} && tail -n {int(last)} {q(path)}; }} 2>/dev/null || true"
+    p = q(path)
+    return (f"{{ n=$(wc -l < {p}) && echo \"$n $(tail -c 1 {p} | wc -l)\" && tail -n {int(last)} {p} "
+            f"| cut -b 1-{MAX_LINE_BYTES} | tail -c {MAX_READ_BYTES}; }} 2>/dev/null || true")
 
 
 def search(path: str, release: str) -> str:
     """Every line of the whole record whose release id starts with ``release``, numbered
-    (``grep -n``), for an explicit ``rollback --to`` older than the lines :func:`read` returns."""
+    (``grep -n``), for an explicit ``rollback --to`` older than the lines :func:`read` returns.
+    ``-a``: a record with a NUL byte in it (a crash) is still text; without it grep only says
+    "binary file matches" and prints no line."""
     check_path(path, "record file")
     if not RELEASE_ID.match(release or ""):
         raise UnsafeValue(f"release id {release!r} may hold only letters, digits and . _ : - (not first)")
     needle = f'"release":"{release}'
-    return f"grep -n -F -m {SEARCH_MAX_LINES} -e {q(needle)} -- {q(path)} 2>/dev/null || true"
+    return (f"{{ grep -a -n -F -m {SEARCH_MAX_LINES} -e {q(needle)} -- {q(path)} | cut -b 1-{MAX_LINE_BYTES} "
+            f"| head -c {MAX_READ_BYTES}; }} 2>/dev/null || true")
 
 
 
@@ -78,15 +89,21 @@ def parse(text: str) -> list[dict]:
 
 
 def parse_read(stdout: str) -> RecordRead:
-    """The output of :func:`read`: the newline count, then the last lines. Line numbers follow
-    from the count (a torn last line has no newline, so it is one more)."""
+    """The output of :func:`read`: the newline count and the last byte's (1: the file ends with
+    a newline), then the last lines. Line numbers follow from the count (a torn last line has no
+    newline, so it is one more)."""
     head, _, body = stdout.partition("\n")
-    if not head.strip().isdigit():
+    counts = head.split()
+    if not counts or not all(c.isdigit() for c in counts):
         return check((0, raw) for raw in stdout.split("\n"))
     rows = body.split("\n")
     if rows and rows[-1] == "":
         rows.pop()                           # the newline that ends the last line
-    total = int(head.strip()) + (0 if body.endswith("\n") or not body else 1)
+    if len(counts) > 1:
+        torn = counts[1] == "0" and bool(rows)
+    else:                                    # the count alone (an older form of read())
+        torn = bool(body) and not body.endswith("\n")
+    total = int(counts[0]) + (1 if torn else 0)
     first = total - len(rows) + 1
     return check(enumerate(rows, first))
 

@@ -38,10 +38,15 @@ ENCODED_MIN_LENGTH = 6    # a shorter base64 fragment would match ordinary words
 # Used until the stage config (and its SECRET_KEY_PATTERN) is loaded, e.g. for a configuration error.
 FALLBACK_KEY_PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)"
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+# The scheme starts where no scheme character precedes it, and is short (RFC 3986 names are): else
+# every position of a long run of letters would start a new attempt, and one 100 kB line took 35 s.
+_URL_PASSWORD = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 # NAME=value (env lines, shell assignments, --name=value, ?name=value&...), NAME secret-looking.
+# Also inside JSON text, where a quoted value reads NAME=\"value\": the value is masked whole, and a
+# bare value never takes the backslash of an escaped quote (that would leave the JSON invalid).
 _ASSIGNMENT = re.compile(r"(?<![\w])(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]*=[ \t]*)"
-                         r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)")
+                         r"(?P<val>\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|\"[^\"\n]*\"|'[^'\n]*'"
+                         r"|(?:[^\s\"',;&\\]|\\\\|\\(?![\"\\]))+)")
 # "name": "value" (JSON, Python dict reprs), name secret-looking.
 _JSON_PAIR = re.compile(r"(?P<key>[\"'][A-Za-z0-9_.-]{1,64}[\"'])(?P<sep>[ \t]*:[ \t]*)"
                         r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')")
@@ -49,6 +54,7 @@ _AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:
 _BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
 _PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 _MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
 _SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)
 
@@ -83,7 +89,9 @@ def forms(value: str) -> set[str]:
     out |= {f.replace("/", "\\/") for f in list(out) if "/" in f}      # encoders that escape '/'
     out.add(repr(value)[1:-1])
     out.add(value.replace("'", "'\"'\"'"))                              # inside '...' of a shell command
-    out |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+    # %2F and %2f are the same escape (RFC 3986 2.1); some encoders write lower case.
+    out |= encoded | {_LOWER_HEX.sub(lambda m: m.group(0).lower(), e) for e in encoded}
     out.add(strip_controls(value))                                      # what the terminal filter leaves
     out |= _base64_fragments(value.encode("utf-8"))
     return {f for f in out if len(f) >= MIN_LENGTH}
@@ -215,7 +223,10 @@ class Redactor:
         if not bare or REDACTED in bare or _PLACEHOLDER.match(val) \
                 or not _is_secret_name(self._shape_pattern, m.group("key").strip("\"'")):
             return m.group(0)
-        quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
+        if len(val) > 3 and val.startswith('\\"') and val.endswith('\\"'):
+            quote_char = '\\"'                     # NAME=\"value\" inside JSON text
+        else:
+            quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
         return f"{m.group('key')}{m.group('sep')}{quote_char}{REDACTED}{quote_char}"
 
     @staticmethod

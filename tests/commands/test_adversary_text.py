@@ -1,0 +1,125 @@
+"""Text that enters the tool from the host or leaves it for a terminal, a record or CI, tried as an
+attacker and a careless operator would (the adversary pass over issue 7, items 10-12 and 14).
+Each test is named after the defect it found."""
+import json
+import re
+import subprocess
+import time
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from commands import lock, record
+from commands.secrets import REDACTED, Redactor
+from commands.terminal import strip_controls
+
+PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|AUTH)"
+HUGE_INT = "1" + "0" * 400          # valid JSON; too large for a float
+
+
+# ---- hostile numbers and nesting from the host never crash a reader ---------------------------------
+
+def test_record_line_with_an_integer_too_large_for_a_float_is_skipped_not_a_crash():
+    raw = '{"v":1,"release":"r1","event":"step","step":"services","seconds":' + HUGE_INT + '}'
+    got = record.check([(7, raw)])
+    assert got.lines == [] and got.skipped == [(7, "step line: seconds is not a number of seconds")]
+
+
+def test_lock_holder_nested_too_deep_for_the_json_parser_is_unreadable_not_a_crash():
+    state = lock.parse_status('{"who": ' + "[" * 100_000 + "]" * 100_000 + '}\nclock 100 90 80')
+    assert state.held and "token" not in state.holder
+
+
+def test_lock_holder_with_an_integer_too_large_for_a_float_falls_back_to_the_local_setting():
+    state = lock.parse_status('{"token": "ab12", "lock_stale_after": ' + HUGE_INT + '}\nclock 1000 100 90')
+    assert state.stale_after(120) == 120 and state.is_stale(120)
+
+
+# ---- shape rules on JSON text ------------------------------------------------------------------------
+
+def test_shape_rule_on_json_text_keeps_it_valid_json_and_hides_an_escaped_quoted_value():
+    r = Redactor(PATTERN)
+    once = r.obj({"message": 'TOKEN="x y"', "note": 'PASSWORD="hunter22" user=bob'})
+    for data in (once, {"raw": 'PASSWORD="hunter22" and SECRET="s3 cr3t"'}):
+        out = r(json.dumps(data))
+        assert "hunter22" not in out and "s3 cr3t" not in out, out
+        assert json.loads(out)                      # still valid JSON (CI parses --json)
+    assert json.loads(r(json.dumps(once))) == once
+
+
+# ---- URL-encoded secrets, whatever the case of the hex digits -------------------------------------
+
+def test_url_encoded_secret_with_lowercase_hex_escapes_is_redacted():
+    secret = "Sx/9+q=w&z k%tb"
+    r = Redactor(PATTERN)
+    r.add_env({"API_TOKEN": secret})
+    lower = lambda s: re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), s)     # noqa: E731
+    for encoded in (quote(secret, safe=""), quote(secret), quote_plus(secret)):
+        for form in (encoded, lower(encoded)):
+            assert r(f"GET /cb?x={form}&y=1") == f"GET /cb?x={REDACTED}&y=1", form
+
+
+# ---- invisible characters never split a secret from the redactor, nor hide text -------------------
+
+@pytest.mark.parametrize("invisible", ["\u00ad", "\u180e", "\u061c", "\u034f", "\ufe0f", "\U000e0041", "\u2028"])
+def test_invisible_format_character_inside_a_secret_is_stripped_before_redaction(invisible):
+    secret = "sentinel-zw-4f7a9c2e"
+    r = Redactor(PATTERN)
+    r.add_env({"SECRET_KEY": secret})
+    shown = strip_controls(f"key {secret[:9]}{invisible}{secret[9:]} end")
+    assert r(shown) == f"key {REDACTED} end"
+
+
+# ---- scanning cost: one long line must not stall every print -----------------------------------------
+
+def test_a_long_run_of_letters_is_redacted_in_linear_time():
+    r = Redactor(PATTERN)
+    text = "x" * 60_000
+    start = time.process_time()
+    assert r(text) == text
+    # The old URL-password rule retried the scheme at every position: ~5 s here, 35 s at 100 kB.
+    assert time.process_time() - start < 1.0
+
+
+# ---- the release record on the host: NUL bytes and huge lines ----------------------------------------
+
+def test_search_finds_an_old_release_in_a_record_with_a_nul_byte(tmp_path):
+    path = tmp_path / "releases.jsonl"
+    start = record.line("20260101T000000Z-aaaa", "start", kind="deploy")
+    path.write_bytes(start.encode() + b"\n" + b"\0\0\0\n" + record.line("r2", "start").encode() + b"\n")
+    out = subprocess.run(["sh", "-c", record.search(str(path), "20260101T000000Z-aaaa")],
+                         capture_output=True, text=True).stdout
+    assert [d["release"] for d in record.parse_search(out).lines] == ["20260101T000000Z-aaaa"]
+
+
+def test_a_huge_record_line_is_cut_on_the_host_and_skipped(tmp_path):
+    path = tmp_path / "releases.jsonl"
+    good = record.line("r1", "start", kind="deploy")
+    huge = '{"v":1,"release":"r1","event":"start","who":"' + "w" * (4 * record.MAX_LINE_BYTES) + '"}'
+    path.write_text("\n".join([good, huge, good]) + "\n")
+    for command, parse in ((record.read(str(path)), record.parse_read), (record.search(str(path), "r1"), record.parse_search)):
+        out = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+        assert len(out) < 2 * record.MAX_LINE_BYTES
+        got = parse(out)
+        assert len(got.lines) == 2 and [n for n, _ in got.skipped] == [2]
+
+
+def test_the_record_read_is_bounded_in_total(tmp_path):
+    path = tmp_path / "releases.jsonl"
+    line = '{"v":1,"release":"r1","event":"start","who":"' + "w" * (record.MAX_LINE_BYTES - 100) + '"}'
+    with open(path, "w") as fh:
+        for _ in range(2 * record.MAX_READ_BYTES // record.MAX_LINE_BYTES):
+            fh.write(line + "\n")
+    out = subprocess.run(["sh", "-c", record.read(str(path))], capture_output=True, text=True).stdout
+    assert len(out) <= record.MAX_READ_BYTES + 100
+    got = record.parse_read(out)
+    total = 2 * record.MAX_READ_BYTES // record.MAX_LINE_BYTES
+    assert got.numbers[-1] == total                 # line numbers still count from the end of the file
+
+
+def test_every_unicode_format_character_is_stripped():
+    import sys
+    import unicodedata
+    invisible = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")]
+    assert [hex(ord(ch)) for ch in invisible if strip_controls(f"a{ch}b") != "ab"] == []
+    assert strip_controls("naïve café 日本 ✗ — ok") == "naïve café 日本 ✗ — ok"
