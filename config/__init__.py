@@ -11,6 +11,7 @@ came from. The result is one frozen :class:`Settings`. No fabric/invoke imports 
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from commands.secrets import command_secrets, url_secrets
 from commands.shell import (
@@ -167,7 +168,8 @@ def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False,
             n = cast(v)
         except ValueError:
             raise ValueError(f"must be a {what}, got {v!r}") from None
-        if not math.isfinite(n) or n < 0 or (n == 0 and not allow_zero):
+        # An int is compared, never converted: math.isfinite(10**400) raises OverflowError.
+        if (not isinstance(n, int) and not math.isfinite(n)) or n < 0 or (n == 0 and not allow_zero):
             raise ValueError(f"must be {'zero or a positive' if allow_zero else 'a positive'} {what}, got {v!r}")
         if n > maximum:
             raise ValueError(f"must be at most {maximum:g}, got {v!r}")
@@ -248,6 +250,14 @@ def _local_path(v: str) -> str:
     return v
 
 
+def _secret_pattern(v: str) -> str:
+    """SECRET_KEY_PATTERN: empty would make no env value a secret, and every one printable."""
+    if not v:
+        raise ValueError("must not be empty: it decides which env values are secrets and never printed "
+                         "(to treat no key as secret, say so with a pattern that matches nothing: (?!))")
+    return _regex(v)
+
+
 def _regex(v: str) -> str:
     try:
         re.compile(v)
@@ -317,7 +327,7 @@ SCHEMA: dict[str, tuple[Callable[[str], object], str]] = {
     "ENV_FILES": (_list(_rel_path), "env_files"),
     "ENV_EXAMPLE": (_opt(_rel_path), "env_example"),
     "SECRET_FILES": (_list(_rel_path), "secret_files"),
-    "SECRET_KEY_PATTERN": (_regex, "secret_key_pattern"),
+    "SECRET_KEY_PATTERN": (_secret_pattern, "secret_key_pattern"),
     "MIGRATIONS_PATH": (_rel_path, "migrations_path"),
     "DB_READY_COMMAND": (_shell_command, "db_ready_command"),
     "DB_CHECK_COMMAND": (_shell_command, "db_check_command"),
@@ -351,8 +361,35 @@ def available_stages() -> list[str]:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
-    values = dotenv_values(path, interpolate=False)
-    return {k: ("" if v is None else v) for k, v in values.items()}
+    """One stage file, parsed as python-dotenv does, but strictly: a file that cannot be read, is
+    not UTF-8, has a line dotenv cannot parse, or sets a key twice is a configuration error.
+    (python-dotenv itself skips a bad line with a logged warning, so a typo such as an unclosed
+    quote silently gave the key its value from defaults.env.)"""
+    name = f"config/{path.name}"
+    if not path.exists():
+        return {}                    # an unknown stage is reported by load_settings; missing keys by name
+    try:
+        if not path.is_file():       # a directory, or a FIFO that would block the read
+            raise IsADirectoryError(0, "not a regular file")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text (byte {exc.start} is not valid UTF-8); save it as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
+    values: dict[str, str] = {}
+    where: dict[str, int] = {}
+    problems = []
+    for b in parse_stream(io.StringIO(text)):
+        line = b.original.line
+        if b.error:
+            problems.append(f"{name} line {line}: not a KEY=value line python-dotenv can parse (an unclosed quote?)")
+        elif b.key is not None:
+            if b.key in where:
+                problems.append(f"{name} line {line}: {b.key} is already set on line {where[b.key]}; keep one")
+            values[b.key], where[b.key] = ("" if b.value is None else b.value), line
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
