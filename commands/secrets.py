@@ -264,9 +264,11 @@ class Redactor:
         return excerpt(text, limit, self)
 
     def obj(self, data):
-        """Redact every string inside a JSON-able structure (records, webhook payloads)."""
+        """Redact every string inside a JSON-able structure (records, webhook payloads, --json),
+        without its escape sequences and invisible characters, which could split a secret from
+        the redactor here and reach a terminal when the record is read."""
         if isinstance(data, str):
-            return self(data)
+            return self(strip_controls(data))
         if isinstance(data, dict):
             return {self(k) if isinstance(k, str) else k: self.obj(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):

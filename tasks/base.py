@@ -62,10 +62,13 @@ def render_error(err: DeployError, settings: Settings | None, host: str | None, 
     ui.block(title, fields)
 
 
+PROBLEM_CHARS = 300        # a problem echoes the raw value: a 100 kB value must not flood the terminal
+
+
 def render_config_error(exc: ConfigError) -> None:
     stage = f" for stage {exc.stage}" if exc.stage else ""
     ui.block(f"✗ CONFIGURATION ERROR{stage}", [
-        ("Problems", exc.problems),
+        ("Problems", [ui.excerpt(p, PROBLEM_CHARS) for p in exc.problems]),     # redacted, then cut
         ("Host state", "nothing was run: configuration is checked before any SSH connection"),
         ("Next", exc.next_step or "fix the key(s) above in config/<stage>.env or the named environment variable, then re-run"),
         ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),

@@ -62,7 +62,9 @@ def unlock(s: Session, force=False):
         raise DeployError.from_command(failed, what, code=ExitCode.LOCKED, state="lock left as it is",
                                        next_step=messages.lock(s.host)) from None
     rid = record_cmd.new_release_id()
-    text = record_cmd.line(rid, "lock_takeover", who=operator(), previous_holder={k: v for k, v in state.holder.items() if k != "token"},
-                           heartbeat_age=state.age, stale_after=stale_after, half_created=state.half_created, kept_at=stale_dir)
-    s.run(record_cmd.append(st.releases_file, s.redactor(text)), mutating=True)
+    # Redacted before it is serialized (redacting the JSON text could break it); the holder came from the host.
+    data = s.redactor.obj({"who": operator(), "previous_holder": {k: v for k, v in state.holder.items() if k != "token"},
+                           "heartbeat_age": state.age, "stale_after": stale_after, "half_created": state.half_created,
+                           "kept_at": stale_dir})
+    s.run(record_cmd.append(st.releases_file, record_cmd.line(rid, "lock_takeover", **data)), mutating=True)
     ui.say(f"stale lock taken over and moved to {stale_dir}; the takeover is recorded in {st.releases_file}")

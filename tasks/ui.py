@@ -6,6 +6,7 @@ JSON record for CI. Error blocks always go to stderr.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -61,9 +62,13 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
     say(tabulate(cells, headers=list(headers)))
 
 
-def emit_json(text: str) -> None:
-    """The only thing written to stdout in --json mode."""
-    print(safe(text), file=sys.stdout, flush=True)
+def emit_json(data) -> None:
+    """The only thing written to stdout in --json mode: ``data`` redacted string by string, then
+    serialized. Redacting the serialized text instead broke the JSON whenever a secret's value
+    also occurs in the syntax: a secret "true" (AUTH_ENABLED=true) turned `"ok": true` into
+    `"ok": [REDACTED]`. Serialized with ensure_ascii, so no control or invisible character reaches
+    the terminal raw."""
+    print(json.dumps(OUT.redact.obj(data), indent=2, sort_keys=True), file=sys.stdout, flush=True)
 
 
 def excerpt(text: str, limit: int, redact=None) -> str:

@@ -1,0 +1,99 @@
+"""Text leaving the tool through its task layer (the lock holder file, the takeover record,
+--json, the run log, the command line, the config error), tried as an attacker and a careless
+operator would (adversary pass over issue 7). Each test is named after the defect it found."""
+import json
+import logging
+import shlex
+
+import pytest
+from invoke import Exit, MockContext
+
+from commands.secrets import Redactor
+from tasks import flow as flow_mod
+from tasks import locking, locktasks, runlog, ui
+from tasks.conftest import hermetic_config
+from tasks.runstate import Observation
+from tasks.steps import RunOptions, Step
+
+PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|AUTH)"
+SECRET = "sentinel-adv-7c1e94b2"
+
+
+def appended_lines(remote) -> list[dict]:
+    """The JSON lines the tool appended to the release record on the (scripted) host."""
+    out = []
+    for c in remote.commands:
+        if "releases.jsonl" in c and ">>" in c:
+            word = next(w for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))
+            out.append(json.loads(word))
+    return out
+
+
+@pytest.fixture
+def secret_session(make_session):
+    def make(script=()):
+        s, remote = make_session(script)
+        s.redactor = Redactor(PATTERN)
+        s.redactor.add_env({"SECRET_KEY": SECRET, "AUTH_ENABLED": "true"})
+        ui.set_redactor(s.redactor)
+        return s, remote
+    return make
+
+
+def test_lock_holder_file_on_the_host_never_gets_a_secret_from_the_message(secret_session):
+    s, remote = secret_session([(r"mkdir", "acquired\n")])
+    lk = locking.DeployLock(s, "deploy", f"hotfix; the old key {SECRET} leaked", 0)
+    lk._start_heartbeat = lambda: None
+    lk.__enter__()
+    acquire = next(c for c in remote.commands if "holder.json" in c and "mkdir" in c)
+    assert SECRET not in acquire and "the old key [REDACTED] leaked" in acquire
+
+
+def test_lock_takeover_record_is_redacted_before_it_is_serialized(secret_session):
+    holder = {"token": "ab12", "who": "mallory@x", "message": f'TOKEN="{SECRET}" \x1b]0;pwned\x07 AUTH="x y"',
+              "lock_stale_after": 120}
+    s, remote = secret_session([(r"^\( \[ -d .*cat -- ", json.dumps(holder) + "\nclock 1000 100 90\n")])
+    locktasks.unlock.body.__wrapped__(s, force=True)
+    (line,) = appended_lines(remote)              # valid JSON (redacting the text broke the escaped quotes)
+    assert line["event"] == "lock_takeover" and "token" not in line["previous_holder"]
+    assert line["previous_holder"]["message"] == 'TOKEN="[REDACTED]"  AUTH="[REDACTED]"'
+
+
+def test_json_output_stays_valid_json_when_a_secret_value_is_true(secret_session, mocker, capsys):
+    s, _ = secret_session()
+    mocker.patch.object(flow_mod, "DeployLock")
+    mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
+    img = {"backend": {"ref": "reg/backend:v1", "id": "sha256:" + "1" * 64, "digests": []}}
+    mocker.patch.object(flow_mod, "observe", return_value=Observation(img, True, "v1"))
+    ui.set_json_mode(True)                           # as the task wrapper does for --json
+    try:
+        flow_mod.run_flow(s, (Step("checklist", lambda s, opts: None),),
+                          RunOptions(kind="deploy", json_out=True, message=f"note {SECRET}"))
+    finally:
+        ui.set_json_mode(False)
+    out = json.loads(capsys.readouterr().out)        # `"after_healthy": [REDACTED]` was not JSON
+    assert out["before_healthy"] is True and out["outcome"] == "success" and out["note"] == "note [REDACTED]"
+
+
+def test_run_log_file_is_redacted_and_free_of_escape_sequences(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = Redactor(PATTERN)
+    r.add_env({"SECRET_KEY": SECRET})
+    ui.set_redactor(r)
+    with runlog.opened("status") as log:
+        logging.getLogger("paramiko.transport").warning("banner said %s \x1b]52;c;Y3VybCBldmls\x07", SECRET)
+        log.write(f"our own line with {SECRET}")
+    text = log.path.read_text()
+    assert "banner said [REDACTED]" in text and "our own line with [REDACTED]" in text
+    assert SECRET not in text and "\x1b" not in text
+
+
+def test_config_error_echo_of_a_huge_value_is_cut_after_redaction(monkeypatch, capsys):
+    from tasks.verify import smoke
+    monkeypatch.setenv("DEPLOY_APP_DIR", "relative/" + "x" * 100_000)
+    monkeypatch.setenv("DEPLOY_WEBHOOK_URL", "https://hooks.example.com/services/T0/" + "B" * 5000 + " bad")
+    with pytest.raises(Exit) as exc:
+        smoke(MockContext(config=hermetic_config()), stage="production")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "APP_DIR (environment variable DEPLOY_APP_DIR)" in err
+    assert len(err) < 4000 and "BBBB" not in err
