@@ -20,7 +20,7 @@ QUICK_RETRIES = 3           # tries (0.2 s apart) when the lock was freed or bus
 
 
 def read_state(s: Session) -> lock_cmd.LockState:
-    return lock_cmd.parse_status(s.run(lock_cmd.status(s.settings.lock_dir)).stdout)
+    return lock_cmd.parse_status(s.run(lock_cmd.status(s.settings.lock_dir)).stdout, s.redactor)
 
 
 def lock_wait_seconds(value: float) -> float:

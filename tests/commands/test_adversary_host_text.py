@@ -123,3 +123,24 @@ def test_every_unicode_format_character_is_stripped():
     invisible = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")]
     assert [hex(ord(ch)) for ch in invisible if strip_controls(f"a{ch}b") != "ab"] == []
     assert strip_controls("naïve café 日本 ✗ — ok") == "naïve café 日本 ✗ — ok"
+
+
+# ---- a hostile lock holder file is shown and recorded bounded, redacted before it is cut --------------
+
+def test_lock_holder_with_a_huge_message_is_bounded_and_redacted_before_the_cut():
+    secret = "sentinel-holder-5b8e1f"
+    r = Redactor(PATTERN)
+    r.add_env({"SECRET_KEY": secret})
+    holder = {"token": "0123456789abcdef", "who": "w" * 10_000, "pid": 10 ** 400, "stage": ["x"],
+              "message": "m" * 495 + secret + "m" * 300_000, "extra": "x" * 1000}
+    raw = json.dumps(holder)
+    state = lock.parse_status(raw + "\nclock 1000 990 900", r)
+    assert state.holder["token"] == "0123456789abcdef" and "pid" not in state.holder and "extra" not in state.holder
+    text = lock.describe(state)
+    assert len(text) < 1000 and "sentinel" not in text           # cut at 500: the first 5 characters of it, before
+    assert "message: " + "m" * 495 in text
+
+
+def test_lock_holder_token_of_the_wrong_shape_is_not_used():
+    state = lock.parse_status(json.dumps({"token": "x' ; reboot", "who": "a"}) + "\nclock 1 1 1")
+    assert "token" not in state.holder and state.half_created

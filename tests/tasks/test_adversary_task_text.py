@@ -9,9 +9,11 @@ import pytest
 from invoke import Exit, MockContext
 
 from commands.secrets import Redactor
+from tasks import checklist as checklist_mod
 from tasks import flow as flow_mod
 from tasks import locking, locktasks, runlog, ui
 from tasks.conftest import hermetic_config
+from tasks.deploy import DEPLOY_STEPS
 from tasks.runstate import Observation
 from tasks.steps import RunOptions, Step
 
@@ -97,3 +99,48 @@ def test_config_error_echo_of_a_huge_value_is_cut_after_redaction(monkeypatch, c
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "APP_DIR (environment variable DEPLOY_APP_DIR)" in err
     assert len(err) < 4000 and "BBBB" not in err
+
+
+# ---- the command line: bounded values --------------------------------------------------------------
+
+def run_fab(argv, monkeypatch):
+    """The real fab command line, in-process, with this checkout's task collection."""
+    import contextlib
+    import io
+
+    from fabric.main import Fab
+
+    import fabfile
+    from tasks.program import make_program
+    monkeypatch.setattr(Fab, "load_collection", lambda self: setattr(self, "collection", fabfile.ns))
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            make_program().run(["fab", *argv])
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_message_too_long_for_one_remote_command_is_a_usage_error(monkeypatch, mocker):
+    connect = mocker.patch("tasks.base.connect")
+    code, _, err = run_fab(["deploy", "--stage", "production", "--message", "m" * 200_000], monkeypatch)
+    assert code == 2 and "--message is 200000 characters long; at most 1000" in err and len(err) < 2000
+    connect.assert_not_called()
+
+
+def test_a_lock_wait_that_is_finite_but_endless_is_a_usage_error(monkeypatch, mocker):
+    connect = mocker.patch("tasks.base.connect")
+    code, _, err = run_fab(["deploy", "--stage", "production", "--lock-wait", "1e300"], monkeypatch)
+    assert code == 2 and "--lock-wait must be at most 604800 seconds, got '1e300'" in err
+    connect.assert_not_called()
+
+
+def test_deploy_message_reaches_the_checklist_and_its_start_notification(make_session, mocker):
+    """deploy --message is what the checklist's deploy_starting notification carries (it got "")."""
+    s, _ = make_session()
+    checked = mocker.patch.object(checklist_mod, "checked")
+    step = next(st for st in DEPLOY_STEPS if st.name == "checklist")
+    step.run(s, RunOptions(kind="deploy", message="hotfix for INC-42"))
+    checked.assert_called_once_with(s, "hotfix for INC-42")
