@@ -157,6 +157,8 @@ class Release:
     serving: str = ""
     migrations: dict = field(default_factory=dict)
     note: str = ""
+    # Why this release's events do not add up (then it is never evidence for a rollback target), or "".
+    problem: str = ""
 
 
 def _fold(r: Release, d: Mapping) -> None:
@@ -180,6 +182,9 @@ def _fold(r: Release, d: Mapping) -> None:
         r.steps.append({k: d.get(k) for k in ("step", "sub", "seconds", "ok")})
     elif ev == "migrations":
         r.migrations = {k: d.get(k) for k in ("before", "after")}
+    elif ev == "lock_takeover":          # written by unlock --force under a release id of its own
+        r.kind, r.outcome, r.started = "lock_takeover", "-", d.get("at", "")
+        r.who = d["who"] if isinstance(d.get("who"), str) else ""
     elif ev == "end":
         r.outcome = d["outcome"]
         r.ended = d.get("at", "")
@@ -191,16 +196,52 @@ def _fold(r: Release, d: Mapping) -> None:
 
 def releases(lines: Iterable[dict]) -> list[Release]:
     """Fold the lines into releases, oldest first. A line that fails :func:`validate` is ignored
-    here too, whoever passes it in."""
+    here too, whoever passes it in. A release whose events do not add up gets a ``problem``."""
     by_id: dict[str, Release] = {}
+    events: dict[str, list[dict]] = {}
     for d in lines:
         if validate(d) is not None:
             continue
         rid = d["release"]
         if rid not in by_id:
-            by_id[rid] = Release(id=rid)
+            by_id[rid], events[rid] = Release(id=rid), []
         _fold(by_id[rid], d)
+        events[rid].append(d)
+    for rid, r in by_id.items():
+        r.problem = inconsistency(events[rid])
     return list(by_id.values())
+
+
+def inconsistency(events: list[dict]) -> str:
+    """Why one release's events, in file order, are not what a run of this tool writes, or "".
+
+    A run writes one ``start`` first, at most one ``images_before`` and one ``images_after`` (in
+    that order) and one ``end`` last; ``success`` comes only after every step of ``start.steps``
+    finished ok, ``rolled_back`` only after an ok ``auto-rollback``. Anything else (an
+    ``images_after`` appended after the end, two runs under one id, an end before the start) is
+    a corrupt, merged or forged record: never evidence that an image set served healthily. A
+    forgery that writes every event in order cannot be told apart (the record is not signed)."""
+    names = [d["event"] for d in events]
+    if names == ["lock_takeover"]:
+        return ""
+    if names[0] != "start":
+        return "its first event is not start (older than the lines read, or forged)"
+    repeated = [e for e in ("start", "images_before", "images_after", "end") if names.count(e) > 1]
+    if repeated:
+        return f"{repeated[0]} appears {names.count(repeated[0])} times (two runs under one id, or forged)"
+    if "end" in names and names[-1] != "end":
+        return f"{names[names.index('end') + 1]} comes after the end"
+    if "images_after" in names and "images_before" in names and names.index("images_after") < names.index("images_before"):
+        return "images_after comes before images_before"
+    end = events[-1] if names[-1] == "end" else {}
+    finished = {d["step"] for d in events if d["event"] == "step" and d.get("sub") is None and d.get("ok") is True}
+    if end.get("outcome") == "success":
+        missing = [step for step in events[0].get("steps") or [] if step not in finished]
+        if missing:
+            return f"outcome success, but step {missing[0]} never finished ok"
+    if end.get("outcome") == "rolled_back" and "auto-rollback" not in finished:
+        return "outcome rolled_back, but no auto-rollback step finished ok"
+    return ""
 
 
 def image_ids(images: Mapping[str, Mapping]) -> dict[str, str]:

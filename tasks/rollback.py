@@ -36,7 +36,14 @@ def read_record(s: Session, to: str = "") -> record_cmd.RecordRead:
 
 
 def load_releases(s: Session, to: str = "") -> list[record_cmd.Release]:
-    return record_cmd.releases(read_record(s, to).lines)
+    rels = record_cmd.releases(read_record(s, to).lines)
+    odd = [r for r in rels if r.problem]
+    if odd and not s.state.inconsistent_warned:
+        s.state.inconsistent_warned = True
+        shown = "; ".join(f"{r.id}: {r.problem}" for r in odd[:5]) + (f"; and {len(odd) - 5} more" if len(odd) > 5 else "")
+        ui.warn(f"release record {s.settings.releases_file}: {len(odd)} release(s) whose events do not add up "
+                f"are never used as rollback targets ({shown})")
+    return rels
 
 
 def candidate_rows(rels, services, current: dict | None = None) -> list[list[str]]:

@@ -16,6 +16,11 @@ from tasks.rollback import candidate_rows, load_releases
 from tasks.session import Session
 
 
+def cut(text: str, limit: int = 60) -> str:
+    """A record field for a table cell: the record is host text, and a valid line may hold 60 kB."""
+    return ui.excerpt(text, limit)
+
+
 @operator_task()
 def status(s: Session):
     """Services (state, health, restarts, image), the version served, the current release and the lock."""
@@ -33,8 +38,8 @@ def status(s: Session):
     rels = load_releases(s)
     if rels:
         r = rels[-1]
-        ui.say(f"last release: {r.id} {r.kind} by {r.who} at {r.started}: {r.outcome.upper()}"
-               + (f" in {r.seconds:.1f} s" if r.seconds else "") + (f"; {r.serving}" if r.serving else ""))
+        ui.say(f"last release: {r.id} {cut(r.kind)} by {cut(r.who)} at {cut(r.started)}: {r.outcome.upper()}"
+               + (f" in {r.seconds:.1f} s" if r.seconds else "") + (f"; {cut(r.serving, 400)}" if r.serving else ""))
     else:
         ui.say("last release: none recorded")
     lk = read_state(s)
@@ -66,8 +71,9 @@ def history(s: Session, limit="10"):
     for r in rels:
         git = f"{r.git_before[:7]}->{r.git_after[:7]}" if r.git_after and r.git_after != r.git_before else (r.git_before[:7] or "-")
         images = ", ".join(f"{k} {short_image_id(v.get('id', ''))}" for k, v in sorted((r.images_after or r.images_before).items()))
-        rows.append([r.id, r.kind, r.who, r.started.replace("+00:00", "Z"), r.outcome, git,
-                     f"{r.seconds:.1f}" if r.seconds else "-", r.bottleneck or "-", images])
+        rows.append([r.id, cut(r.kind), cut(r.who), cut(r.started.replace("+00:00", "Z")),
+                     r.outcome + (" (inconsistent)" if r.problem else ""), git,
+                     f"{r.seconds:.1f}" if r.seconds else "-", cut(r.bottleneck) or "-", images])
     ui.table(rows, ["release", "kind", "who", "started", "outcome", "git", "seconds", "bottleneck", "images after"])
     cands = candidate_rows(all_rels, s.settings.services, running_images(s))
     if cands:

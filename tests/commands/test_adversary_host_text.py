@@ -144,3 +144,64 @@ def test_lock_holder_with_a_huge_message_is_bounded_and_redacted_before_the_cut(
 def test_lock_holder_token_of_the_wrong_shape_is_not_used():
     state = lock.parse_status(json.dumps({"token": "x' ; reboot", "who": "a"}) + "\nclock 1 1 1")
     assert "token" not in state.holder and state.half_created
+
+
+# ---- release records whose events do not add up are never rollback evidence ---------------------------
+
+from commands import rollback_plan as plan  # noqa: E402
+
+SERVICES = ["backend"]
+
+
+def _img(n):
+    return {"backend": {"ref": "reg/backend:latest", "id": "sha256:" + str(n) * 64, "digests": []}}
+
+
+def _run(rid, before, after, outcome="success", steps=("services",)):
+    """The lines a real run writes, in its order."""
+    return [record.line(rid, "start", kind="deploy", who="me@laptop", steps=list(steps)),
+            record.line(rid, "images_before", images=before, healthy=True),
+            *[record.line(rid, "step", step=s, sub=None, seconds=1.0, ok=True) for s in steps],
+            record.line(rid, "images_after", images=after, healthy=True),
+            record.line(rid, "end", outcome=outcome, seconds=2.0)]
+
+
+def _fold(*lines):
+    return record.releases(record.parse("\n".join(lines)))
+
+
+def test_forged_images_after_appended_after_the_end_is_never_a_rollback_target():
+    forged = record.line("R2", "images_after", images=_img(7), healthy=True)
+    rels = _fold(*_run("R1", _img(1), _img(2)), *_run("R2", _img(2), _img(3)), forged)
+    assert rels[1].problem == "images_after appears 2 times (two runs under one id, or forged)"
+    target = plan.bare_target(rels, record.image_ids(_img(3)), SERVICES)
+    assert target.images == _img(2) and "R1" in target.source        # not the forged 7, nor R2's evidence
+    with pytest.raises(plan.NoTarget, match="R2 is not a --to target: its record is inconsistent"):
+        plan.release_target(rels, "R2", SERVICES)
+
+
+@pytest.mark.parametrize("case", ["two runs under one id", "end before start", "success without its steps",
+                                  "rolled_back without the auto-rollback"])
+def test_release_whose_events_do_not_add_up_is_not_evidence(case):
+    good = _run("R1", _img(1), _img(2))
+    lines = {
+        "two runs under one id": good + _run("R1", _img(5), _img(6)),
+        "end before start": [good[-1], *good[:-1]],
+        "success without its steps": [l for l in good if '"event":"step"' not in l],
+        "rolled_back without the auto-rollback": _run("R1", _img(1), _img(1), outcome="rolled_back"),
+    }[case]
+    (r,) = _fold(*lines)
+    assert r.problem
+    assert plan.healthy_sets([r], SERVICES) == []
+
+
+def test_a_real_record_adds_up():
+    from tests.conftest import captured
+    rels = record.releases(record.parse(captured("releases-deploy-autorollback-rollback-to.jsonl")))
+    assert [r.problem for r in rels] == ["", "", "", ""]
+    assert [r.outcome for r in rels] == ["success", "rolled_back", "success", "success"]
+
+
+def test_lock_takeover_is_listed_as_a_takeover_not_an_incomplete_deploy():
+    (r,) = _fold(record.line("T1", "lock_takeover", who="ops@x", previous_holder={"who": "a"}))
+    assert (r.kind, r.outcome, r.who, r.problem) == ("lock_takeover", "-", "ops@x", "")

@@ -144,3 +144,27 @@ def test_deploy_message_reaches_the_checklist_and_its_start_notification(make_se
     step = next(st for st in DEPLOY_STEPS if st.name == "checklist")
     step.run(s, RunOptions(kind="deploy", message="hotfix for INC-42"))
     checked.assert_called_once_with(s, "hotfix for INC-42")
+
+
+def test_history_of_a_hostile_record_is_bounded_and_names_the_inconsistent_release(mocker, capsys):
+    from commands import record
+    from tasks import base
+    from tasks.conftest import Remote
+    from tasks.status import history
+    img = {"backend": {"ref": "reg/backend:v1", "id": "sha256:" + "1" * 64, "digests": []}}
+    rid = "20261201T000000Z-aaaa"
+    lines = [record.line(rid, "start", kind="deploy", who="eve\x1b]0;t\x07" + "w" * 50_000, steps=["services"]),
+             record.line(rid, "images_before", images=img, healthy=True),
+             record.line(rid, "step", step="services", sub=None, seconds=1.0, ok=True),
+             record.line(rid, "images_after", images=img, healthy=True),
+             record.line(rid, "end", outcome="success", seconds=1.0),
+             record.line(rid, "images_after", images=img, healthy=True)]        # appended after the end
+    text = "\n".join(lines) + "\n"
+    remote = Remote([(r"^\{ n=\$\(wc -l <", f"{len(lines)} 1\n{text}"), (r"compose version --short", "v2 2.26.1\n")])
+    cxn = mocker.Mock()
+    cxn.run.side_effect = remote
+    mocker.patch.object(base, "connect", return_value=cxn)
+    history(MockContext(config=hermetic_config()), stage="production")
+    out = capsys.readouterr().out
+    assert len(out) < 5000 and "\x1b" not in out and "success (inconsistent)" in out
+    assert f"1 release(s) whose events do not add up are never used as rollback targets ({rid}: images_after" in out
