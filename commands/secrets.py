@@ -54,6 +54,11 @@ _AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:
 _BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
 _PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
+# A yes/no value under a secret-looking key (AUTH_ENABLED=true) holds no secret; redacted by value
+# it hid every `|| true` in the commands shown. Masked still where its name comes with it.
+_NO_SECRET = re.compile(r"(?i)^(true|false|yes|no|on|off|none|null|enabled|disabled)$")
+# A plain word or number: it also occurs in ordinary output, where every occurrence is hidden.
+_ORDINARY = re.compile(r"^(?:[A-Za-z]{4,12}|[0-9]{4,12})$")
 _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 _MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
 _SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)
@@ -167,6 +172,9 @@ class Redactor:
         self._values: set[str] = set()
         self.too_short: set[str] = set()   # names of secrets whose values are too short to redact by value
         self.too_short_reported: set[str] = set()
+        self.no_secret: set[str] = set()   # names whose value is a yes/no word: not redacted by value
+        self.ordinary: set[str] = set()    # names whose value is a plain word or number: redacted everywhere
+        self.reported: set[str] = set()    # names of no_secret and ordinary already reported
         self._regex: re.Pattern | None = None
         self.add_many(secrets)
 
@@ -181,6 +189,12 @@ class Redactor:
             if value and name:
                 self.too_short.add(name)
             return
+        if _NO_SECRET.match(value):
+            if name:
+                self.no_secret.add(name)
+            return
+        if name and _ORDINARY.match(value):
+            self.ordinary.add(name)
         new = forms(value) - self._values
         if new:
             self._values |= new

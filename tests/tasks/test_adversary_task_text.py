@@ -14,6 +14,7 @@ from tasks import flow as flow_mod
 from tasks import locking, locktasks, runlog, ui
 from tasks.conftest import hermetic_config
 from tasks.deploy import DEPLOY_STEPS
+from tasks.hostsecrets import learn_secrets
 from tasks.runstate import Observation
 from tasks.steps import RunOptions, Step
 
@@ -168,3 +169,17 @@ def test_history_of_a_hostile_record_is_bounded_and_names_the_inconsistent_relea
     out = capsys.readouterr().out
     assert len(out) < 5000 and "\x1b" not in out and "success (inconsistent)" in out
     assert f"1 release(s) whose events do not add up are never used as rollback targets ({rid}: images_after" in out
+
+
+def test_secret_values_that_are_ordinary_words_are_reported_and_a_yes_no_value_does_not_garble_output(make_session, capsys):
+    env = "AUTH_ENABLED=true\nADMIN_PASSWORD=admin\nAPI_TOKEN=20240101\nSECRET_KEY=" + SECRET + "\n\n"
+    s, _ = make_session([("@@ai-doc-qa-file@@", "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.production\n" + env)])
+    learn_secrets(s)
+    out = capsys.readouterr().out
+    assert "plain words or numbers: ADMIN_PASSWORD, API_TOKEN" in out
+    assert "AUTH_ENABLED: secret-looking name(s) with a yes/no value" in out
+    r = s.redactor
+    assert r("git show x 2>/dev/null || true") == "git show x 2>/dev/null || true"       # was `|| [REDACTED]`
+    assert r("AUTH_ENABLED=true admin 20240101") == "AUTH_ENABLED=[REDACTED] [REDACTED] [REDACTED]"
+    learn_secrets(s)                                                                     # a second read: no repeat
+    assert "plain words" not in capsys.readouterr().out
