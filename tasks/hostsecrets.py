@@ -25,6 +25,8 @@ def learn_secrets(s) -> None:
             s.state.env_files[name] = parsed         # read once: the env diff and the checklist use it
             if parsed:
                 s.redactor.add_env(parsed)
+            if text is not None:
+                s.redactor.add_env(envdiff.unparsed(text))     # what Compose may read but dotenv cannot
         if unreadable:
             raise unreadable_error(s, unreadable, r.stderr, cmd)
     warn_short_secrets(s.redactor)

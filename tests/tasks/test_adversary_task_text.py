@@ -183,3 +183,12 @@ def test_secret_values_that_are_ordinary_words_are_reported_and_a_yes_no_value_d
     assert r("AUTH_ENABLED=true admin 20240101") == "AUTH_ENABLED=[REDACTED] [REDACTED] [REDACTED]"
     learn_secrets(s)                                                                     # a second read: no repeat
     assert "plain words" not in capsys.readouterr().out
+
+
+def test_secret_on_a_line_compose_reads_but_python_dotenv_cannot_is_still_learned(make_session, capsys):
+    # Compose v2 hands `KEY: value` from an env_file to the container; python-dotenv skipped the line.
+    env = "LOG_LEVEL=info\nSECRET_KEY: sentinel-yaml-4d2e91\nDB_PASSWORD='sentinel-quoted-77 \nX=1\n\n"
+    s, _ = make_session([("@@ai-doc-qa-file@@", "@@ai-doc-qa-file@@/app/ai-doc-qa/.env.production\n" + env)])
+    learn_secrets(s)
+    assert s.redactor("log: sentinel-yaml-4d2e91 and sentinel-quoted-77") == "log: [REDACTED] and [REDACTED]"
+    assert "python-dotenv could not parse" not in capsys.readouterr().err
