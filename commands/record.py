@@ -26,6 +26,7 @@ SEARCH_MAX_LINES = 500
 # they arrive as invalid JSON and are skipped; and no read returns more than MAX_READ_BYTES.
 MAX_LINE_BYTES = 64 * 1024
 MAX_READ_BYTES = 16 * 1024 * 1024
+UNREADABLE = "@@record-unreadable@@"   # read(): the file exists, but is no regular file the SSH user may read
 
 
 def new_release_id(now: datetime | None = None) -> str:
@@ -63,8 +64,9 @@ def read(path: str, last: int = READ_LINES) -> str:
     in all (cut from the front: line numbers count from the end)."""
     check_path(path, "record file")
     p = q(path)
-    return (f"{{ n=$(wc -l < {p}) && echo \"$n $(tail -c 1 {p} | wc -l)\" && tail -n {int(last)} {p} "
-            f"| cut -b 1-{MAX_LINE_BYTES} | tail -c {MAX_READ_BYTES}; }} 2>/dev/null || true")
+    return (f"if [ -e {p} ] && ! {{ [ -f {p} ] && [ -r {p} ]; }}; then echo {UNREADABLE}; "
+            f"else {{ n=$(wc -l < {p}) && echo \"$n $(tail -c 1 {p} | wc -l)\" && tail -n {int(last)} {p} "
+            f"| cut -b 1-{MAX_LINE_BYTES} | tail -c {MAX_READ_BYTES}; }} 2>/dev/null || true; fi")
 
 
 def search(path: str, release: str) -> str:
@@ -93,6 +95,8 @@ def parse_read(stdout: str) -> RecordRead:
     a newline), then the last lines. Line numbers follow from the count (a torn last line has no
     newline, so it is one more)."""
     head, _, body = stdout.partition("\n")
+    if head.strip() == UNREADABLE:
+        return RecordRead(unreadable=True)
     counts = head.split()
     if not counts or not all(c.isdigit() for c in counts):
         return check((0, raw) for raw in stdout.split("\n"))

@@ -27,6 +27,7 @@ class RecordRead:
     lines: list[dict] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    unreadable: bool = False          # the file exists but could not be read: history is unknown, not empty
 
     def warning(self, path: str, shown: int = 5) -> str:
         if not self.skipped:

@@ -205,3 +205,12 @@ def test_a_real_record_adds_up():
 def test_lock_takeover_is_listed_as_a_takeover_not_an_incomplete_deploy():
     (r,) = _fold(record.line("T1", "lock_takeover", who="ops@x", previous_holder={"who": "a"}))
     assert (r.kind, r.outcome, r.who, r.problem) == ("lock_takeover", "-", "ops@x", "")
+
+
+def test_a_record_that_exists_but_cannot_be_read_is_reported_as_unreadable_not_as_empty(tmp_path):
+    (tmp_path / "releases.jsonl").mkdir()
+    out = subprocess.run(["sh", "-c", record.read(str(tmp_path / "releases.jsonl"))], capture_output=True, text=True)
+    got = record.parse_read(out.stdout)
+    assert out.returncode == 0 and got.unreadable and got.lines == []
+    missing = subprocess.run(["sh", "-c", record.read(str(tmp_path / "none.jsonl"))], capture_output=True, text=True)
+    assert not record.parse_read(missing.stdout).unreadable

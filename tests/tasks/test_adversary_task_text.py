@@ -161,7 +161,7 @@ def test_history_of_a_hostile_record_is_bounded_and_names_the_inconsistent_relea
              record.line(rid, "end", outcome="success", seconds=1.0),
              record.line(rid, "images_after", images=img, healthy=True)]        # appended after the end
     text = "\n".join(lines) + "\n"
-    remote = Remote([(r"^\{ n=\$\(wc -l <", f"{len(lines)} 1\n{text}"), (r"compose version --short", "v2 2.26.1\n")])
+    remote = Remote([(r"^if \[ -e .*releases.jsonl \]", f"{len(lines)} 1\n{text}"), (r"compose version --short", "v2 2.26.1\n")])
     cxn = mocker.Mock()
     cxn.run.side_effect = remote
     mocker.patch.object(base, "connect", return_value=cxn)
@@ -192,3 +192,14 @@ def test_secret_on_a_line_compose_reads_but_python_dotenv_cannot_is_still_learne
     learn_secrets(s)
     assert s.redactor("log: sentinel-yaml-4d2e91 and sentinel-quoted-77") == "log: [REDACTED] and [REDACTED]"
     assert "python-dotenv could not parse" not in capsys.readouterr().err
+
+
+def test_rollback_with_an_unreadable_record_says_so_instead_of_no_healthy_release(make_session, capsys):
+    from tasks import rollback as rollback_mod
+    from tasks.errors import DeployError
+    s, _ = make_session([(r"^if \[ -e .*releases.jsonl \]", "@@record-unreadable@@\n")])
+    with pytest.raises(DeployError) as exc:
+        rollback_mod.resolve_target(s, "", {})
+    out = capsys.readouterr().out
+    assert "exists but cannot be read by the SSH user" in out and "unknown, not empty" in out
+    assert any("cannot be read by the SSH user: fix its owner or mode" in line for line in exc.value.output)

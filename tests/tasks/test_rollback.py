@@ -82,7 +82,7 @@ class Host:
         return Result(stdout=f'{{"status": "ok", "version": "{v}"}}\n@@status 200 0.01\n', exited=0)
 
     def script(self, *first, lock=True):
-        return [*(LOCK if lock else ()), *first, (r"^\{ n=\$\(wc -l <", record_answer(TEXT)), (r"^\{ grep -a -n -F", self.search),
+        return [*(LOCK if lock else ()), *first, (r"^if \[ -e .*n=\$\(wc -l <", record_answer(TEXT)), (r"^\{ grep -a -n -F", self.search),
                 *self.containers.script(), (IMAGE_INSPECT, self.image_inspect), (r"^docker tag ", self.tag),
                 (r"^docker pull ", self.pull), (r" up -d --no-deps -- ", self.up), (r"curl .*8000/health", self.version),
                 (r"curl ", Result(stdout="ok\n@@status 200 0.01\n", exited=0))]
