@@ -120,6 +120,12 @@ class CheckedExecutor(Executor):
             print(ui.safe(f"! {STOCK_FAB_WARNING}"), file=sys.stderr, flush=True)
         if self.core is not None and self.core.remainder:
             raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+        hosts = self.core[0].args.hosts.value if self.core is not None else None
+        if hosts is not None and not hosts.strip():
+            # `fab -H "$TARGET" deploy` with TARGET unset: stock fab reads it as no -H at all, and
+            # the task then ran on every host of the stage's HOSTS.
+            raise usage_error("USAGE ERROR in -H", ["-H was given an empty host list (an unset variable?)"],
+                              "give -H a host ([user@]host[:port]), or leave -H out to use the stage's HOSTS")
         return super().execute(*tasks)
 
     def normalize_hosts(self, hosts):

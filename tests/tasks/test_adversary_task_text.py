@@ -203,3 +203,10 @@ def test_rollback_with_an_unreadable_record_says_so_instead_of_no_healthy_releas
     out = capsys.readouterr().out
     assert "exists but cannot be read by the SSH user" in out and "unknown, not empty" in out
     assert any("cannot be read by the SSH user: fix its owner or mode" in line for line in exc.value.output)
+
+
+def test_an_empty_dash_h_is_a_usage_error_not_every_host_of_the_stage(monkeypatch, mocker):
+    connect = mocker.patch("tasks.base.connect")
+    code, _, err = run_fab(["-H", "", "status", "--stage", "production"], monkeypatch)
+    assert code == 2 and "-H was given an empty host list" in err
+    connect.assert_not_called()
