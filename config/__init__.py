@@ -205,6 +205,9 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9_][A-Za-z0-9_.-
 def _host(v: str) -> str:
     if not _HOST.match(v):
         raise ValueError(f"host {v!r} must look like [user@]host[:port]")
+    name = v.split("@", 1)[-1].split(":", 1)[0]
+    if len(name) > 253 or any(len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"host name {name[:40]!r}... is too long for DNS (labels of at most 63 characters, 253 in all)")
     return v
 
 

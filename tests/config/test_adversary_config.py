@@ -70,3 +70,9 @@ def test_empty_secret_key_pattern_is_refused_it_would_make_every_secret_printabl
     assert exc.value.problems[0].startswith("SECRET_KEY_PATTERN (environment variable DEPLOY_SECRET_KEY_PATTERN): "
                                             "must not be empty")
     assert load_settings("production", {"DEPLOY_SECRET_KEY_PATTERN": "(?!)"}).secret_key_pattern == "(?!)"
+
+
+def test_a_host_name_too_long_for_dns_is_a_config_error():
+    with pytest.raises(ConfigError) as exc:
+        load_settings("production", {"DEPLOY_HOSTS": "deploy@" + "x" * 64 + ".example.com"})
+    assert "is too long for DNS (labels of at most 63 characters, 253 in all)" in exc.value.problems[0]

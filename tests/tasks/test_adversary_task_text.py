@@ -210,3 +210,11 @@ def test_an_empty_dash_h_is_a_usage_error_not_every_host_of_the_stage(monkeypatc
     code, _, err = run_fab(["-H", "", "status", "--stage", "production"], monkeypatch)
     assert code == 2 and "-H was given an empty host list" in err
     connect.assert_not_called()
+
+
+def test_resolving_a_name_the_idna_codec_refuses_is_a_connection_error_not_a_traceback():
+    from tasks.errors import DeployError, ExitCode
+    from tasks.ssh import resolve
+    with pytest.raises(DeployError) as exc:             # -H takes such a name; the config now refuses it
+        resolve("x" * 64 + ".example", 22, 5)
+    assert exc.value.code == ExitCode.CONNECTION and "could not resolve host" in exc.value.what
