@@ -45,6 +45,13 @@ _JSON_PAIR = re.compile(r"(?P<key>[\"'][A-Za-z0-9_.-]{1,64}[\"'])(?P<sep>[ \t]*:
 _AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<val>[^\r\n\"']+)")
 _BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
+# A yes/no value under a secret-looking key (AUTH_ENABLED=true) holds no secret; redacted by value
+# it hid every `|| true` in the commands shown. Masked still where its name comes with it.
+_NO_SECRET = re.compile(r"(?i)^(true|false|yes|no|on|off|none|null|enabled|disabled)$")
+# A plain word or number: it also occurs in ordinary output, where every occurrence is hidden.
+_ORDINARY = re.compile(r"^(?:[A-Za-z]{4,12}|[0-9]{4,12})$")
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+
 
 # ---- the forms a value takes in text ---------------------------------------------------------------
 
@@ -76,7 +83,9 @@ def forms(value: str) -> set[str]:
     out |= {f.replace("/", "\\/") for f in list(out) if "/" in f}      # encoders that escape '/'
     out.add(repr(value)[1:-1])
     out.add(value.replace("'", "'\"'\"'"))                              # inside '...' of a shell command
-    out |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+    # %2F and %2f are the same escape (RFC 3986 2.1); some encoders write lower case.
+    out |= encoded | {_LOWER_HEX.sub(lambda m: m.group(0).lower(), e) for e in encoded}
     out.add(strip_controls(value))                                      # what the terminal filter leaves
     out |= _base64_fragments(value.encode("utf-8"))
     return {f for f in out if len(f) >= MIN_LENGTH}
@@ -102,6 +111,9 @@ class Redactor:
         self._values: set[str] = set()
         self.too_short: set[str] = set()   # names of secrets whose values are too short to redact by value
         self.too_short_reported: set[str] = set()
+        self.no_secret: set[str] = set()   # names whose value is a yes/no word: not redacted by value
+        self.ordinary: set[str] = set()    # names whose value is a plain word or number: redacted everywhere
+        self.reported: set[str] = set()    # names of no_secret and ordinary already reported
         self._regex: re.Pattern | None = None
         self.add_many(secrets)
 
@@ -116,6 +128,12 @@ class Redactor:
             if value and name:
                 self.too_short.add(name)
             return
+        if _NO_SECRET.match(value):
+            if name:
+                self.no_secret.add(name)
+            return
+        if name and _ORDINARY.match(value):
+            self.ordinary.add(name)
         new = forms(value) - self._values
         if new:
             self._values |= new
@@ -154,7 +172,10 @@ class Redactor:
         if not bare or REDACTED in bare or _PLACEHOLDER.match(val) \
                 or not _is_secret_name(self._shape_pattern, m.group("key").strip("\"'")):
             return m.group(0)
-        quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
+        if len(val) > 3 and val.startswith('\\"') and val.endswith('\\"'):
+            quote_char = '\\"'                     # NAME=\"value\" inside JSON text
+        else:
+            quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
         return f"{m.group('key')}{m.group('sep')}{quote_char}{REDACTED}{quote_char}"
 
     @staticmethod
@@ -192,9 +213,11 @@ class Redactor:
         return excerpt(text, limit, self)
 
     def obj(self, data):
-        """Redact every string inside a JSON-able structure (records, webhook payloads)."""
+        """Redact every string inside a JSON-able structure (records, webhook payloads, --json),
+        without its escape sequences and invisible characters, which could split a secret from
+        the redactor here and reach a terminal when the record is read."""
         if isinstance(data, str):
-            return self(data)
+            return self(strip_controls(data))
         if isinstance(data, dict):
             return {self(k) if isinstance(k, str) else k: self.obj(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):

@@ -102,7 +102,7 @@ GROUPS = (
               "Tracked file that documents every variable (checked against the live file and the incoming release)."),
           Key("SECRET_FILES", t.listing(t.rel_path), Strs, ".env",
               "Other files on the host whose secret values must never be printed."),
-          Key("SECRET_KEY_PATTERN", t.regex, Str,
+          Key("SECRET_KEY_PATTERN", t.secret_pattern, Str,
               "(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)",
               "Keys whose values are secrets (case-insensitive search in the key name).")),
     group("Migrations and database",

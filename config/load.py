@@ -1,12 +1,13 @@
 """Reading, merging and validating one stage's settings (the load order is in config/__init__.py)."""
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
 from typing import Mapping
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from config.keys import CONTACT_KEYS, PER_STAGE, STAGE_KEYS, Key
 from config.secrets import config_secrets
@@ -19,9 +20,36 @@ LOCAL_DIR_VARIABLE = "DEPLOY_LOCAL_CONFIG"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    values = dotenv_values(path, interpolate=False)
-    return {k: ("" if v is None else v) for k, v in values.items()}
+def read_env_file(path: Path, name: str | None = None) -> dict[str, str]:
+    """One config file, parsed as python-dotenv does, but strictly: a file that cannot be read, is
+    not UTF-8, has a line dotenv cannot parse, or sets a key twice is a configuration error.
+    (python-dotenv itself skips a bad line with a logged warning, so a typo such as an unclosed
+    quote silently gave the key its value from defaults.env.)"""
+    name = name or f"config/{path.name}"
+    if not path.exists():
+        return {}                    # an unknown stage is reported by load_settings; missing keys by name
+    try:
+        if not path.is_file():       # a directory, or a FIFO that would block the read
+            raise IsADirectoryError(0, "not a regular file")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{name}: not UTF-8 text (byte {exc.start} is not valid UTF-8); save it as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot be read ({exc.strerror or exc.__class__.__name__})"]) from None
+    values: dict[str, str] = {}
+    where: dict[str, int] = {}
+    problems = []
+    for b in parse_stream(io.StringIO(text)):
+        line = b.original.line
+        if b.error:
+            problems.append(f"{name} line {line}: not a KEY=value line python-dotenv can parse (an unclosed quote?)")
+        elif b.key is not None:
+            if b.key in where:
+                problems.append(f"{name} line {line}: {b.key} is already set on line {where[b.key]}; keep one")
+            values[b.key], where[b.key] = ("" if b.value is None else b.value), line
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 def available_stages() -> list[str]:
@@ -41,7 +69,8 @@ def env_files(stage: str, environ: Mapping[str, str]) -> list[tuple[Path, str]]:
     if local_dir:
         files += [(Path(local_dir) / name, f"{Path(local_dir) / name} (${LOCAL_DIR_VARIABLE})")
                   for name in (LOCAL_FILE, f"{stage}.env")]
-    return [(path, shown) for path, shown in files if path.is_file()]
+    # exists, not is_file: a directory or FIFO in their place is an error (read_env_file), not skipped
+    return [(path, shown) for path, shown in files if path.exists()]
 
 
 def _stage_key(key: str) -> bool:
@@ -60,7 +89,7 @@ def raw_values(stage: str, environ: Mapping[str, str] | None = None) -> tuple[di
     sources: dict[str, str] = {}
     own_prefix = stage_prefix(stage)
     for path, shown in env_files(stage, environ):
-        read = read_env_file(path)
+        read = read_env_file(path, shown)
         if path.name == LOCAL_FILE:
             # Shared by every stage: `PRODUCTION_HOSTS=` is production's HOSTS only, and a key of
             # another stage (`STAGING_HOSTS=` while running production) is not this stage's.

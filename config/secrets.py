@@ -14,10 +14,15 @@ from urllib.parse import unquote
 
 # Used until the stage config (and its SECRET_KEY_PATTERN) is loaded, e.g. for a configuration error.
 FALLBACK_KEY_PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)"
-URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+# The scheme starts where no scheme character precedes it, and is short (RFC 3986 names are): else
+# every position of a long run of letters would start a new attempt, and one 100 kB line took 35 s.
+URL_PASSWORD = re.compile(r"(?<![a-zA-Z0-9+.-])(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 # NAME=value (env lines, shell assignments, --name=value, ?name=value&...), NAME secret-looking.
+# Also inside JSON text, where a quoted value reads NAME=\"value\": the value is masked whole, and a
+# bare value never takes the backslash of an escaped quote (that would leave the JSON invalid).
 ASSIGNMENT = re.compile(r"(?<![\w])(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]*=[ \t]*)"
-                        r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)")
+                        r"(?P<val>\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\"|\"[^\"\n]*\"|'[^'\n]*'"
+                        r"|(?:[^\s\"',;&\\]|\\\\|\\(?![\"\\]))+)")
 PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
 _MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
 _SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)

@@ -48,7 +48,8 @@ def _number(cast: Callable[[str], float], what: str, allow_zero: bool = False,
             n = cast(v)
         except ValueError:
             raise ValueError(f"must be a {what}, got {v!r}") from None
-        if not math.isfinite(n) or n < 0 or (n == 0 and not allow_zero):
+        # An int is compared, never converted: math.isfinite(10**400) raises OverflowError.
+        if (not isinstance(n, int) and not math.isfinite(n)) or n < 0 or (n == 0 and not allow_zero):
             raise ValueError(f"must be {'zero or a positive' if allow_zero else 'a positive'} {what}, got {v!r}")
         if n > maximum:
             raise ValueError(f"must be at most {maximum:g}, got {v!r}")
@@ -84,6 +85,9 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9_][A-Za-z0-9_.-
 def host(v: str) -> str:
     if not _HOST.match(v):
         raise ValueError(f"host {v!r} must look like [user@]host[:port]")
+    name = v.split("@", 1)[-1].split(":", 1)[0]
+    if len(name) > 253 or any(len(label) > 63 for label in name.split(".")):
+        raise ValueError(f"host name {name[:40]!r}... is too long for DNS (labels of at most 63 characters, 253 in all)")
     return v
 
 
@@ -124,6 +128,14 @@ def local_path(v: str) -> str:
     if not os.path.isabs(v):
         v = str(PROJECT_ROOT / v)
     return v
+
+
+def secret_pattern(v: str) -> str:
+    """SECRET_KEY_PATTERN: empty would make no env value a secret, and every one printable."""
+    if not v:
+        raise ValueError("must not be empty: it decides which env values are secrets and never printed "
+                         "(to treat no key as secret, say so with a pattern that matches nothing: (?!))")
+    return regex(v)
 
 
 def regex(v: str) -> str:

@@ -70,10 +70,13 @@ def log_field() -> list[tuple[str, str]]:
     return [("Log", f"{log.path}" + (" (with the SSH library's own messages)" if log.has_warnings else ""))]
 
 
+PROBLEM_CHARS = 300        # a problem echoes the raw value: a 100 kB value must not flood the terminal
+
+
 def render_config_error(exc: ConfigError) -> None:
     stage = f" for stage {exc.stage}" if exc.stage else ""
     ui.block(f"✗ CONFIGURATION ERROR{stage}", [
-        ("Problems", exc.problems),
+        ("Problems", [ui.excerpt(p, PROBLEM_CHARS) for p in exc.problems]),     # redacted, then cut
         ("Host state", "nothing was run: configuration is checked before any SSH connection"),
         ("Next", exc.next_step or "fix the key(s) above in config/<stage>.env or the named environment variable, then re-run"),
         ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),

@@ -2,7 +2,6 @@
 from; ``fab version``: the tool's version and the libraries it runs on. Neither connects."""
 from __future__ import annotations
 
-import json as jsonlib
 import platform
 import subprocess
 import tomllib
@@ -36,8 +35,8 @@ def config(o: Offline, json=False):
     rows = config_rows(st.stage)
     placeholders = placeholder_problems(st)
     if json:
-        ui.emit_json(jsonlib.dumps({"stage": st.stage, "placeholders": placeholders,
-                                    "keys": {k: {"value": v, "source": src} for k, v, src in rows}}, indent=2))
+        ui.emit_json({"stage": st.stage, "placeholders": placeholders,
+                      "keys": {k: {"value": v, "source": src} for k, v, src in rows}})
     else:
         ui.say(f"stage {st.stage}: {len(rows)} keys (secrets masked)")
         ui.table([[k, v, src] for k, v, src in rows], ["key", "value", "from"])

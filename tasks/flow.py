@@ -10,7 +10,6 @@ bottleneck, the outcome line and the notification.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
@@ -43,7 +42,7 @@ def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions) -> None:
         outcome, error = _run(s, rid, steps, opts, t0)
     if opts.json_out:
         rel = record_cmd.releases(s.recorder.lines)
-        ui.emit_json(json.dumps(dataclasses.asdict(rel[0]) if rel else {}, indent=2, sort_keys=True))
+        ui.emit_json(dataclasses.asdict(rel[0]) if rel else {})
     if error:
         raise error
 

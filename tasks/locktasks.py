@@ -2,8 +2,6 @@
 stale one (recorded in the release record). The lock itself: tasks/locking.py."""
 from __future__ import annotations
 
-import json as jsonlib
-
 from commands import lock as lock_cmd
 from commands import record as record_cmd
 from tasks import maintenance, messages, ui
@@ -43,7 +41,7 @@ def lock(s: Session, acquire=False, release=False, message="", force=False, json
         return maintenance.release(s, force)
     state = read_state(s)
     if json:
-        ui.emit_json(jsonlib.dumps(maintenance.as_dict(state, s.settings.lock_stale_after), indent=2))
+        ui.emit_json(maintenance.as_dict(state, s.settings.lock_stale_after))
         return
     if not state.held:
         ui.say(f"deploy lock: free ({s.settings.lock_dir})")
@@ -92,7 +90,9 @@ def unlock(s: Session, force=False):
         raise DeployError.from_command(failed, what, code=ExitCode.LOCKED, state="lock left as it is",
                                        next_step=messages.lock(s.host)) from None
     rid = record_cmd.new_release_id()
-    text = record_cmd.line(rid, "lock_takeover", who=operator(), previous_holder={k: v for k, v in state.holder.items() if k != "token"},
-                           heartbeat_age=state.age, stale_after=stale_after, half_created=state.half_created, kept_at=stale_dir)
-    s.run(record_cmd.append(st.releases_file, s.redactor(text)), mutating=True)
+    # Redacted before it is serialized (redacting the JSON text could break it); the holder came from the host.
+    data = s.redactor.obj({"who": operator(), "previous_holder": {k: v for k, v in state.holder.items() if k != "token"},
+                           "heartbeat_age": state.age, "stale_after": stale_after, "half_created": state.half_created,
+                           "kept_at": stale_dir})
+    s.run(record_cmd.append(st.releases_file, record_cmd.line(rid, "lock_takeover", **data)), mutating=True)
     ui.say(f"stale lock taken over and moved to {stale_dir}; the takeover is recorded in {st.releases_file}")

@@ -126,6 +126,12 @@ class CheckedExecutor(Executor):
             global REMAINDER
             # Taken from fabric, which would otherwise also run it on a plain Connection.
             REMAINDER, self.core.remainder = self.core.remainder, ""
+        hosts = self.core[0].args.hosts.value if self.core is not None else None
+        if hosts is not None and not hosts.strip():
+            # `fab -H "$TARGET" deploy` with TARGET unset: stock fab reads it as no -H at all, and
+            # the task then ran on every host of the stage's HOSTS.
+            raise usage_error("USAGE ERROR in -H", ["-H was given an empty host list (an unset variable?)"],
+                              "give -H a host ([user@]host[:port]), or leave -H out to use the stage's HOSTS")
         return super().execute(*tasks)
 
     def normalize_hosts(self, hosts):

@@ -41,6 +41,14 @@ def logs_dir(environ=None) -> Path:
     return state_dir(environ) / "logs"
 
 
+class _SafeFormatter(logging.Formatter):
+    """Each record made safe like terminal output (tasks/ui.py): escape sequences stripped, then
+    redacted with the run's redactor. A library message or its traceback may quote host output."""
+
+    def format(self, record) -> str:
+        return ui.safe(super().format(record))
+
+
 class _QuietFileHandler(logging.FileHandler):
     worst = logging.NOTSET               # the highest level written, for the error block
 
@@ -62,7 +70,7 @@ class RunLog:
             _prune(self.path.parent)
             # delay: the file appears only once something is written to it
             self.handler = _QuietFileHandler(self.path, encoding="utf-8", delay=True)
-            self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            self.handler.setFormatter(_SafeFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         except OSError:
             pass
 
@@ -72,7 +80,7 @@ class RunLog:
         return getattr(self.handler, "worst", logging.NOTSET) >= logging.WARNING and self.path.is_file()
 
     def write(self, text: str) -> None:
-        """Append lines of our own (already redacted) to the log."""
+        """Append lines of our own to the log (redacted on the way, like every record)."""
         self.handler.handle(logging.makeLogRecord({"name": "run", "levelno": logging.INFO,
                                                    "levelname": "INFO", "msg": text}))
 

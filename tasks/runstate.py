@@ -28,6 +28,8 @@ class RunState:
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     record_warned: bool = False        # bad release-record lines were reported once already
+    record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
+    inconsistent_warned: bool = False  # releases whose events do not add up were reported once already
     env_files: dict = field(default_factory=dict)   # name -> parsed env file (None: missing), read once
 
     def describe(self, override: str | None = None) -> str:

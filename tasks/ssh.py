@@ -111,7 +111,7 @@ def resolve(host: str, port: int, seconds: float) -> list:
     def work():
         try:
             box["addrs"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:      # UnicodeError: a label over 63 characters (idna)
             box["error"] = exc
         finally:
             done.set()

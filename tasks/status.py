@@ -2,8 +2,6 @@
 and ``fab history`` (recent deploys and rollbacks with their timings, from the host's record)."""
 from __future__ import annotations
 
-import json as jsonlib
-
 from commands import git as git_cmd
 from commands import lock as lock_cmd
 from commands import rollback_plan
@@ -16,6 +14,11 @@ from tasks.hoststate import containers, http_check, images_of
 from tasks.locking import read_state
 from tasks.rollback import candidate_rows, load_releases
 from tasks.session import Session
+
+
+def cut(text: str, limit: int = 60) -> str:
+    """A record field for a table cell: the record is host text, and a valid line may hold 60 kB."""
+    return ui.excerpt(text, limit)
 
 
 def status_data(s: Session, states) -> dict:
@@ -52,7 +55,7 @@ def status(s: Session, json=False):
     states = containers(s)
     d = status_data(s, states)
     if json:
-        ui.emit_json(jsonlib.dumps(d, indent=2))
+        ui.emit_json(d)
         return
     ui.table([[c["service"], c["state"], c["health"] or "-", c["restarts"], c["image"], short_image_id(c["image_id"])]
               for c in d["services"]], ["service", "state", "health", "restarts", "image", "image id"])
@@ -63,8 +66,8 @@ def status(s: Session, json=False):
     ui.say(f"code: {code['head'][:10]} on {code['branch']}" + (f", {code['modified_files']} locally modified file(s)" if code["modified_files"] else ""))
     r = d["last_release"]
     if r:
-        ui.say(f"last release: {r['id']} {r['kind']} by {r['who']} at {r['started']}: {r['outcome'].upper()}"
-               + (f" in {r['seconds']:.1f} s" if r["seconds"] else "") + (f"; {r['serving']}" if r["serving"] else ""))
+        ui.say(f"last release: {r['id']} {cut(r['kind'])} by {cut(r['who'])} at {cut(r['started'])}: {r['outcome'].upper()}"
+               + (f" in {r['seconds']:.1f} s" if r["seconds"] else "") + (f"; {cut(r['serving'], 400)}" if r["serving"] else ""))
     else:
         ui.say("last release: none recorded")
     lk = d["lock"]
@@ -93,9 +96,8 @@ def history(s: Session, limit="10", json=False):
     rels = all_rels[-int(str(limit).strip()):]
     if json:
         cands = candidate_rows(all_rels, s.settings.services, running_images(s))
-        ui.emit_json(jsonlib.dumps({"releases": [release_dict(r) | {"steps": r.steps} for r in rels],
-                                    "rollback_candidates": [dict(zip(("release", "when", "images", "source", "note"), c))
-                                                            for c in cands]}, indent=2))
+        ui.emit_json({"releases": [release_dict(r) | {"steps": r.steps} for r in rels],
+                      "rollback_candidates": [dict(zip(("release", "when", "images", "source", "note"), c)) for c in cands]})
         return
     if not rels:
         ui.say(f"no releases recorded in {s.settings.releases_file}")
@@ -104,8 +106,9 @@ def history(s: Session, limit="10", json=False):
     for r in rels:
         git = f"{r.git_before[:7]}->{r.git_after[:7]}" if r.git_after and r.git_after != r.git_before else (r.git_before[:7] or "-")
         images = ", ".join(f"{k} {short_image_id(v.get('id', ''))}" for k, v in sorted((r.images_after or r.images_before).items()))
-        rows.append([r.id, r.kind, r.who, r.started.replace("+00:00", "Z"), r.outcome, git,
-                     f"{r.seconds:.1f}" if r.seconds else "-", r.bottleneck or "-", images])
+        rows.append([r.id, cut(r.kind), cut(r.who), cut(r.started.replace("+00:00", "Z")),
+                     r.outcome + (" (inconsistent)" if r.problem else ""), git,
+                     f"{r.seconds:.1f}" if r.seconds else "-", cut(r.bottleneck) or "-", images])
     ui.table(rows, ["release", "kind", "who", "started", "outcome", "git", "seconds", "bottleneck", "images after"])
     cands = candidate_rows(all_rels, s.settings.services, running_images(s))
     if cands:

@@ -6,6 +6,7 @@ JSON record for CI. Error blocks always go to stderr.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -107,9 +108,13 @@ class Ticker:
             self.shown = True
 
 
-def emit_json(text: str) -> None:
-    """The only thing written to stdout in --json mode."""
-    text = safe(text)
+def emit_json(data) -> None:
+    """The only thing written to stdout in --json mode: ``data`` redacted string by string, then
+    serialized. Redacting the serialized text instead broke the JSON whenever a secret's value
+    also occurs in the syntax: a secret "true" (AUTH_ENABLED=true) turned `"ok": true` into
+    `"ok": [REDACTED]`. Serialized with ensure_ascii, so no control or invisible character reaches
+    the terminal raw."""
+    text = json.dumps(OUT.redact.obj(data), indent=2, sort_keys=True)
     OUT.copy(text)
     print(text, file=sys.stdout, flush=True)
 

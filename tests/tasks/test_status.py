@@ -13,7 +13,7 @@ HEAD = "7ef2620" + "a" * 33
 GIT_STATE = (r"rev-parse HEAD", f"{HEAD}\nmain\n")
 HEALTH = (r"curl .*8000/health", Result(stdout='{"status": "ok", "version": "v1"}\n@@status 200 0.004\n', exited=0))
 FREE = (r"/\.deploy/lock", "free\n")
-RECORD_READ = (r"^\{ wc -l <", record_answer(captured(RECORD)))
+RECORD_READ = (r"^if \[ -e .*n=\$\(wc -l <", record_answer(captured(RECORD)))
 WRITES = (" up ", " restart ", "docker tag", "docker pull", " pull ", ">>", "rm -rf", "mkdir")
 
 
@@ -46,7 +46,7 @@ def test_status_of_a_degraded_host_names_each_problem(mocker, capsys):
     del host.by_service["proxy"]
     failing = (r"curl .*8000/health", Result(stdout="\n@@status 500 0.01\n", exited=0))
     dirty = (r"rev-parse HEAD", f"{HEAD}\nmain\n M VERSION\n M README.md\n")
-    code, out, err, remote = run_task(mocker, capsys, status, [*host.script(), failing, dirty, (r"^\{ wc -l <", ""), FREE])
+    code, out, err, remote = run_task(mocker, capsys, status, [*host.script(), failing, dirty, (r"^if \[ -e .*n=\$\(wc -l <", ""), FREE])
     assert code == 0, err
     health = next(line for line in out.splitlines() if line.startswith("health: "))
     assert "returned error: 500" in health and "OOM-killed" in health and "proxy" in health
@@ -88,7 +88,7 @@ def test_history_lists_the_captured_releases_and_the_rollback_candidates(mocker,
 
 
 def test_history_of_an_empty_record(mocker, capsys):
-    code, out, err, remote = run_task(mocker, capsys, history, [(r"^\{ wc -l <", "")])
+    code, out, err, remote = run_task(mocker, capsys, history, [(r"^if \[ -e .*n=\$\(wc -l <", "")])
     assert code == 0
     assert out.rstrip().endswith("no releases recorded in /app/ai-doc-qa/.deploy/releases.jsonl")
     assert not [c for c in remote.commands if "docker" in c]
