@@ -93,6 +93,9 @@ class Settings:
     tested_on_stage: str | None
     checklist_blocking: tuple[str, ...]
     auto_rollback: bool
+    strategy: str
+    blue_green_slot: str
+    blue_green_health_url: str
     command_timeout: float
     db_ready_timeout: float
     migrate_timeout: float
@@ -326,6 +329,9 @@ SCHEMA: dict[str, tuple[Callable[[str], object], str]] = {
     "TESTED_ON_STAGE": (_opt(_str), "tested_on_stage"),
     "CHECKLIST_BLOCKING": (_checklist_items, "checklist_blocking"),
     "AUTO_ROLLBACK": (_bool, "auto_rollback"),
+    "STRATEGY": (_choice("recreate", "blue-green"), "strategy"),
+    "BLUE_GREEN_SLOT": (_wrap(check_service), "blue_green_slot"),
+    "BLUE_GREEN_HEALTH_URL": (_wrap(check_url), "blue_green_health_url"),
     "COMMAND_TIMEOUT": (_seconds, "command_timeout"),
     "DB_READY_TIMEOUT": (_seconds, "db_ready_timeout"),
     "MIGRATE_TIMEOUT": (_seconds, "migrate_timeout"),
