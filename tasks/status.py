@@ -5,9 +5,10 @@ from __future__ import annotations
 from commands import git as git_cmd
 from commands import lock as lock_cmd
 from commands import rollback_plan
+from commands import slots as slots_cmd
 from commands.docker import short_image_id
 from commands.health import evaluate
-from tasks import ui
+from tasks import slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.hoststate import containers, http_check, images_of
@@ -24,10 +25,14 @@ def status(s: Session):
     rows = [[c.service, c.status, c.health or "-", c.restart_count, c.image_ref, short_image_id(c.image_id)]
             for c in sorted(states, key=lambda c: c.service)]
     ui.table(rows, ["service", "state", "health", "restarts", "image", "image id"])
-    verdict = evaluate([*st.dependency_services, *st.services], states, redact=s.redactor)
-    check = http_check(s, st.health_url)
+    serving = slots_cmd.fold(states, slots_cmd.pair(st), st.backend_service) if slotstate.enabled(s) else states
+    verdict = evaluate([*st.dependency_services, *st.services], serving, redact=s.redactor)
+    slot, url = slotstate.serving(s)
+    check = http_check(s, url)
     ui.say(f"health: {'all services running and healthy' if verdict.ready else '; '.join(verdict.problems + verdict.waiting)}")
-    ui.say(f"{st.health_url}: " + (f"HTTP {check.status}" + (f", version {check.version}" if check.version else "") if check.ok else f"FAILING ({check.error})"))
+    if slotstate.enabled(s):
+        ui.say("backend slots (STRATEGY=blue-green): " + slots_cmd.describe(slotstate.slot_states(s), slots_cmd.pair(st)))
+    ui.say(f"{url}: " + (f"HTTP {check.status}" + (f", version {check.version}" if check.version else "") if check.ok else f"FAILING ({check.error})"))
     head = git_cmd.parse_state(s.run(git_cmd.state(st.app_dir)).stdout)
     ui.say(f"code: {head.head[:10]} on {head.branch}" + (f", {len(head.dirty)} locally modified file(s)" if head.dirty else ""))
     rels = load_releases(s)
