@@ -87,8 +87,14 @@ def restore_plan(states: Sequence[SlotState], want_id: str, prefer: str = "") ->
     keep = next((x.service for x in ordered if x.running and x.healthy and x.image_id == want_id), None)
     if keep:
         return SlotPlan(None, tuple(x.service for x in states if x.running and x.service != keep), keep)
-    start = prefer if prefer in {x.service for x in states} else idle(states)
+    start = prefer if _may_start(states, prefer) else idle(states)
     return SlotPlan(start, tuple(x.service for x in states if x.running and x.service != start), start)
+
+
+def _may_start(states: Sequence[SlotState], service: str) -> bool:
+    """Starting a slot recreates it if it runs: allowed only while another slot serves meanwhile."""
+    slot = next((x for x in states if x.service == service), None)
+    return slot is not None and (not slot.running or any(x.running and x.healthy for x in states if x is not slot))
 
 
 def fold(containers: Sequence[ContainerState], slots: Sequence[Slot], backend: str) -> list[ContainerState]:

@@ -72,10 +72,19 @@ def _restore_slots(s: Session, target: dict, plan: policy.RestorePlan, step: str
     if others:
         up(s, others, no_deps=True, step=step)
         wait_ready(s, others, st.health_timeout, what="the rolled-back services did not become healthy", step=step)
-    prefer = s.state.before.slot if s.state.before else ""
-    bluegreen.settle(s, target[st.backend_service]["id"], prefer, step)
+    bluegreen.settle(s, target[st.backend_service]["id"], _slot_that_served(s, target), step)
     s.state.version = wait_http(s, slotstate.serving(s)[1], st.health_timeout, step=step).version
     return images_of(s, containers(s, st.services), st.services)
+
+
+def _slot_that_served(s: Session, target: dict) -> str:
+    """The slot that served the target backend image before this run (auto-rollback, abort): it is
+    the one to keep or bring back. "" for any other target (fab rollback): the idle slot starts."""
+    before = s.state.before
+    backend = s.settings.backend_service
+    if before and before.slot and (before.images.get(backend) or {}).get("id") == target[backend]["id"]:
+        return before.slot
+    return ""
 
 
 def bring_back_pruned(s: Session, changes: Sequence[policy.Change], step: str) -> None:

@@ -106,3 +106,15 @@ def test_pair_and_describe():
     assert describe([st("backend", running=False), st("backend_green")], SLOTS) == \
         "backend stopped; backend_green serves (http://localhost:8002/health)"
     assert describe([st("backend", running=False), st("backend_green", running=False)], SLOTS).startswith("no slot runs")
+
+
+def test_a_restore_never_recreates_the_only_serving_slot():
+    # Regression (found on staging: 7 of 498 requests got 502): fab rollback after a blue-green
+    # deploy preferred the slot that served before the run, which is the serving slot itself, and
+    # `up -d` recreated it while the other slot was stopped. The idle slot must start instead.
+    states = [st("backend", running=False, image="sha256:old"), st("backend_green", image="sha256:new")]
+    plan = restore_plan(states, "sha256:old", prefer="backend_green")
+    assert (plan.start, plan.stop, plan.serves) == ("backend", ("backend_green",), "backend")
+    # with the other slot serving meanwhile, the preferred slot may be recreated
+    both = [st("backend", image="sha256:new"), st("backend_green", image="sha256:new")]
+    assert restore_plan(both, "sha256:old", prefer="backend_green").start == "backend_green"
