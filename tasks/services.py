@@ -103,7 +103,7 @@ def switch(s: Session) -> dict:
     images = images_of(s, states, st.services) if states else {}
     s.state.serving = "serving the new version " + label(images, check.version)
     s.state.version = check.version
-    ui.say(f"      healthy: {describe_images(images)}" + (f"; {st.health_url} reports version {check.version}" if check.version else ""))
+    ui.say(f"      healthy: {describe_images(images)}" + (f"; {check.url} reports version {check.version}" if check.version else ""))
     return images
 
 

@@ -26,3 +26,11 @@ def serving(s: Session) -> tuple[str, str]:
         return "", s.settings.health_url
     slot = slots_cmd.active(slot_states(s))
     return slot, slots_cmd.health_url(slots_cmd.pair(s.settings), slot, s.settings.health_url)
+
+
+def exec_service(s: Session) -> str:
+    """The service to ``compose exec`` into for the backend (alembic, the db check): the serving
+    slot under blue-green (the other one may be stopped), else BACKEND_SERVICE."""
+    if not enabled(s):
+        return s.settings.backend_service
+    return slots_cmd.active(slot_states(s)) or s.settings.backend_service
