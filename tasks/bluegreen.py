@@ -30,10 +30,26 @@ def bring_up(s: Session, service: str, step: str) -> str:
     answers; returns the version it reports."""
     url = slots_cmd.health_url(slots_cmd.pair(s.settings), service, s.settings.health_url)
     ui.say(f"      blue-green: starting slot {service} ({url})")
-    _run(s, s.compose.up([service], no_deps=True), f"docker compose up of slot {service} failed", f"{step} › up")
-    wait_ready(s, [service], s.settings.health_timeout, what=f"the new slot {service} did not become healthy",
-               step=f"{step} › health wait")
-    return wait_http(s, url, s.settings.health_timeout, step=f"{step} › health wait").version or ""
+    try:
+        _run(s, s.compose.up([service], no_deps=True), f"docker compose up of slot {service} failed", f"{step} › up")
+        wait_ready(s, [service], s.settings.health_timeout, what=f"the new slot {service} did not become healthy",
+                   step=f"{step} › health wait")
+        return wait_http(s, url, s.settings.health_timeout, step=f"{step} › health wait").version or ""
+    except DeployError as err:
+        _stop_failed(s, service, err, step)
+        raise
+
+
+def _stop_failed(s: Session, service: str, err: DeployError, step: str) -> None:
+    """A slot that failed to become healthy still takes the proxy's requests (it may listen and
+    answer errors): stop it while another slot serves, with or without AUTO_ROLLBACK."""
+    serving = [x.service for x in slot_states(s) if x.service != service and x.running and x.healthy]
+    if not serving:
+        err.details.append(f"the new slot {service} was left as it is: no other slot serves")
+        return
+    ui.say(f"      blue-green: stopping the failed slot {service}; {serving[0]} still serves")
+    _run(s, s.compose.stop([service]), f"docker compose stop of slot {service} failed", f"{step} › stop")
+    err.details.append(f"the new slot {service} was stopped; {serving[0]} serves the previous version as before")
 
 
 def retire(s: Session, services: Sequence[str], step: str) -> None:
