@@ -1,10 +1,13 @@
 """Issue 9, target 4: STRATEGY=blue-green fails no request. A prober sends 20 requests per second
 through the proxy while the tool deploys, rolls back and fails on the real staging host; the
 backend moves between its two slots (backend :8000, backend_green :8002)."""
+import signal
+
 import pytest
 
 from tests.integration.conftest import PROXY, flat
 from tests.integration.prober import Prober
+from tests.integration.test_faults import wait_for_event
 
 STAGING = ["--stage", "staging"]
 BLUE_GREEN = {"DEPLOY_STRATEGY": "blue-green"}
@@ -16,7 +19,9 @@ def slot_of(rel: list[dict], event: str) -> str:
 
 
 def running(sandbox, service: str) -> bool:
-    return sandbox.container(service)["State"]["Status"] == "running"
+    """A slot that was never created does not run either."""
+    ids = sandbox.docker("ps", "-aq", "--filter", f"label=com.docker.compose.service={service}").split()
+    return bool(ids) and sandbox.container(service)["State"]["Status"] == "running"
 
 
 @pytest.mark.parametrize("compose", ["v2", "v1"])
@@ -71,3 +76,24 @@ def test_a_failing_new_slot_leaves_the_old_slot_serving(sandbox):
     assert rel[-1]["outcome"] == "rolled_back" and slot_of(rel, "images_after") == "backend_green"
     assert probe.failures == [] and auto_probe.failures == []
     assert probe.total > 20 and auto_probe.total > 20
+
+
+def test_sigterm_during_the_slot_switch_keeps_the_old_slot_and_stops_the_new(sandbox):
+    """SIGTERM (a cancelled CI job) once the services step has started: the clean-up keeps (or
+    brings back) the slot that served before the run and stops the new one; no request fails."""
+    sandbox.reset("v2")
+    sandbox.ctl("version", "v2")
+    env = {**BLUE_GREEN, "DEPLOY_HEALTH_INTERVAL": "1"}
+    with Prober(URL) as probe:
+        proc = sandbox.fab_background("deploy", *STAGING, env=env)
+        wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "services" and e["sub"] == "up",
+                       60, "the services step's up")
+        proc.send_signal(signal.SIGTERM)
+        out = sandbox.finish(proc, 120)
+    assert proc.returncode == 143, out
+    assert "SIGTERM: cleaning up" in out and "Traceback" not in out
+    assert running(sandbox, "backend") and not running(sandbox, "backend_green"), out
+    assert sandbox.version(PROXY) == "v1"
+    rel = sandbox.last_release("deploy")
+    assert rel[-1]["outcome"] == "aborted" and not sandbox.lock_held()
+    assert probe.failures == [] and probe.total > 20
