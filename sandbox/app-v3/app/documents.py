@@ -1,9 +1,8 @@
 """Document queries (v3: the summary is called abstract, in the database and in the API)."""
 import os
 
-from sqlalchemy import text
-
 from app.db import engine
+from sqlalchemy import text
 
 # Migration 0003 renames documents.summary to abstract: this code needs it, the v2 code breaks on it.
 COLUMNS = ("id", "title", "body", "abstract", "created_at")

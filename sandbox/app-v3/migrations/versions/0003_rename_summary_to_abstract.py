@@ -9,8 +9,8 @@ the v3 backend serves, GET /api/v1/documents fails with 'column "summary" does n
 deploy checklist must warn about it under STRATEGY=recreate and block it under blue-green until it
 is marked reviewed (a "deploy: reviewed-breaking-change" comment, or REVIEWED_MIGRATIONS=0003).
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
