@@ -70,6 +70,10 @@ class Compose:
     def up(self, services: Sequence[str] = (), no_deps: bool = False) -> str:
         return self._cmd("up -d" + (" --no-deps" if no_deps else ""), services)
 
+    def stop(self, services: Sequence[str]) -> str:
+        """Stops without removing: a stopped blue/green slot keeps its container and image."""
+        return self._cmd("stop", services)
+
     def restart(self, services: Sequence[str]) -> str:
         return self._cmd("restart", services)
 

@@ -122,7 +122,16 @@ GROUPS = (
               "Checklist items that stop a deploy when they fail (others only warn). Known items:\n"
               + " ".join(t.CHECKLIST_ITEMS[:5]) + "\n" + " ".join(t.CHECKLIST_ITEMS[5:])),
           Key("AUTO_ROLLBACK", t.boolean, bool, "true",
-              "When health or smoke tests fail after `up`, put the recorded previous images back.")),
+              "When health or smoke tests fail after `up`, put the recorded previous images back."),
+          Key("STRATEGY", t.choice("recreate", "blue-green"), Str, "recreate",
+              "recreate: `up -d` replaces the backend in place (a short outage). blue-green: the backend has two\n"
+              "slots (BACKEND_SERVICE and BLUE_GREEN_SLOT, each with its own health URL) behind a proxy that\n"
+              "retries the other one; a deploy starts the idle slot, waits until it is healthy, then stops the\n"
+              "old one (docs/blue-green.md says what the compose file and the proxy need)."),
+          Key("BLUE_GREEN_SLOT", service, Str, "backend_green",
+              "Under STRATEGY=blue-green: the compose service of the second backend slot."),
+          Key("BLUE_GREEN_HEALTH_URL", url, Str, "http://localhost:8002/health",
+              "Under STRATEGY=blue-green: the second slot's own health URL (checked on the host).")),
     group("Timeouts (seconds)",
           Key("COMMAND_TIMEOUT", t.seconds, float, "60", "Any remote command without a timeout of its own."),
           Key("DB_READY_TIMEOUT", t.seconds, float, "60", "Waiting for DB_READY_COMMAND to succeed."),

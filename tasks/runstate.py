@@ -13,6 +13,7 @@ class Observation:
     images: dict
     healthy: bool
     version: str | None = None
+    slot: str = ""              # STRATEGY=blue-green: the backend slot that serves
 
 
 @dataclass
@@ -23,6 +24,7 @@ class RunState:
     before: Observation | None = None  # recorded before anything changed: the rollback evidence
     version: str | None = None         # the version the health URL reported last
     after: Observation | None = None   # what an automatic rollback restored
+    slot: str = ""                     # STRATEGY=blue-green: the backend slot this run left serving
     services_touched: bool = False     # a command that changes what serves has run
     failed_step: str = ""              # the step of the flow that failed
     pending_migrations: list[str] = field(default_factory=list)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from commands import git as git_cmd
 from commands import lock as lock_cmd
 from commands import rollback_plan
+from commands import slots as slots_cmd
 from commands.docker import short_image_id
 from commands.health import evaluate
-from tasks import maintenance, ui
+from tasks import maintenance, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.hoststate import containers, http_check, images_of
@@ -24,8 +25,12 @@ def cut(text: str, limit: int = 60) -> str:
 def status_data(s: Session, states) -> dict:
     """What ``fab status`` shows, as data (``--json`` prints it as is)."""
     st = s.settings
-    verdict = evaluate([*st.dependency_services, *st.services], states, redact=s.redactor)
-    check = http_check(s, st.health_url)
+    blue_green = slotstate.enabled(s)
+    serving = slots_cmd.fold(states, slots_cmd.pair(st), st.backend_service) if blue_green else states
+    verdict = evaluate([*st.dependency_services, *st.services], serving, redact=s.redactor)
+    slot, url = slotstate.serving(s)
+    check = http_check(s, url)
+    slots = slots_cmd.describe(slotstate.slot_states(s), slots_cmd.pair(st)) if blue_green else None
     head = git_cmd.parse_state(s.run(git_cmd.state(st.app_dir)).stdout)
     rels = load_releases(s)
     lk = read_state(s)
@@ -34,7 +39,8 @@ def status_data(s: Session, states) -> dict:
         "services": [{"service": c.service, "state": c.status, "health": c.health, "restarts": c.restart_count,
                       "image": c.image_ref, "image_id": c.image_id} for c in sorted(states, key=lambda c: c.service)],
         "healthy": verdict.ready, "problems": verdict.problems + verdict.waiting,
-        "health_url": {"url": st.health_url, "ok": check.ok, "status": check.status, "version": check.version,
+        "slots": slots,
+        "health_url": {"url": url, "ok": check.ok, "status": check.status, "version": check.version,
                        "error": None if check.ok else check.error},
         "code": {"head": head.head, "branch": head.branch, "modified_files": len(head.dirty)},
         "last_release": release_dict(rels[-1]) if rels else None,
@@ -60,6 +66,8 @@ def status(s: Session, json=False):
     ui.table([[c["service"], c["state"], c["health"] or "-", c["restarts"], c["image"], short_image_id(c["image_id"])]
               for c in d["services"]], ["service", "state", "health", "restarts", "image", "image id"])
     ui.say(f"health: {'all services running and healthy' if d['healthy'] else '; '.join(d['problems'])}")
+    if d["slots"]:
+        ui.say(f"backend slots (STRATEGY=blue-green): {d['slots']}")
     h = d["health_url"]
     ui.say(f"{h['url']}: " + (f"HTTP {h['status']}" + (f", version {h['version']}" if h["version"] else "") if h["ok"] else f"FAILING ({h['error']})"))
     code = d["code"]
