@@ -8,7 +8,7 @@ import time
 
 from invoke import Exit
 
-from commands.compose import check_since
+from commands.compose import V2, check_since
 from tasks import interrupts, messages, program, ui
 from tasks.base import operator_task
 from tasks.errors import SETUP, DeployError, ExitCode
@@ -102,7 +102,7 @@ def follow_logs(s: Session, services: list[str], lines: int, since: str) -> None
                 announced = printer.last
                 ui.say("(the log stream ended: a container stopped or restarted; following again)")
             time.sleep(REFOLLOW_PAUSE)
-            if s.compose.generation == "v2" and printer.last:
+            if s.compose.command == V2 and printer.last:
                 since = printer.last                # v1 has no --since: its lines are de-duplicated by stamp
             lines = REFOLLOW_LINES
     except KeyboardInterrupt as exc:

@@ -202,7 +202,14 @@ def test_refused_ssh_banner_is_a_clean_connection_error(tmp_path, garbage):
         server.sock.close()
     assert r.returncode == 5, flat(r)
     assert f"cannot connect to deploy@127.0.0.1:{server.port}: SSHException: Error reading SSH protocol banner" in flat(r)
-    assert r.stderr.rstrip().splitlines()[-1].startswith("  Exit code:")     # the block ends the run, no uncaught exception
+    # The block ends the run (its Log field last, then nothing: no uncaught exception, no paramiko
+    # traceback), and paramiko's own messages went to the run log, not the terminal.
+    lines = r.stderr.rstrip().splitlines()
+    log = max(i for i, line in enumerate(lines) if line.startswith("  Log:"))
+    assert lines[log - 1].startswith("  Exit code:") or any(x.startswith("  Exit code:") for x in lines[log - 3:log]), flat(r)
+    rest = " ".join(x.strip() for x in lines[log:])          # the Log field, wrapped or not, ends the output
+    assert rest.endswith("(with the SSH library's own messages)") and all(x.startswith("   ") for x in lines[log + 1:]), flat(r)
+    assert "Traceback" not in r.stderr and "Exception (client)" not in r.stderr, flat(r)
 
 
 def test_the_venv_fab_is_the_project_entry_point():
