@@ -39,3 +39,13 @@ def test_where_a_host_connects_is_read_through_the_ssh_config():
     assert ssh_target(cfg, "deploy@prod:2222") == ("prod.example.com", 2222)   # the host string's port wins
     assert ssh_target(cfg, "other") == ("other", 22)
     assert ssh_target(cfg, "bad host") is None                               # not a host string: unresolvable
+
+
+def test_input_sleep_of_the_remote_runner_is_small_on_every_hop(tmp_path, settings):
+    """invoke's Runner.wait sleeps input_sleep (10 ms by default) between polls for the exit status:
+    ~7 ms of every remote command's 12 ms on the staging host (bench/ssh_commands.py). The runner
+    fabric builds for the stage's connection, and for each ProxyJump hop, polls every 1 ms."""
+    cxn = connection_for(tmp_path, settings, "Host target\n  ProxyJump j1\n", "target")
+    for hop in hops(cxn):
+        assert hop.config.runners.remote.input_sleep == 0.001
+        assert hop.config.runners.remote(hop).input_sleep == 0.001
