@@ -77,10 +77,14 @@ def logs_tail(s: Session, service: str, lines: int = 20) -> str:
     return ui.clean(r.stdout + r.stderr).strip()
 
 
+HTTP_POLL = 0.2     # seconds between polls while the health URL may answer before Docker says healthy
+
+
 def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str,
-               next_step: str | None = None) -> list[ContainerState]:
+               next_step: str | None = None, http: tuple[str, str] | None = None) -> list[ContainerState]:
     """Poll docker inspect until every service is running and healthy; fail fast on unhealthy,
-    exited, OOM-killed or restarting containers."""
+    exited, OOM-killed or restarting containers. ``http`` = (service, health URL): that service is
+    also ready once its URL answers while its healthcheck still starts (health.evaluate_http_first)."""
     if s.dry:
         ui.say(f"[dry] would wait up to {timeout:g} s for {', '.join(services)} to be running and healthy")
         return []
@@ -94,7 +98,7 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
         states = [c for c in states if c.service in services]
         if baseline is None:
             baseline = {c.id: c.restart_count for c in states}
-        verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
+        verdict = _judge(s, services, states, baseline, http)
         if verdict.ready:
             return states
         if verdict.failed or time.monotonic() > deadline:
@@ -105,7 +109,19 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
             raise DeployError(f"{what}: {reason}", command="; ".join(s.compose.logs(svc, 20) for svc in bad) or None,
                               output=output, step=step, code=ExitCode.UNHEALTHY, details=verdict.problems + verdict.waiting,
                               next_step=next_step or messages.rollback_then_diagnose(s.host))
-        time.sleep(s.settings.health_interval)
+        time.sleep(min(s.settings.health_interval, HTTP_POLL) if http else s.settings.health_interval)
+
+
+def _judge(s: Session, services: Sequence[str], states: Sequence[ContainerState], baseline: dict,
+           http: tuple[str, str] | None) -> health_cmd.Readiness:
+    verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
+    if verdict.ready or verdict.failed or not http:
+        return verdict
+    service, url = http
+    if not any(c.service == service and c.status == "running" and c.health == "starting" for c in states):
+        return verdict      # no request while nothing it could change is waiting
+    ok = http_check(s, url, s.settings.smoke_timeout).ok
+    return health_cmd.evaluate_http_first(services, states, service, ok, baseline, redact=s.redactor)
 
 
 def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.HttpCheck:

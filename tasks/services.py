@@ -92,7 +92,8 @@ def switch(s: Session) -> dict:
             s.state.serving = "new containers started, not yet healthy (old images recorded)"
             with s.timed("services", "health wait"):
                 states = wait_ready(s, [*st.dependency_services, *st.services], st.health_timeout,
-                                    what="the services did not become healthy", step="services › health wait")
+                                    what="the services did not become healthy", step="services › health wait",
+                                    http=(st.backend_service, st.health_url))
                 check = wait_http(s, st.health_url, st.health_timeout, step="services › health wait")
     finally:
         downtime = probe.stop()

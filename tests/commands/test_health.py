@@ -111,3 +111,22 @@ def test_fractional_smoke_timeout_rounds_up_in_curl_max_time_and_probe_loop():
     assert " --max-time 2 " in health.curl("http://localhost/health", 1.5)
     assert " --max-time 1 " in health.curl("http://localhost/health", 0.2)
     assert "end=$(( $(date +%s) + 1 ))" in health.probe_loop("http://localhost/health", "/tmp/stop", 0.5)
+
+
+def test_health_url_answering_makes_a_starting_backend_ready_without_dockers_interval():
+    """Target 2 (issue 9): Docker reports healthy only after its healthcheck interval; the app's own
+    health URL answering in the same poll is enough for the service behind it, and only for it."""
+    states = [state("backend", health="starting"), state("proxy", health=None)]
+    assert not health.evaluate(SERVICES, states).ready
+    assert health.evaluate_http_first(SERVICES, states, "backend", http_ok=True).ready
+    assert not health.evaluate_http_first(SERVICES, states, "backend", http_ok=False).ready
+    other = [state("backend"), state("proxy", health="starting")]
+    assert not health.evaluate_http_first(SERVICES, other, "backend", http_ok=True).ready
+
+
+def test_health_url_answering_never_hides_a_failure():
+    """unhealthy, exited, OOM-killed and restarting stay definitive failures with the URL answering."""
+    for sick in (state("backend", health="unhealthy", health_log=["500"]), state("backend", oom=True, restarts=1),
+                 state("backend", status="restarting", restarts=2), state("backend", status="exited", exit_code=1)):
+        v = health.evaluate_http_first(["backend"], [sick], "backend", http_ok=True)
+        assert v.failed and not v.ready

@@ -145,6 +145,25 @@ def test_wait_ready_returns_once_every_service_is_healthy(host, mocker):
     assert sum(" ps -a -q" in c for c in remote.commands) == 1     # the IDs are read once
 
 
+def test_wait_ready_with_the_health_url_stops_as_soon_as_it_answers_not_at_dockers_interval(host, mocker):
+    """Target 2 (issue 9): after `up`, the backend counts as ready once its health URL answers while
+    Docker still reports `starting`; polls every 0.2 s; the IDs are resolved once, then only
+    `docker inspect` and curl run per poll (no compose call)."""
+    clock = Clock(mocker)
+    starting = Containers(*all_of())
+    starting.by_service["backend"] = container(ALL_V1, "backend", Health={"Status": "starting", "Log": []})
+    answers = iter([Result(stdout="curl: (7) Failed to connect\n@@status 000 0.001\n", exited=7), HEALTH_V1])
+    s, remote = host((r"ps -a -q", starting.ps), (r"^docker inspect", starting.inspect),
+                     (r"curl ", lambda command: next(answers)))
+    states = hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait",
+                                  http=("backend", "http://localhost:8000/health"))
+    assert sorted(c.service for c in states) == ["backend", "proxy"]
+    assert clock.slept == [0.2]
+    assert sum(" ps -a -q" in c for c in remote.commands) == 1
+    assert sum(c.startswith("docker inspect") for c in remote.commands) == 2
+    assert sum("curl " in c for c in remote.commands) == 2
+
+
 def test_wait_ready_fails_fast_on_an_unhealthy_container_with_its_logs(host, mocker):
     clock = Clock(mocker)
     sick = Containers(container("docker-inspect-backend-unhealthy.json"))
