@@ -150,12 +150,13 @@ def observe(s: Session) -> Observation:
     st = s.settings
     states = containers(s, st.services)
     images = images_of(s, states, st.services)
-    healthy = health_cmd.evaluate(st.services, states).ready
-    version = None
+    verdict = health_cmd.evaluate(st.services, states)
+    healthy, version = False, None
     slot, url = slotstate.serving(s)
-    if healthy:
+    # Right after an HTTP-first health wait Docker may still say `starting`: the URL decides then.
+    if not verdict.failed and all(c.status == "running" for c in states):
         check = http_check(s, url)
-        healthy = check.ok
+        healthy = check.ok and health_cmd.evaluate_http_first(st.services, states, st.backend_service, check.ok).ready
         version = check.version
     s.state.observed = Observation(images, healthy, version, slot)
     return s.state.observed

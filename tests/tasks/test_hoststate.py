@@ -265,3 +265,15 @@ def test_observe_when_the_health_url_fails_is_not_healthy(host):
                      (r"curl ", Result(stdout="", exited=7)))
     seen = hoststate.observe(s)
     assert not seen.healthy and seen.version is None
+
+
+def test_observe_right_after_an_http_first_health_wait_counts_the_answering_backend_healthy(host):
+    """The record's `after` is observed right after the HTTP-first health wait, while Docker still
+    says `starting`: the answering health URL makes it healthy (else rollback would find no healthy
+    release to go back to: tests/integration/test_staging.py caught it)."""
+    starting = Containers(*all_of())
+    starting.by_service["backend"] = container(ALL_V1, "backend", Health={"Status": "starting", "Log": []})
+    s, remote = host(*starting.script(), (IMAGE_INSPECT, Images(captured("docker-image-inspect.txt"))),
+                     (r"curl ", HEALTH_V1))
+    seen = hoststate.observe(s)
+    assert seen.healthy and seen.version == "v1"
