@@ -112,6 +112,12 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     # (name, value) of the secrets the config itself holds (see config_secrets); never printed.
     secrets: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+    # Fleets (several HOSTS, docs/fleets.md): hosts per batch (count or percentage), pause between batches,
+    # what a failed host does to the rest, and where the migrations run (None: the first host).
+    batch_size: str = "1"
+    batch_wait: float = 0.0
+    failure_policy: str = "revert"
+    migration_host: str | None = None
 
     # ---- derived paths -------------------------------------------------------------
     @property
@@ -221,6 +227,12 @@ def _hosts(v: str) -> tuple[str, ...]:
             raise ValueError(f"lists {_host_key(h)[0]} twice ({first}, {h}): every task would run twice on it, "
                              f"and a second bare rollback goes one release further back")
     return hosts
+
+
+def _batch_size(v: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]{0,5}|(100|[1-9][0-9]?)%", v.strip()):
+        raise ValueError(f"must be a number of hosts (1 or more) or a percentage (1% to 100%), got {v!r}")
+    return v.strip()
 
 
 def _wrap(check):
@@ -341,6 +353,10 @@ SCHEMA: dict[str, tuple[Callable[[str], object], str]] = {
     "LOCK_WAIT": (_seconds0, "lock_wait"),
     "RECORD_DIR": (_rel_path, "record_dir"),
     "SETUP_HINT": (_opt(_str), "setup_hint"),
+    "BATCH_SIZE": (_batch_size, "batch_size"),
+    "BATCH_WAIT": (_seconds0, "batch_wait"),
+    "FAILURE_POLICY": (_choice("stop", "revert", "continue"), "failure_policy"),
+    "MIGRATION_HOST": (_opt(_host), "migration_host"),
 }
 CONTACT_KINDS = ("database", "infrastructure", "security")
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -444,6 +460,8 @@ def load_settings(stage: str, environ: Mapping[str, str] | None = None, *, apply
             problems.append(f"SERVICES and DEPENDENCY_SERVICES both list {', '.join(sorted(overlap))}; a service is either deployed or a dependency")
         if fields["lock_heartbeat"] * 2 > fields["lock_stale_after"]:  # type: ignore[operator]
             problems.append(f"LOCK_STALE_AFTER ({sources['LOCK_STALE_AFTER']}) must be at least twice LOCK_HEARTBEAT, or a live deploy looks stale")
+        if fields["migration_host"] and fields["migration_host"] not in fields["hosts"]:
+            problems.append(f"MIGRATION_HOST ({sources['MIGRATION_HOST']}): {fields['migration_host']} is not one of HOSTS")
         if fields["known_hosts"] and not os.path.isfile(fields["known_hosts"]):  # type: ignore[arg-type]
             if fields["host_key_policy"] == "strict":
                 problems.append(f"KNOWN_HOSTS ({sources['KNOWN_HOSTS']}): file {fields['known_hosts']} does not exist")

@@ -31,6 +31,12 @@ class _Out:
 
 
 OUT = _Out()
+# Per-thread line prefix: a fleet deploy runs one thread per host and prefixes its lines with the host.
+THREAD = threading.local()
+
+
+def set_prefix(text: str) -> None:
+    THREAD.prefix = text
 
 
 def set_redactor(redactor: Redactor) -> None:
@@ -48,11 +54,11 @@ def safe(text) -> str:
 
 
 def say(text: str = "") -> None:
-    print(safe(text), file=OUT.stream, flush=True)
+    print(safe(getattr(THREAD, "prefix", "") + text), file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:
-    print(safe(f"! {text}"), file=OUT.stream, flush=True)
+    print(safe(getattr(THREAD, "prefix", "") + f"! {text}"), file=OUT.stream, flush=True)
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:

@@ -1,0 +1,291 @@
+"""`fab deploy` on a stage with several HOSTS: the fleet engine (the planning is commands/fleet.py).
+
+One SSH session per host for the whole run. Every host's deploy lock is taken before anything
+changes (one refused: those taken are released, nothing ran). The migration host (MIGRATION_HOST,
+default the first of HOSTS) is in batch 1 and migrates; the other hosts of batch 1 pull meanwhile
+and wait for the migration before they switch (a failed migration: no host switches). Each host
+runs the ordinary flow (tasks/flow.py) in a thread of a ``concurrent.futures`` pool, under the
+fleet's lock and release id, its lines prefixed with ``[host]``. After each batch the failure
+policy decides; BATCH_WAIT seconds pass between batches. The end: every host's error block, the
+fleet table, one exit code. Ctrl-C/SIGTERM/SIGHUP reach every host's flow at its next step
+boundary (which cleans up as a single-host run does); the locks are released on every path.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import threading
+import time
+from concurrent import futures
+from typing import Sequence
+
+from invoke import Exit
+
+from commands import fleet as plan
+from commands import record as record_cmd
+from commands import timing as timing_cmd
+from commands.secrets import Redactor
+from config import Settings
+from tasks import flow, interrupts, ui
+from tasks.base import begin, render_error, render_usage_error
+from tasks.errors import DeployError, ExitCode
+from tasks.hoststate import observe
+from tasks.locking import DeployLock
+from tasks.rollback import ROLLBACK_STEPS
+from tasks.runstate import RunState
+from tasks.session import Session
+from tasks.ssh import connect
+from tasks.steps import RunOptions, Step
+
+
+@dataclasses.dataclass
+class Fleet:
+    sessions: dict[str, Session]
+    rid: str
+    migration_host: str
+    migrated: threading.Event = dataclasses.field(default_factory=threading.Event)
+    migration_ok: bool = False
+    interrupt: BaseException | None = None          # the signal the operator sent, once sent
+
+
+@dataclasses.dataclass
+class HostResult:
+    host: str
+    outcome: str
+    code: int = 0
+    error: DeployError | None = None
+    seconds: float | None = None
+    bottleneck: str = ""
+
+
+class HeldLock:
+    """A host's lock as its flow sees it: taken and released by the fleet (so ``with`` does not
+    release it), and the way an interrupt of the fleet reaches the flow: raised once, at the flow's
+    next step boundary, where the flow cleans up exactly as after a Ctrl-C of a single-host run."""
+
+    def __init__(self, lock: DeployLock, fleet: Fleet):
+        self.lock, self.fleet, self.delivered = lock, fleet, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def ensure_held(self, before: str) -> None:
+        if self.fleet.interrupt is not None and not self.delivered:
+            self.delivered = True
+            raise copy.copy(self.fleet.interrupt)
+        self.lock.ensure_held(before)
+
+    def __getattr__(self, name):
+        return getattr(self.lock, name)
+
+
+def host_steps(fleet: Fleet, host: str, steps: Sequence[Step]) -> list[Step]:
+    """The migration host migrates (and tells the others when it is done); the others skip the
+    migration and wait for it right before switching their services."""
+    if host == fleet.migration_host:
+        return [_signalling(fleet, x) if x.name == "migrate" else x for x in steps]
+    out: list[Step] = []
+    for x in steps:
+        if x.switches:
+            out.append(Step("await migration", _await_migration(fleet)))
+        if x.name != "migrate":
+            out.append(x)
+    return out
+
+
+def _signalling(fleet: Fleet, step: Step) -> Step:
+    def run(s: Session, opts: RunOptions) -> None:
+        try:
+            step.run(s, opts)
+            fleet.migration_ok = True
+        finally:
+            fleet.migrated.set()
+    return dataclasses.replace(step, run=run)
+
+
+def _await_migration(fleet: Fleet):
+    def run(s: Session, opts: RunOptions) -> None:
+        fleet.migrated.wait()
+        if fleet.interrupt is None and not fleet.migration_ok:
+            raise DeployError(f"not switched: the migration on {fleet.migration_host} did not succeed",
+                              code=ExitCode.STEP_FAILED, state="still serving the old version (services not touched)",
+                              next_step=f"see {fleet.migration_host}'s error block; fix it, then fab deploy again")
+    return run
+
+
+def run_host(fleet: Fleet, host: str, steps: Sequence[Step], opts: RunOptions, lock: DeployLock, rid: str) -> HostResult:
+    """One host's flow, in a pool thread; never raises."""
+    s = fleet.sessions[host]
+    ui.set_prefix(f"[{host}] ")
+    t0 = time.monotonic()
+    result = HostResult(host, plan.SUCCESS)
+    try:
+        flow.run_flow(s, steps, opts, rid=rid, held=HeldLock(lock, fleet))
+    except DeployError as err:
+        result = HostResult(host, plan.ROLLED_BACK if err.code == ExitCode.ROLLED_BACK else plan.FAILED, int(err.code), err)
+    except KeyboardInterrupt as exc:
+        result = HostResult(host, plan.ABORTED, int(interrupts.exit_code(exc)))
+    except Exception as exc:        # a bug: this host fails, the fleet still ends in order
+        result = HostResult(host, plan.FAILED, int(ExitCode.BUG), DeployError(f"unexpected error: {exc!r}", code=ExitCode.BUG))
+    finally:
+        if host == fleet.migration_host:
+            fleet.migrated.set()     # ended before migrating: the others must not wait forever
+        ui.set_prefix("")
+    b = timing_cmd.bottleneck(s.timer)
+    return dataclasses.replace(result, seconds=time.monotonic() - t0, bottleneck=b.label if b else "")
+
+
+def _run_parallel(pool, fleet: Fleet, jobs: dict[str, tuple]) -> dict[str, HostResult]:
+    """Run ``run_host`` for each host; a signal in the main thread is passed to every flow, which
+    then cleans up; the wait for them goes on with further signals ignored."""
+    pending = {pool.submit(run_host, fleet, host, *job): host for host, job in jobs.items()}
+    try:
+        futures.wait(pending)
+    except KeyboardInterrupt as exc:
+        fleet.interrupt = exc
+        fleet.migrated.set()
+        with interrupts.ignored():
+            ui.say(f"{interrupts.describe(exc)}: every host's flow stops at its next step and cleans up")
+            futures.wait(pending)
+    return {pending[f]: f.result() for f in pending}
+
+
+def run_batches(fleet: Fleet, locks: dict[str, DeployLock], batches: list[list[str]], steps: Sequence[Step],
+                opts: RunOptions, settings: Settings) -> dict[str, HostResult]:
+    results: dict[str, HostResult] = {}
+    with futures.ThreadPoolExecutor(max_workers=max(len(b) for b in batches)) as pool:
+        for i, batch in enumerate(batches):
+            if i and settings.batch_wait:
+                ui.say(f"fleet: waiting {settings.batch_wait:g} s (BATCH_WAIT) before batch {i + 1}")
+                try:
+                    time.sleep(settings.batch_wait)
+                except KeyboardInterrupt as exc:      # between batches: nothing runs, no batch starts
+                    fleet.interrupt = exc
+                    break
+            ui.say(f"fleet: batch {i + 1}/{len(batches)}: {', '.join(batch)}")
+            jobs = {h: (host_steps(fleet, h, steps), opts, locks[h], fleet.rid) for h in batch}
+            results.update(_run_parallel(pool, fleet, jobs))
+            outcomes = {h: r.outcome for h, r in results.items()}
+            decision = plan.after_batch(settings.failure_policy, outcomes, migration_failed=not fleet.migration_ok)
+            if decision.why:
+                ui.say(f"fleet: {decision.why}")
+            if decision.revert:
+                results.update(revert(pool, fleet, locks, decision.revert))
+            if not decision.go_on:
+                break
+    return results
+
+
+def revert(pool, fleet: Fleet, locks: dict[str, DeployLock], hosts: Sequence[str]) -> dict[str, HostResult]:
+    """FAILURE_POLICY=revert: a recorded rollback on each switched host, under the fleet's lock."""
+    opts = RunOptions("rollback", message=f"fleet release {fleet.rid}: FAILURE_POLICY=revert")
+    for h in hosts:
+        s = fleet.sessions[h]
+        s.timer, s.state = timing_cmd.Timer(), RunState()
+    done = _run_parallel(pool, fleet, {h: (ROLLBACK_STEPS, opts, locks[h], record_cmd.new_release_id()) for h in hosts})
+    return {h: dataclasses.replace(r, outcome=plan.REVERTED if r.outcome == plan.SUCCESS else plan.REVERT_FAILED,
+                                   code=0 if r.outcome == plan.SUCCESS else int(ExitCode.ROLLBACK_FAILED))
+            for h, r in done.items()}
+
+
+def open_sessions(c, settings: Settings, hosts: list[str], accept_new: bool) -> dict[str, Session]:
+    """One session per host for the whole run; all share one redactor (every host's secrets hidden)."""
+    redactor = Redactor(settings.secret_key_pattern)
+    sessions: dict[str, Session] = {}
+    host = ""
+    try:
+        for host in hosts:
+            t0 = time.monotonic()
+            s = Session(settings, host, connect(c, host, settings, accept_new), dry=bool(c.config.run.dry),
+                        echo=bool(c.config.run.echo), redactor=redactor, ctx=c)
+            sessions[host] = s
+            begin(s, t0)
+    except DeployError as err:
+        close(sessions)
+        render_error(err, settings, host)
+        raise Exit(code=int(err.code)) from None
+    except BaseException:
+        close(sessions)
+        raise
+    return sessions
+
+
+def close(sessions: dict[str, Session]) -> None:
+    for s in sessions.values():
+        s.close()
+
+
+def take_locks(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions) -> dict[str, DeployLock]:
+    """Every host's lock before anything changes; one refused: the ExitStack releases those taken."""
+    locks = {}
+    for host, s in fleet.sessions.items():
+        try:
+            locks[host] = stack.enter_context(DeployLock(s, opts.kind, opts.message, opts.lock_wait))
+        except DeployError as err:
+            err.state = (f"nothing was changed on any host; the locks taken on {', '.join(locks)} are released"
+                         if locks else "nothing was changed on any host")
+            render_error(err, s.settings, host, s)
+            raise Exit(code=int(err.code)) from None
+    return locks
+
+
+def deploy_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept_new: bool, steps: Sequence[Step],
+                 opts: RunOptions, parallel: str = "") -> None:
+    """The fleet run of `fab deploy`: plan, connect, lock, batches, the table, one exit code."""
+    order = plan.order(list(hosts), settings.migration_host or hosts[0])
+    try:
+        size = plan.batch_size(parallel or settings.batch_size, len(order))
+    except plan.BadBatchSize as exc:
+        render_usage_error([f"--parallel / BATCH_SIZE: {exc}"])
+        raise Exit(code=int(ExitCode.CONFIG)) from None
+    batches = plan.batches(order, size)
+    fleet = Fleet(open_sessions(c, settings, order, accept_new), record_cmd.new_release_id(), order[0])
+    ui.say(f"stage: {settings.stage} ({why})   fleet release {fleet.rid}: {len(order)} hosts, {len(batches)} batch(es) "
+           f"of up to {size}; migrations on {order[0]}; FAILURE_POLICY={settings.failure_policy}")
+    try:
+        with contextlib.ExitStack() as stack:
+            locks = take_locks(stack, fleet, opts)
+            results = run_batches(fleet, locks, batches, steps, opts, settings)
+            versions = serving_versions(fleet)
+    finally:
+        close(fleet.sessions)
+    raise_exit(report(fleet, settings, order, results, versions))
+
+
+def serving_versions(fleet: Fleet) -> dict[str, str]:
+    """What each host's health URL reports now (the table's 'version serving'); '' if unknown."""
+    def one(s: Session) -> str:
+        if s.dry:
+            return ""
+        try:
+            return observe(s).version or ""
+        except DeployError:
+            return ""
+    with futures.ThreadPoolExecutor(max_workers=len(fleet.sessions)) as pool:
+        return dict(zip(fleet.sessions, pool.map(one, fleet.sessions.values())))
+
+
+def report(fleet: Fleet, settings: Settings, order: list[str], results: dict[str, HostResult], versions: dict[str, str]) -> int:
+    ordered = [results.get(h) or HostResult(h, plan.NOT_STARTED) for h in order]
+    for r in ordered:
+        if r.error and r.outcome not in (plan.REVERTED,):
+            render_error(r.error, settings, r.host, fleet.sessions[r.host])
+    rows = [plan.HostRow(r.host, r.outcome, versions.get(r.host, ""), r.seconds, r.bottleneck) for r in ordered]
+    ui.say("")
+    ui.table(plan.rows(rows), plan.HEADERS)
+    code = plan.exit_code([(r.host, r.outcome, r.code) for r in ordered])
+    if fleet.interrupt is not None:
+        code = int(interrupts.exit_code(fleet.interrupt))
+    one = plan.serves_one_version(rows)
+    ui.say(f"Fleet: release {fleet.rid}: " + ("every host succeeded" if code == 0 else f"NOT every host succeeded (exit code {code})")
+           + ("; the fleet serves one version: " + rows[0].version if one else "; the fleet does NOT serve one known version"))
+    return code
+
+
+def raise_exit(code: int) -> None:
+    if code:
+        raise Exit(code=code)
