@@ -13,8 +13,8 @@ boundary (which cleans up as a single-host run does); the locks are released on 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
+import signal
 import threading
 import time
 from concurrent import futures
@@ -47,6 +47,8 @@ class Fleet:
     migrated: threading.Event = dataclasses.field(default_factory=threading.Event)
     migration_ok: bool = False
     interrupt: BaseException | None = None          # the signal the operator sent, once sent
+    pending: list = dataclasses.field(default_factory=list)     # the running batch's futures
+    results: dict = dataclasses.field(default_factory=dict)     # host -> HostResult, as batches end
 
 
 @dataclasses.dataclass
@@ -76,7 +78,8 @@ class HeldLock:
     def ensure_held(self, before: str) -> None:
         if self.fleet.interrupt is not None and not self.delivered:
             self.delivered = True
-            raise copy.copy(self.fleet.interrupt)
+            exc = self.fleet.interrupt
+            raise interrupts.Terminated(exc.signum) if isinstance(exc, interrupts.Terminated) else KeyboardInterrupt()
         self.lock.ensure_held(before)
 
     def __getattr__(self, name):
@@ -117,8 +120,9 @@ def _await_migration(fleet: Fleet):
     return run
 
 
-def run_host(fleet: Fleet, host: str, steps: Sequence[Step], opts: RunOptions, lock: DeployLock, rid: str) -> HostResult:
-    """One host's flow, in a pool thread; never raises."""
+def run_host(fleet: Fleet, host: str, steps: Sequence[Step], opts: RunOptions, lock: DeployLock, rid: str) -> None:
+    """One host's flow, in a pool thread; its result goes into ``fleet.results`` (written by the
+    thread itself, so a signal in the main thread at any moment loses no result); never raises."""
     s = fleet.sessions[host]
     ui.set_prefix(f"[{host}] ")
     t0 = time.monotonic()
@@ -136,60 +140,81 @@ def run_host(fleet: Fleet, host: str, steps: Sequence[Step], opts: RunOptions, l
             fleet.migrated.set()     # ended before migrating: the others must not wait forever
         ui.set_prefix("")
     b = timing_cmd.bottleneck(s.timer)
-    return dataclasses.replace(result, seconds=time.monotonic() - t0, bottleneck=b.label if b else "")
+    result = dataclasses.replace(result, seconds=time.monotonic() - t0, bottleneck=b.label if b else "")
+    fleet.results[host] = as_revert(result) if opts.kind == "rollback" else result
 
 
-def _run_parallel(pool, fleet: Fleet, jobs: dict[str, tuple]) -> dict[str, HostResult]:
-    """Run ``run_host`` for each host; a signal in the main thread is passed to every flow, which
-    then cleans up; the wait for them goes on with further signals ignored."""
-    pending = {pool.submit(run_host, fleet, host, *job): host for host, job in jobs.items()}
+def as_revert(r: HostResult) -> HostResult:
+    """The revert policy's rollback of a host that had switched: reverted, or revert failed."""
+    ok = r.outcome == plan.SUCCESS
+    return dataclasses.replace(r, outcome=plan.REVERTED if ok else plan.REVERT_FAILED,
+                               code=0 if ok else int(ExitCode.ROLLBACK_FAILED))
+
+
+def _run_parallel(fleet: Fleet, jobs: dict[str, tuple]) -> None:
+    """``run_host`` for each host, in threads; a signal meanwhile is passed to every flow, which then
+    cleans up; the wait for them goes on with further signals ignored."""
+    pool = futures.ThreadPoolExecutor(max_workers=len(jobs))
+    with deferred_signals():        # a signal inside submit() would lose track of a started host
+        fleet.pending = [pool.submit(run_host, fleet, host, *job) for host, job in jobs.items()]
     try:
-        futures.wait(pending)
+        futures.wait(fleet.pending)
     except KeyboardInterrupt as exc:
-        fleet.interrupt = exc
-        fleet.migrated.set()
-        with interrupts.ignored():
-            ui.say(f"{interrupts.describe(exc)}: every host's flow stops at its next step and cleans up")
-            futures.wait(pending)
-    return {pending[f]: f.result() for f in pending}
+        wait_after_interrupt(fleet, exc)
+    pool.shutdown(wait=False)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """INT/TERM/HUP held back (not lost) while the threads are started; delivered right after.
+    The threads started meanwhile keep them blocked: only the main thread handles signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, interrupts.HANDLED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def wait_after_interrupt(fleet: Fleet, exc: BaseException) -> None:
+    """Pass the signal to every host's flow and wait for their clean-up (each is bounded by the
+    flow's own watchdog), further signals ignored. (Not Thread.join: a join cut short by a signal
+    may return at once the next time, before the thread has ended.)"""
+    fleet.interrupt = fleet.interrupt or exc
+    fleet.migrated.set()
+    with interrupts.ignored():
+        ui.say(f"{interrupts.describe(exc)}: every host's flow stops at its next step and cleans up")
+        futures.wait(fleet.pending)
 
 
 def run_batches(fleet: Fleet, locks: dict[str, DeployLock], batches: list[list[str]], steps: Sequence[Step],
-                opts: RunOptions, settings: Settings) -> dict[str, HostResult]:
-    results: dict[str, HostResult] = {}
-    with futures.ThreadPoolExecutor(max_workers=max(len(b) for b in batches)) as pool:
-        for i, batch in enumerate(batches):
-            if i and settings.batch_wait:
-                ui.say(f"fleet: waiting {settings.batch_wait:g} s (BATCH_WAIT) before batch {i + 1}")
-                try:
-                    time.sleep(settings.batch_wait)
-                except KeyboardInterrupt as exc:      # between batches: nothing runs, no batch starts
-                    fleet.interrupt = exc
-                    break
-            ui.say(f"fleet: batch {i + 1}/{len(batches)}: {', '.join(batch)}")
-            jobs = {h: (host_steps(fleet, h, steps), opts, locks[h], fleet.rid) for h in batch}
-            results.update(_run_parallel(pool, fleet, jobs))
-            outcomes = {h: r.outcome for h, r in results.items()}
-            decision = plan.after_batch(settings.failure_policy, outcomes, migration_failed=not fleet.migration_ok)
-            if decision.why:
-                ui.say(f"fleet: {decision.why}")
-            if decision.revert:
-                results.update(revert(pool, fleet, locks, decision.revert))
-            if not decision.go_on:
-                break
-    return results
+                opts: RunOptions, settings: Settings) -> None:
+    for i, batch in enumerate(batches):
+        if i and settings.batch_wait:
+            ui.say(f"fleet: waiting {settings.batch_wait:g} s (BATCH_WAIT) before batch {i + 1}")
+            time.sleep(settings.batch_wait)
+        ui.say(f"fleet: batch {i + 1}/{len(batches)}: {', '.join(batch)}")
+        jobs = {h: (host_steps(fleet, h, steps), opts, locks[h], fleet.rid) for h in batch}
+        _run_parallel(fleet, jobs)
+        outcomes = {h: r.outcome for h, r in fleet.results.items()}
+        decision = plan.after_batch(settings.failure_policy, outcomes, migration_failed=not fleet.migration_ok)
+        if decision.why:
+            ui.say(f"fleet: {decision.why}")
+        if decision.revert:
+            revert(fleet, locks, decision.revert)
+        if not decision.go_on:
+            break
 
 
-def revert(pool, fleet: Fleet, locks: dict[str, DeployLock], hosts: Sequence[str]) -> dict[str, HostResult]:
+def revert(fleet: Fleet, locks: dict[str, DeployLock], hosts: Sequence[str]) -> None:
     """FAILURE_POLICY=revert: a recorded rollback on each switched host, under the fleet's lock."""
     opts = RunOptions("rollback", message=f"fleet release {fleet.rid}: FAILURE_POLICY=revert")
     for h in hosts:
         s = fleet.sessions[h]
         s.timer, s.state = timing_cmd.Timer(), RunState()
-    done = _run_parallel(pool, fleet, {h: (ROLLBACK_STEPS, opts, locks[h], record_cmd.new_release_id()) for h in hosts})
-    return {h: dataclasses.replace(r, outcome=plan.REVERTED if r.outcome == plan.SUCCESS else plan.REVERT_FAILED,
-                                   code=0 if r.outcome == plan.SUCCESS else int(ExitCode.ROLLBACK_FAILED))
-            for h, r in done.items()}
+    _run_parallel(fleet, {h: (ROLLBACK_STEPS, opts, locks[h], record_cmd.new_release_id()) for h in hosts})
 
 
 def open_sessions(c, settings: Settings, hosts: list[str], accept_new: bool) -> dict[str, Session]:
@@ -249,11 +274,15 @@ def deploy_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept_n
     try:
         with contextlib.ExitStack() as stack:
             locks = take_locks(stack, fleet, opts)
-            results = run_batches(fleet, locks, batches, steps, opts, settings)
-            versions = serving_versions(fleet)
+            try:
+                run_batches(fleet, locks, batches, steps, opts, settings)
+            except KeyboardInterrupt as exc:        # between batches, or while the policy acts
+                wait_after_interrupt(fleet, exc)
+            with interrupts.ignored():              # a second signal must not cut the table short
+                code = report(fleet, settings, order, fleet.results, serving_versions(fleet))
     finally:
         close(fleet.sessions)
-    raise_exit(report(fleet, settings, order, results, versions))
+    raise_exit(code)
 
 
 def serving_versions(fleet: Fleet) -> dict[str, str]:
