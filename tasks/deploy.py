@@ -5,7 +5,7 @@ from __future__ import annotations
 from tasks.base import operator_task
 from tasks.checklist import checklist_step
 from tasks.cli import parse_show
-from tasks.fleet import deploy_fleet
+from tasks.fleetdeploy import deploy_fleet
 from tasks.flow import run_flow
 from tasks.migrate import migrate_step
 from tasks.prepare import prepare_step

@@ -14,7 +14,7 @@ from invoke import Exit
 from commands.timing import Timer
 from config import load_settings
 from tasks import fleet as fleet_mod
-from tasks import interrupts
+from tasks import fleetdeploy, interrupts
 from tasks.errors import DeployError, ExitCode
 from tasks.runstate import Observation
 from tasks.steps import RunOptions, Step
@@ -85,9 +85,9 @@ def world(mocker, capsys):
     sessions = {h: types.SimpleNamespace(host=h, timer=Timer(), state=None, dry=False, settings=None, close=lambda: None)
                 for h in HOSTS}
     mocker.patch.object(fleet_mod.flow, "run_flow", side_effect=fake_flow)
-    mocker.patch.object(fleet_mod, "DeployLock", FakeLock)
-    mocker.patch.object(fleet_mod, "open_sessions", side_effect=lambda c, st, order, acc: {h: sessions[h] for h in order})
-    mocker.patch.object(fleet_mod, "observe", side_effect=lambda s: Observation({}, True, serving(log, s.host)))
+    mocker.patch.object(fleetdeploy, "DeployLock", FakeLock)
+    mocker.patch.object(fleetdeploy, "open_sessions", side_effect=lambda c, st, order, acc: {h: sessions[h] for h in order})
+    mocker.patch.object(fleetdeploy, "observe", side_effect=lambda s: Observation({}, True, serving(log, s.host)))
     mocker.patch.object(fleet_mod, "ROLLBACK_STEPS", (Step("rollback", step("rollback"), switches=True),))
     steps = (Step("checklist", step("checklist")), Step("pull", step("pull")), Step("migrate", step("migrate")),
              Step("services", step("services"), recoverable=True, switches=True), Step("verify", step("verify")))
@@ -99,7 +99,7 @@ def world(mocker, capsys):
             s.settings = st
         code = 0
         try:
-            fleet_mod.deploy_fleet(types.SimpleNamespace(config=None), st, "test", HOSTS, False, steps, RunOptions("deploy"))
+            fleetdeploy.deploy_fleet(types.SimpleNamespace(config=None), st, "test", HOSTS, False, steps, RunOptions("deploy"))
         except Exit as e:
             code = e.code
         out = capsys.readouterr()
@@ -199,8 +199,8 @@ def test_sigterm_mid_fleet_reaches_every_host_and_releases_every_lock(world, moc
         while fleet_state["fleet"].interrupt is None:
             threading.Event().wait(0.01)
     fleet_state = {}
-    real = fleet_mod.Fleet
-    mocker.patch.object(fleet_mod, "Fleet", side_effect=lambda *a, **k: fleet_state.setdefault("fleet", real(*a, **k)))
+    real = fleetdeploy.Fleet
+    mocker.patch.object(fleetdeploy, "Fleet", side_effect=lambda *a, **k: fleet_state.setdefault("fleet", real(*a, **k)))
     mocker.patch.object(fleet_mod, "host_steps", side_effect=lambda f, h, steps: (
         [Step("checklist", terminate if h == "a" else steps[0].run), *steps[1:]]))
     with interrupts.handled():
