@@ -54,7 +54,10 @@ def safe(text) -> str:
 
 
 def say(text: str = "") -> None:
-    print(safe(getattr(THREAD, "prefix", "") + text), file=OUT.stream, flush=True)
+    prefix = getattr(THREAD, "prefix", "")
+    if prefix:          # every line of a multi-line text (the timing table), so the host stays readable
+        text = "\n".join(prefix + line for line in str(text).split("\n"))
+    print(safe(text), file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:

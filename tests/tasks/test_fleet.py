@@ -14,7 +14,7 @@ from invoke import Exit
 from commands.timing import Timer
 from config import load_settings
 from tasks import fleet as fleet_mod
-from tasks import fleetdeploy, interrupts
+from tasks import fleetdeploy, interrupts, ui
 from tasks.errors import DeployError, ExitCode
 from tasks.runstate import Observation
 from tasks.steps import RunOptions, Step
@@ -66,6 +66,7 @@ def world(mocker, capsys):
             for step in steps:
                 held.ensure_held(step.name)
                 log.add("step", s.host, step.name)
+                ui.say(f"{step.name} ...\n  a second line")
                 step.run(s, opts)
         except DeployError as err:
             if err.code == ExitCode.ROLLED_BACK:
@@ -133,7 +134,8 @@ def test_every_host_switched_once_the_migration_ran_once_one_release_id(world):
     first_flow = log.events.index(next(e for e in log.events if e[0] == "flow"))
     assert [e[0] for e in log.events[:first_flow]] == ["lock"] * 3, "every lock before anything runs"
     assert sorted(h for (h,) in log.of("unlock")) == list(HOSTS)
-    assert "[a] " in out or "a " in out
+    for h in HOSTS:
+        assert f"[{h}] services ...\n" in out and f"[{h}]   a second line\n" in out, "every line prefixed with its host"
     assert "the fleet serves one version: v2" in out
 
 
