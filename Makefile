@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 CTL    := sandbox/ctl
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sandbox-install sandbox-up sandbox-down staging staging-down lint test unit coverage integration bench clean
+.PHONY: config-docs setup sandbox-install sandbox-up sandbox-down staging staging-down lint test unit coverage integration bench clean
 
 setup: $(STAMP) $(VENV)/.fab-entry-point
 
@@ -48,6 +48,10 @@ staging-down: sandbox-down
 # The linter (ruff's default rules plus import sorting; settings in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+
+# config/defaults.env and the key table of docs/configuration.md, written from config/keys.py.
+config-docs: setup
+	$(BIN)/python -m config.render
 
 # The whole suite: the linter, the unit tests and the real deploys against the staging host.
 # Lint first: a finding fails fast, before the staging host is started.

@@ -4,6 +4,8 @@ from invoke import Collection
 
 from tasks.checklist import checklist
 from tasks.cli import exit_2_on_usage_errors
+from tasks.configtask import config, version
+from tasks.daily import exec_task, logs, restart
 from tasks.deploy import deploy
 from tasks.diagnose import check_db, check_model_server, check_restarts, diagnose
 from tasks.escalation import contacts
@@ -11,6 +13,7 @@ from tasks.locktasks import lock, unlock
 from tasks.migrate import migrate
 from tasks.plan import plan
 from tasks.prepare import env_diff_task, prepare
+from tasks.prune import prune
 from tasks.rollback import rollback
 from tasks.services import services
 from tasks.status import history, status
@@ -20,6 +23,7 @@ ns = Collection(
     deploy, checklist, prepare, env_diff_task, migrate, services, verify, smoke, rollback,
     diagnose, check_restarts, check_db, check_model_server, contacts,
     status, history, lock, unlock, plan,
+    logs, exec_task, restart, prune, config, version,
 )
 
 # fab exits 1 on a command-line usage error; this tool documents 2 (see tasks/cli.py for how).

@@ -28,7 +28,8 @@ from fabric import Config  # noqa: E402
 
 from bench import report  # noqa: E402
 from config import load_settings  # noqa: E402
-from tasks.session import Session, connect  # noqa: E402
+from tasks.session import Session  # noqa: E402
+from tasks.ssh import connect  # noqa: E402
 
 
 class _Ctx:

@@ -47,7 +47,9 @@ def parse_migrate(stdout: str) -> MigrateOutput:
     )
 
 
-_REV_LINE = re.compile(r"^(?P<rev>[0-9A-Za-z_]+)(?:\s+\((?P<flags>[^)]*)\))?\s*$")
+# alembic prints each flag in its own parentheses: "c3 (head) (mergepoint)".
+_FLAGS = r"(?P<flags>(?:\s+\([^)]*\))*)"
+_REV_LINE = re.compile(r"^(?P<rev>[0-9A-Za-z_]+)" + _FLAGS + r"\s*$")
 
 
 def parse_current(stdout: str) -> list[str]:
@@ -71,7 +73,12 @@ class HistoryEntry:
     message: str
 
 
-_HIST = re.compile(r"^(?P<down>\S.*?) -> (?P<up>[0-9A-Za-z_]+)(?: \((?P<flags>[^)]*)\))?, ?(?P<msg>.*)$")
+_HIST = re.compile(r"^(?P<down>\S.*?) -> (?P<up>[0-9A-Za-z_]+)" + _FLAGS + r", ?(?P<msg>.*)$")
+
+
+def _flags(text: str) -> str:
+    """The flags of a line: `` (head) (mergepoint)`` -> ``head, mergepoint``."""
+    return ", ".join(re.findall(r"\(([^)]*)\)", text or ""))
 
 
 def parse_history(stdout: str) -> list[HistoryEntry]:
@@ -79,7 +86,7 @@ def parse_history(stdout: str) -> list[HistoryEntry]:
     for line in stdout.splitlines():
         m = _HIST.match(line.strip())
         if m:
-            out.append(HistoryEntry(m.group("down"), m.group("up"), m.group("flags") or "", m.group("msg").strip()))
+            out.append(HistoryEntry(m.group("down"), m.group("up"), _flags(m.group("flags")), m.group("msg").strip()))
     return out
 
 

@@ -47,10 +47,6 @@ class Compose:
         check_path(self.app_dir, "APP_DIR")
         check_path(self.file, "COMPOSE_FILE", absolute=False)
 
-    @property
-    def generation(self) -> str:
-        return "v2" if self.command == V2 else "v1"
-
     def _base(self) -> str:
         parts = f"{self.command} -f {q(self.file)}"
         if self.project:
@@ -74,11 +70,23 @@ class Compose:
     def up(self, services: Sequence[str] = (), no_deps: bool = False) -> str:
         return self._cmd("up -d" + (" --no-deps" if no_deps else ""), services)
 
+    def stop(self, services: Sequence[str]) -> str:
+        """Stops without removing: a stopped blue/green slot keeps its container and image."""
+        return self._cmd("stop", services)
+
     def restart(self, services: Sequence[str]) -> str:
         return self._cmd("restart", services)
 
     def logs(self, service: str, tail: int) -> str:
         return self._cmd(f"logs --no-color --tail={int(tail)}", [service])
+
+    def follow_logs(self, services: Sequence[str], tail: int, since: str = "", follow: bool = False) -> str:
+        """``fab logs``: the last ``tail`` lines of each service (all when none), optionally since a
+        time (``10m``, an RFC 3339 date) and followed."""
+        opts = f"logs --no-color --timestamps --tail={int(tail)}"
+        if since:
+            opts += f" --since {q(check_since(since))}"
+        return self._cmd(opts + (" --follow" if follow else ""), services)
 
     def exec(self, service: str, argv: Sequence[str]) -> str:
         """``exec -T``: without a TTY, Compose's default TTY allocation fails (runbook note 7)."""
@@ -91,6 +99,17 @@ class Compose:
     def run_rm(self, service: str, argv: Sequence[str]) -> str:
         """For a first deploy, when no container of the service exists yet to exec into."""
         return cd(self.app_dir, f"{self._base()} run --rm -T {q(check_service(service))} {join(argv)}")
+
+
+_SINCE = re.compile(r"^(?:[0-9]{1,6}[smh]|[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9:.]+(?:Z|[+-][0-9:]+)?)?)$")
+
+
+def check_since(value: str) -> str:
+    """``--since``: a duration (``30s``, ``10m``, ``2h``) or a date (``2026-11-28``,
+    ``2026-11-28T07:00:00Z``), the forms both Compose generations accept."""
+    if not _SINCE.match(value or ""):
+        raise ValueError(f"--since takes a duration such as 10m or 2h, or a date such as 2026-11-28T07:00:00Z; got {value!r}")
+    return value
 
 
 _ID = re.compile(r"^[0-9a-f]{12,64}$")

@@ -30,10 +30,6 @@ class ContainerState:
     health_log: tuple[str, ...] = ()   # last healthcheck outputs, newest last
     env: dict = field(default_factory=dict)  # only the keys asked for; never the whole environment
 
-    @property
-    def short_image(self) -> str:
-        return short_image_id(self.image_id)
-
 
 def short_image_id(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12] if image_id else ""

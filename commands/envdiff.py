@@ -7,13 +7,32 @@ import io
 import re
 from dataclasses import dataclass
 
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 
 def parse_env(text: str) -> dict[str, str]:
-    """python-dotenv parsing of a file's text (quotes, ``export``, comments, multi-line values)."""
-    values = dotenv_values(stream=io.StringIO(text or ""), interpolate=False)
-    return {k: ("" if v is None else v) for k, v in values.items()}
+    """python-dotenv parsing of a file's text (quotes, ``export``, comments, multi-line values).
+    A line it cannot parse is left out (see :func:`unparsed`), without dotenv's own warning on the
+    terminal."""
+    return {b.key: ("" if b.value is None else b.value)
+            for b in parse_stream(io.StringIO(text or "")) if b.key is not None and not b.error}
+
+
+_LENIENT = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)\s*[:=]\s*(?P<val>.*?)\s*$")
+
+
+def unparsed(text: str) -> dict[str, str]:
+    """KEY -> value of the lines python-dotenv cannot parse, read leniently, for the redactor only.
+    Compose v2 reads ``KEY: value`` (YAML style) from an env_file and hands it to the container;
+    python-dotenv skips that line, so its secret would be unknown and could be printed."""
+    out = {}
+    for b in parse_stream(io.StringIO(text or "")):
+        if b.error:
+            m = _LENIENT.match(b.original.string.splitlines()[0] if b.original.string else "")
+            if m:
+                val = m.group("val")
+                out[m.group("key")] = val[1:-1] if len(val) > 1 and val[0] == val[-1] and val[0] in "\"'" else val.lstrip("\"'")
+    return out
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from commands.secrets import excerpt
 from commands.shell import check_path, q
 
 ACQUIRED = "acquired"
@@ -32,6 +33,7 @@ GUARD_BUSY = 75         # the guard could not be taken within GUARD_WAIT s (EX_T
 GUARD_WAIT = 5
 
 HOLDER_FILE = "holder.json"
+MAX_HOLDER_SECONDS = 7 * 86400      # config's own limit for LOCK_STALE_AFTER and LOCK_HEARTBEAT
 HEARTBEAT_FILE = "heartbeat"
 
 
@@ -149,7 +151,8 @@ def holder_seconds(holder: dict, key: str, fallback: float) -> float:
     """The holder's own LOCK_HEARTBEAT / LOCK_STALE_AFTER as stored in its holder file; the local
     value for an old holder file, a half-created lock or a value that is not a positive number."""
     value = holder.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    # Compared, never converted first: float() of a huge int from a hostile file raises OverflowError.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_HOLDER_SECONDS:
         return fallback
     return float(value)
 
@@ -187,9 +190,34 @@ class LockState:
 
 
 _TOKEN = re.compile(r'"token": "([0-9a-f]+)"')
+HOLDER_FIELDS = ("token", "who", "from", "pid", "stage", "task", "started", "message",
+                 "lock_heartbeat", "lock_stale_after", "unreadable")
+FIELD_CHARS = 200
+MESSAGE_CHARS = 500
+_TOKEN_SHAPE = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+_MAX_NUMBER = 10 ** 12
 
 
-def parse_status(stdout: str) -> LockState:
+def bounded_holder(holder: dict, redact=None) -> dict:
+    """What the tool shows and records of a holder file read from the host: the known fields only,
+    text redacted THEN cut, numbers of a sane size, a token only of a token's shape. A hostile file
+    (a 300 kB message) flooded `fab lock`, and copied into the takeover record it made the append
+    command longer than the host accepts for one argument."""
+    out: dict = {}
+    for key in HOLDER_FIELDS:
+        v = holder.get(key)
+        if key == "token":
+            if isinstance(v, str) and _TOKEN_SHAPE.match(v):
+                out[key] = v
+        elif isinstance(v, str):
+            out[key] = excerpt(v, MESSAGE_CHARS if key in ("message", "unreadable") else FIELD_CHARS, redact)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and -_MAX_NUMBER <= v <= _MAX_NUMBER:
+            out[key] = v                     # nan and inf compare False; a huge int is never converted
+    return out
+
+
+def parse_status(stdout: str, redact=None) -> LockState:
+    """``redact``: applied to the holder's text before it is cut (see :func:`bounded_holder`)."""
     text = stdout.strip()
     if text == "free" or not text:
         return LockState(False, {})
@@ -200,7 +228,7 @@ def parse_status(stdout: str) -> LockState:
         if line.startswith("{"):
             try:
                 holder = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):     # torn, corrupt, or nested too deep to parse
                 # Its size only: the raw text could hold a secret, and cutting it before redaction
                 # would print a prefix of one (this can reach a lock_takeover record line).
                 holder = {"unreadable": f"{len(line)} characters, not JSON"}
@@ -209,6 +237,7 @@ def parse_status(stdout: str) -> LockState:
                     holder["token"] = m.group(1)
             if not isinstance(holder, dict):
                 holder = {"unreadable": f"{len(line)} characters, not a JSON object"}
+            holder = bounded_holder(holder, redact)
         elif line.startswith("clock "):
             nums = [int(p) if p.isdigit() else 0 for p in line.split()[1:4]]
             now, beat, created = (nums + [0, 0, 0])[:3]

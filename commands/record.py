@@ -22,6 +22,11 @@ READ_LINES = 2000
 # A search for one release id stops after this many matching lines: a deploy writes about 25, so
 # this still sees enough of two releases to call a short prefix ambiguous.
 SEARCH_MAX_LINES = 500
+# A real line is under 5 kB. Longer ones (a hostile or corrupt record) are cut on the host, so
+# they arrive as invalid JSON and are skipped; and no read returns more than MAX_READ_BYTES.
+MAX_LINE_BYTES = 64 * 1024
+MAX_READ_BYTES = 16 * 1024 * 1024
+UNREADABLE = "@@record-unreadable@@"   # read(): the file exists, but is no regular file the SSH user may read
 
 
 def new_release_id(now: datetime | None = None) -> str:
@@ -54,19 +59,27 @@ def append(path: str, text_line: str) -> str:
 
 
 def read(path: str, last: int = READ_LINES) -> str:
-    """The record's line count (for line numbers in warnings), then its last ``last`` lines."""
+    """The record's line count and whether its last byte is a newline (for line numbers in
+    warnings), then its last ``last`` lines, each cut to MAX_LINE_BYTES, at most MAX_READ_BYTES
+    in all (cut from the front: line numbers count from the end)."""
     check_path(path, "record file")
-    return f"{{ wc -l < {q(path)} && tail -n {int(last)} {q(path)}; }} 2>/dev/null || true"
+    p = q(path)
+    return (f"if [ -e {p} ] && ! {{ [ -f {p} ] && [ -r {p} ]; }}; then echo {UNREADABLE}; "
+            f"else {{ n=$(wc -l < {p}) && echo \"$n $(tail -c 1 {p} | wc -l)\" && tail -n {int(last)} {p} "
+            f"| cut -b 1-{MAX_LINE_BYTES} | tail -c {MAX_READ_BYTES}; }} 2>/dev/null || true; fi")
 
 
 def search(path: str, release: str) -> str:
     """Every line of the whole record whose release id starts with ``release``, numbered
-    (``grep -n``), for an explicit ``rollback --to`` older than the lines :func:`read` returns."""
+    (``grep -n``), for an explicit ``rollback --to`` older than the lines :func:`read` returns.
+    ``-a``: a record with a NUL byte in it (a crash) is still text; without it grep only says
+    "binary file matches" and prints no line."""
     check_path(path, "record file")
     if not RELEASE_ID.match(release or ""):
         raise UnsafeValue(f"release id {release!r} may hold only letters, digits and . _ : - (not first)")
     needle = f'"release":"{release}'
-    return f"grep -n -F -m {SEARCH_MAX_LINES} -e {q(needle)} -- {q(path)} 2>/dev/null || true"
+    return (f"{{ grep -a -n -F -m {SEARCH_MAX_LINES} -e {q(needle)} -- {q(path)} | cut -b 1-{MAX_LINE_BYTES} "
+            f"| head -c {MAX_READ_BYTES}; }} 2>/dev/null || true")
 
 
 
@@ -78,15 +91,23 @@ def parse(text: str) -> list[dict]:
 
 
 def parse_read(stdout: str) -> RecordRead:
-    """The output of :func:`read`: the newline count, then the last lines. Line numbers follow
-    from the count (a torn last line has no newline, so it is one more)."""
+    """The output of :func:`read`: the newline count and the last byte's (1: the file ends with
+    a newline), then the last lines. Line numbers follow from the count (a torn last line has no
+    newline, so it is one more)."""
     head, _, body = stdout.partition("\n")
-    if not head.strip().isdigit():
+    if head.strip() == UNREADABLE:
+        return RecordRead(unreadable=True)
+    counts = head.split()
+    if not counts or not all(c.isdigit() for c in counts):
         return check((0, raw) for raw in stdout.split("\n"))
     rows = body.split("\n")
     if rows and rows[-1] == "":
         rows.pop()                           # the newline that ends the last line
-    total = int(head.strip()) + (0 if body.endswith("\n") or not body else 1)
+    if len(counts) > 1:
+        torn = counts[1] == "0" and bool(rows)
+    else:                                    # the count alone (an older form of read())
+        torn = bool(body) and not body.endswith("\n")
+    total = int(counts[0]) + (1 if torn else 0)
     first = total - len(rows) + 1
     return check(enumerate(rows, first))
 
@@ -139,7 +160,8 @@ class Release:
     error: dict = field(default_factory=dict)
     serving: str = ""
     migrations: dict = field(default_factory=dict)
-    note: str = ""
+    # Why this release's events do not add up (then it is never evidence for a rollback target), or "".
+    problem: str = ""
 
 
 def _fold(r: Release, d: Mapping) -> None:
@@ -149,7 +171,6 @@ def _fold(r: Release, d: Mapping) -> None:
         r.stage, r.host, r.who = d.get("stage", ""), d.get("host", ""), d.get("who", "")
         r.started = d.get("at", "")
         r.git_before = d.get("git_before") or r.git_before
-        r.note = d.get("note") or d.get("message") or ""
     elif ev in ("images_before", "images_after"):
         images, healthy = d["images"], d["healthy"] is True
         if ev == "images_before":
@@ -163,6 +184,9 @@ def _fold(r: Release, d: Mapping) -> None:
         r.steps.append({k: d.get(k) for k in ("step", "sub", "seconds", "ok")})
     elif ev == "migrations":
         r.migrations = {k: d.get(k) for k in ("before", "after")}
+    elif ev == "lock_takeover":          # written by unlock --force under a release id of its own
+        r.kind, r.outcome, r.started = "lock_takeover", "-", d.get("at", "")
+        r.who = d["who"] if isinstance(d.get("who"), str) else ""
     elif ev == "end":
         r.outcome = d["outcome"]
         r.ended = d.get("at", "")
@@ -174,16 +198,52 @@ def _fold(r: Release, d: Mapping) -> None:
 
 def releases(lines: Iterable[dict]) -> list[Release]:
     """Fold the lines into releases, oldest first. A line that fails :func:`validate` is ignored
-    here too, whoever passes it in."""
+    here too, whoever passes it in. A release whose events do not add up gets a ``problem``."""
     by_id: dict[str, Release] = {}
+    events: dict[str, list[dict]] = {}
     for d in lines:
         if validate(d) is not None:
             continue
         rid = d["release"]
         if rid not in by_id:
-            by_id[rid] = Release(id=rid)
+            by_id[rid], events[rid] = Release(id=rid), []
         _fold(by_id[rid], d)
+        events[rid].append(d)
+    for rid, r in by_id.items():
+        r.problem = inconsistency(events[rid])
     return list(by_id.values())
+
+
+def inconsistency(events: list[dict]) -> str:
+    """Why one release's events, in file order, are not what a run of this tool writes, or "".
+
+    A run writes one ``start`` first, at most one ``images_before`` and one ``images_after`` (in
+    that order) and one ``end`` last; ``success`` comes only after every step of ``start.steps``
+    finished ok, ``rolled_back`` only after an ok ``auto-rollback``. Anything else (an
+    ``images_after`` appended after the end, two runs under one id, an end before the start) is
+    a corrupt, merged or forged record: never evidence that an image set served healthily. A
+    forgery that writes every event in order cannot be told apart (the record is not signed)."""
+    names = [d["event"] for d in events]
+    if names == ["lock_takeover"]:
+        return ""
+    if names[0] != "start":
+        return "its first event is not start (older than the lines read, or forged)"
+    repeated = [e for e in ("start", "images_before", "images_after", "end") if names.count(e) > 1]
+    if repeated:
+        return f"{repeated[0]} appears {names.count(repeated[0])} times (two runs under one id, or forged)"
+    if "end" in names and names[-1] != "end":
+        return f"{names[names.index('end') + 1]} comes after the end"
+    if "images_after" in names and "images_before" in names and names.index("images_after") < names.index("images_before"):
+        return "images_after comes before images_before"
+    end = events[-1] if names[-1] == "end" else {}
+    finished = {d["step"] for d in events if d["event"] == "step" and d.get("sub") is None and d.get("ok") is True}
+    if end.get("outcome") == "success":
+        missing = [step for step in events[0].get("steps") or [] if step not in finished]
+        if missing:
+            return f"outcome success, but step {missing[0]} never finished ok"
+    if end.get("outcome") == "rolled_back" and "auto-rollback" not in finished:
+        return "outcome rolled_back, but no auto-rollback step finished ok"
+    return ""
 
 
 def image_ids(images: Mapping[str, Mapping]) -> dict[str, str]:

@@ -4,7 +4,6 @@ must not crash ``history`` nor steer ``rollback``."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -28,6 +27,7 @@ class RecordRead:
     lines: list[dict] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    unreadable: bool = False          # the file exists but could not be read: history is unknown, not empty
 
     def warning(self, path: str, shown: int = 5) -> str:
         if not self.skipped:
@@ -50,8 +50,15 @@ def _is_bool(v) -> bool:
     return isinstance(v, bool)            # "false" (a string) is not false: it must never read as healthy
 
 
+MAX_SECONDS = 10 ** 9            # a step or run "seconds" beyond ~30 years is not a duration
+
+
 def _is_seconds(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    # An int is never converted to a float here: json.loads gives 10**400 for "1000...0", and
+    # math.isfinite() of it raises OverflowError; a float of that size would be no use anyway.
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return 0 <= v <= MAX_SECONDS            # nan and inf compare False; no float() of an int
 
 
 def _is_dict(v) -> bool:

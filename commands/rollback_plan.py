@@ -84,7 +84,7 @@ class NoTarget(Exception):
 
 def _left_healthy(r: Release) -> bool:
     """The release ended leaving its images_after serving healthily."""
-    return r.outcome in ("success", "rolled_back") and r.after_healthy and bool(r.images_after)
+    return r.outcome in ("success", "rolled_back") and r.after_healthy and bool(r.images_after) and not r.problem
 
 
 def healthy_sets(rels: Sequence[Release], services: Sequence[str]) -> list[Candidate]:
@@ -95,6 +95,8 @@ def healthy_sets(rels: Sequence[Release], services: Sequence[str]) -> list[Candi
     away: dict[tuple, str] = {}           # the rollback that moved away from it, "" once re-established
     seen = 0
     for r in rels:
+        if r.problem:                     # events that do not add up are no evidence of anything
+            continue
         before, after = set_key(r.images_before, services), set_key(r.images_after, services)
         if before and r.before_healthy:
             seen += 1
@@ -158,9 +160,12 @@ def release_target(rels: Sequence[Release], ref: str, services: Sequence[str]) -
         raise NoTarget(f"release id prefix {ref!r} is ambiguous: it matches {len(matches)} releases",
                        matches=[r.id for r in matches])
     r = matches[0]
-    if r.outcome == "success" and r.after_healthy and set_key(r.images_after, services):
-        return Candidate(r.id, r.ended or r.started, f"left serving healthily by {r.kind} {r.id}", r.images_after)
-    raise NoTarget(_never_healthy(r))
+    if not (r.outcome == "success" and r.after_healthy and set_key(r.images_after, services)):
+        raise NoTarget(_never_healthy(r))
+    if r.problem:
+        raise NoTarget(f"release {r.id} is not a --to target: its record is inconsistent ({r.problem}); "
+                       "name the image instead (--to <tag or image id>) if you know it served healthily")
+    return Candidate(r.id, r.ended or r.started, f"left serving healthily by {r.kind} {r.id}", r.images_after)
 
 
 def annotate(cands: Sequence[Candidate], current: Mapping[str, str] | None,

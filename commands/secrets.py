@@ -25,32 +25,32 @@ import base64
 import binascii
 import json
 import re
-import shlex
 from typing import Callable, Iterable, Mapping
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus
 
 from commands.terminal import strip_controls
+from config.secrets import ASSIGNMENT as _ASSIGNMENT
+from config.secrets import FALLBACK_KEY_PATTERN, url_secrets
+from config.secrets import PLACEHOLDER as _PLACEHOLDER
+from config.secrets import URL_PASSWORD as _URL_PASSWORD
+from config.secrets import is_secret_name as _is_secret_name
 
 REDACTED = "[REDACTED]"
 MIN_LENGTH = 4            # shorter values would mangle ordinary output; the tool warns about them instead
 LINE_MIN_LENGTH = 8       # a line of a multi-line secret registered on its own (shorter: "}" or "-----")
 ENCODED_MIN_LENGTH = 6    # a shorter base64 fragment would match ordinary words
-# Used until the stage config (and its SECRET_KEY_PATTERN) is loaded, e.g. for a configuration error.
-FALLBACK_KEY_PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH|DSN|DATABASE_URL|_URI$|WEBHOOK)"
-
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-# NAME=value (env lines, shell assignments, --name=value, ?name=value&...), NAME secret-looking.
-_ASSIGNMENT = re.compile(r"(?<![\w])(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]*=[ \t]*)"
-                         r"(?P<val>\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]+)")
 # "name": "value" (JSON, Python dict reprs), name secret-looking.
 _JSON_PAIR = re.compile(r"(?P<key>[\"'][A-Za-z0-9_.-]{1,64}[\"'])(?P<sep>[ \t]*:[ \t]*)"
                         r"(?P<val>\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')")
 _AUTH_HEADER = re.compile(r"(?i)(?P<pre>\b(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<val>[^\r\n\"']+)")
 _BASIC = re.compile(r"\bBasic[ \t]+(?P<val>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _BEARER = re.compile(r"\bBearer[ \t]+(?P<val>[A-Za-z0-9._~+/=-]{16,})")
-_PLACEHOLDER = re.compile(r"^[\"']?<[^<>]*>[\"']?$")     # `<token>` in fab plan is not a secret
-_MYSQL = re.compile(r"^(mysql|mariadb|mysqladmin|mysqldump)$")
-_SECRET_OPTION = re.compile(r"^--?(password|passwd|pass|pwd|token|secret|api-?key|auth-?token)$", re.I)
+# A yes/no value under a secret-looking key (AUTH_ENABLED=true) holds no secret; redacted by value
+# it hid every `|| true` in the commands shown. Masked still where its name comes with it.
+_NO_SECRET = re.compile(r"(?i)^(true|false|yes|no|on|off|none|null|enabled|disabled)$")
+# A plain word or number: it also occurs in ordinary output, where every occurrence is hidden.
+_ORDINARY = re.compile(r"^(?:[A-Za-z]{4,12}|[0-9]{4,12})$")
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 
 # ---- the forms a value takes in text ---------------------------------------------------------------
@@ -83,60 +83,12 @@ def forms(value: str) -> set[str]:
     out |= {f.replace("/", "\\/") for f in list(out) if "/" in f}      # encoders that escape '/'
     out.add(repr(value)[1:-1])
     out.add(value.replace("'", "'\"'\"'"))                              # inside '...' of a shell command
-    out |= {quote(value, safe=""), quote(value), quote_plus(value)}
+    encoded = {quote(value, safe=""), quote(value), quote_plus(value)}
+    # %2F and %2f are the same escape (RFC 3986 2.1); some encoders write lower case.
+    out |= encoded | {_LOWER_HEX.sub(lambda m: m.group(0).lower(), e) for e in encoded}
     out.add(strip_controls(value))                                      # what the terminal filter leaves
     out |= _base64_fragments(value.encode("utf-8"))
     return {f for f in out if len(f) >= MIN_LENGTH}
-
-
-# ---- secrets found by shape in a piece of config ----------------------------------------------------
-
-def _is_secret_name(pattern: re.Pattern, name: str) -> bool:
-    return bool(pattern.search(name) or pattern.search(name.upper()))
-
-
-def url_secrets(text: str, key_pattern: str | None = None) -> list[str]:
-    """Passwords of URLs in ``text`` and values of its secret-looking query parameters."""
-    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
-    found = [m.group("pw") for m in _URL_PASSWORD.finditer(text or "")]
-    for m in _ASSIGNMENT.finditer(text or ""):
-        if _is_secret_name(pattern, m.group("key")):
-            val = m.group("val").strip("\"'")
-            found += [val, unquote(val)]
-    return list(dict.fromkeys(v for v in found if v and not _PLACEHOLDER.match(v)))
-
-
-def command_secrets(command: str, key_pattern: str | None = None) -> list[tuple[str, str]]:
-    """(name, value) of the secrets in a shell command: ``PGPASSWORD=...`` and other secret-looking
-    assignments, ``--password[=]...`` options, ``-u/--user user:password``, MySQL's ``-pPASSWORD``,
-    and URL passwords."""
-    pattern = re.compile(key_pattern or FALLBACK_KEY_PATTERN)
-    try:
-        words = shlex.split(command or "")
-    except ValueError:
-        words = (command or "").split()
-    found: list[tuple[str, str]] = []
-    program = ""
-    for i, word in enumerate(words):
-        nxt = words[i + 1] if i + 1 < len(words) else ""
-        name, eq, value = word.partition("=")
-        if eq and _is_secret_name(pattern, name.lstrip("-")):
-            found.append((name.lstrip("-"), value))
-        elif _SECRET_OPTION.match(word) and nxt:
-            found.append((word.lstrip("-"), nxt))
-        elif word in ("-u", "--user") and ":" in nxt:
-            found.append(("user password", nxt.split(":", 1)[1]))
-        elif word.startswith("--user=") and ":" in word:
-            found.append(("user password", word.split(":", 1)[1]))
-        elif _MYSQL.match(program) and word.startswith("-p") and len(word) > 2:
-            found.append(("-p", word[2:]))
-        if word in ("&&", "||", ";", "|"):
-            program = ""
-        elif not eq and not program and not word.startswith("-"):
-            program = word.rsplit("/", 1)[-1]
-    known = {v for _, v in found}
-    found += [("URL", v) for v in dict.fromkeys(url_secrets(command, key_pattern)) if v not in known]
-    return found
 
 
 # ---- cutting ---------------------------------------------------------------------------------------
@@ -159,6 +111,9 @@ class Redactor:
         self._values: set[str] = set()
         self.too_short: set[str] = set()   # names of secrets whose values are too short to redact by value
         self.too_short_reported: set[str] = set()
+        self.no_secret: set[str] = set()   # names whose value is a yes/no word: not redacted by value
+        self.ordinary: set[str] = set()    # names whose value is a plain word or number: redacted everywhere
+        self.reported: set[str] = set()    # names of no_secret and ordinary already reported
         self._regex: re.Pattern | None = None
         self.add_many(secrets)
 
@@ -173,6 +128,12 @@ class Redactor:
             if value and name:
                 self.too_short.add(name)
             return
+        if _NO_SECRET.match(value):
+            if name:
+                self.no_secret.add(name)
+            return
+        if name and _ORDINARY.match(value):
+            self.ordinary.add(name)
         new = forms(value) - self._values
         if new:
             self._values |= new
@@ -203,10 +164,6 @@ class Redactor:
             else:
                 self.add(v)
 
-    @property
-    def count(self) -> int:
-        return len(self._values)
-
     # -- redacting -------------------------------------------------------------------------------
     def _mask_named(self, m: re.Match) -> str:
         val = m.group("val")
@@ -215,7 +172,10 @@ class Redactor:
         if not bare or REDACTED in bare or _PLACEHOLDER.match(val) \
                 or not _is_secret_name(self._shape_pattern, m.group("key").strip("\"'")):
             return m.group(0)
-        quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
+        if len(val) > 3 and val.startswith('\\"') and val.endswith('\\"'):
+            quote_char = '\\"'                     # NAME=\"value\" inside JSON text
+        else:
+            quote_char = val[0] if val[0] in "\"'" and len(val) > 1 and val[-1] == val[0] else ""
         return f"{m.group('key')}{m.group('sep')}{quote_char}{REDACTED}{quote_char}"
 
     @staticmethod
@@ -253,9 +213,11 @@ class Redactor:
         return excerpt(text, limit, self)
 
     def obj(self, data):
-        """Redact every string inside a JSON-able structure (records, webhook payloads)."""
+        """Redact every string inside a JSON-able structure (records, webhook payloads, --json),
+        without its escape sequences and invisible characters, which could split a secret from
+        the redactor here and reach a terminal when the record is read."""
         if isinstance(data, str):
-            return self(data)
+            return self(strip_controls(data))
         if isinstance(data, dict):
             return {self(k) if isinstance(k, str) else k: self.obj(v) for k, v in data.items()}
         if isinstance(data, (list, tuple)):

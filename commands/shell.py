@@ -8,19 +8,24 @@ pattern first, so a hostile value is refused before it is quoted, not merely neu
 from __future__ import annotations
 
 import math
-import re
 import shlex
 from typing import Iterable
+
+from config.validators import (
+    UnsafeValue,
+    check_image,
+    check_path,
+    check_ref,
+    check_remote,
+    check_service,
+    check_url,
+)
 
 __all__ = [
     "q", "join", "cd", "UnsafeValue",
     "check_ref", "check_service", "check_path", "check_url", "check_image", "check_remote",
     "whole_seconds",
 ]
-
-
-class UnsafeValue(ValueError):
-    """A value failed its pattern; the message names the value's role and the rule."""
 
 
 def q(value: object) -> str:
@@ -36,69 +41,6 @@ def join(argv: Iterable[object]) -> str:
 def cd(directory: str, command: str) -> str:
     """``cd DIR && command``: keeps each builder's output paste-able on its own."""
     return f"cd {q(directory)} && {command}"
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# git check-ref-format, narrowed: no "..", no leading "-" or "/", no "@{", no control chars,
-# no space ~ ^ : ? * [ \ (we also refuse anything a shell could read as an option).
-_REF = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*@\{)(?!.*//)[A-Za-z0-9._/+-]+(?<![./])$")
-_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_REMOTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-# [registry[:port]/]path[:tag][@digest] or a bare image ID (sha256:hex or hex prefix)
-_IMAGE = re.compile(
-    r"^(?!-)"
-    r"(?:[A-Za-z0-9.-]+(?::[0-9]{1,5})?/)?"      # registry host[:port]/
-    r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"  # path
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"   # :tag
-    r"(?:@sha256:[a-f0-9]{64})?$"                # @digest
-)
-_IMAGE_ID = re.compile(r"^(?:sha256:)?[a-f0-9]{12,64}$")
-_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?$")
-
-
-def check_ref(value: str, role: str = "git ref") -> str:
-    if not value or _CONTROL.search(value) or not _REF.match(value):
-        raise UnsafeValue(f"{role} {value!r} is not a valid git ref name (letters, digits, . _ / + -; no '..', no leading '-')")
-    return value
-
-
-def check_service(value: str, role: str = "service name") -> str:
-    if not value or not _SERVICE.match(value):
-        raise UnsafeValue(f"{role} {value!r} is not a valid Compose service name (letters, digits, _ . -, not starting with - or .)")
-    return value
-
-
-def check_remote(value: str, role: str = "git remote") -> str:
-    if not value or not _REMOTE.match(value):
-        raise UnsafeValue(f"{role} {value!r} is not a valid git remote name (letters, digits, _ . -)")
-    return value
-
-
-_PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f`$\\\"']")
-
-
-def check_path(value: str, role: str = "path", absolute: bool = True) -> str:
-    """Paths may hold spaces and ';' (they are quoted), but not quotes, backslashes, '$' or
-    backticks: no real deploy path needs them and each is a classic injection vector."""
-    if not value or _PATH_FORBIDDEN.search(value):
-        raise UnsafeValue(f"{role} {value!r} must be a non-empty path without control characters, quotes, backslashes, '$' or backticks")
-    if absolute and not value.startswith("/"):
-        raise UnsafeValue(f"{role} {value!r} must be an absolute path (starting with /)")
-    if not absolute and (value.startswith("/") or value.startswith("-")):
-        raise UnsafeValue(f"{role} {value!r} must be a relative path not starting with '-' or '/'")
-    return value
-
-
-def check_image(value: str, role: str = "image") -> str:
-    if not value or not (_IMAGE.match(value) or _IMAGE_ID.match(value)):
-        raise UnsafeValue(f"{role} {value!r} is not a valid image reference or image ID")
-    return value
-
-
-def check_url(value: str, role: str = "URL") -> str:
-    if not value or _CONTROL.search(value) or " " in value or not _URL.match(value):
-        raise UnsafeValue(f"{role} {value!r} must be an http:// or https:// URL without spaces or shell metacharacters")
-    return value
 
 
 def whole_seconds(seconds: float) -> int:

@@ -2,9 +2,7 @@
 "time the process and identify bottlenecks")."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tabulate import tabulate
 
@@ -23,7 +21,6 @@ class Timing:
 
 @dataclass
 class Timer:
-    clock: Callable[[], float] = time.monotonic
     timings: list[Timing] = field(default_factory=list)
 
     def add(self, step: str, sub: str | None, seconds: float, ok: bool = True) -> Timing:

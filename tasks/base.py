@@ -28,7 +28,8 @@ from tasks.cli import OperatorTask
 from tasks.errors import EXIT_CODE_HELP, CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import learn_secrets
 from tasks.session import Session
-from tasks.ssh import connect, host_strings, stages_of_host
+from tasks.ssh import connect
+from tasks.sshconfig import host_strings, stages_of_host
 
 COMMON_HELP = {
     "stage": "stage to use (config/<stage>.env); default: the stage whose HOSTS list the -H host (a -H host in no stage is refused), else DEFAULT_STAGE",
@@ -56,16 +57,26 @@ def render_error(err: DeployError, settings: Settings | None, host: str | None, 
     fields.append(("Next", err.next_step))
     if settings:
         fields.append(("Escalate", messages.escalation(err.kind, settings)))
-    if runlog.CURRENT and runlog.CURRENT.has_warnings:
-        fields.append(("Log", f"{runlog.CURRENT.path} (the SSH library's own messages)"))
     fields.append(("Exit code", f"{int(err.code)}: {EXIT_CODE_HELP[err.code]}"))
-    ui.block(title, fields)
+    ui.block(title, [*fields, *log_field()])
+
+
+def log_field() -> list[tuple[str, str]]:
+    """The error block's last line: the run's full log (everything printed, and the SSH library's
+    own messages), on the operator's machine."""
+    log = runlog.CURRENT
+    if log is None or isinstance(log.handler, runlog.logging.NullHandler):
+        return []
+    return [("Log", f"{log.path}" + (" (with the SSH library's own messages)" if log.has_warnings else ""))]
+
+
+PROBLEM_CHARS = 300        # a problem echoes the raw value: a 100 kB value must not flood the terminal
 
 
 def render_config_error(exc: ConfigError) -> None:
     stage = f" for stage {exc.stage}" if exc.stage else ""
     ui.block(f"✗ CONFIGURATION ERROR{stage}", [
-        ("Problems", exc.problems),
+        ("Problems", [ui.excerpt(p, PROBLEM_CHARS) for p in exc.problems]),     # redacted, then cut
         ("Host state", "nothing was run: configuration is checked before any SSH connection"),
         ("Next", exc.next_step or "fix the key(s) above in config/<stage>.env or the named environment variable, then re-run"),
         ("Exit code", f"{int(ExitCode.CONFIG)}: {EXIT_CODE_HELP[ExitCode.CONFIG]}"),
@@ -227,7 +238,7 @@ def _run_on_host(fn, c, settings: Settings, why: str, host: str, accept_new: boo
     try:
         t0 = time.monotonic()
         cxn = connect(c, host, settings, accept_new)
-        session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo),
+        session = Session(settings, host, cxn, dry=dry, echo=bool(c.config.run.echo) or ui.OUT.level > 0,
                           redactor=Redactor(settings.secret_key_pattern), ctx=c)
         begin(session, t0)
         fn(session, *args, **kwargs)
@@ -251,5 +262,5 @@ def _interrupted(exc: KeyboardInterrupt, host: str | None, session: Session | No
         ui.block(f"✗ INTERRUPTED ({interrupts.describe(exc)})" + (f" on {host}" if host else ""), [
             ("Host state", (session.describe_state() if session else "not connected yet") if host else "nothing was run on any host"),
             ("Next", messages.status(host) if host else "re-run the command"),
-            ("Exit code", f"{int(code)}: {EXIT_CODE_HELP[code]}")])
+            ("Exit code", f"{int(code)}: {EXIT_CODE_HELP[code]}"), *log_field()])
     return Exit(code=int(code))

@@ -17,7 +17,7 @@ from commands import envdiff
 from commands import git as git_cmd
 from commands.checklist import Item
 from config import ConfigError, load_settings
-from tasks import ui
+from tasks import slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import env_file, learn_secrets
@@ -32,7 +32,7 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     st = s.settings
     if not backend_running(s):
         return None, f"{st.backend_service} is not running"
-    r = s.run(s.compose.exec(st.backend_service, alembic_cmd.CURRENT), check=False)
+    r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT), check=False)
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
         return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"

@@ -6,7 +6,8 @@ name, in signature order, so one letter meant different options on different tas
 production`` deployed the default stage. Here each letter means one option on every task that has
 it, ``-s`` is always ``--stage``, and an option with no entry in :data:`SHORT_FLAGS` has only its
 long form. Letters of fab's own options are not reused (after the task name a task's flag would
-silently win over them), except ``-t`` for rollback's ``--to``, which operators already type.
+silently win over them), except ``-t`` for rollback's ``--to`` and ``-f`` for logs' ``--follow``, which
+operators already type (fab's own ``-t``/``-f`` still work before the task name).
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from fabric.tasks import Task
 from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument
 
+from config.types import MAX_SECONDS
 from tasks import terminal, ui
 from tasks.errors import EXIT_CODE_HELP, ExitCode
+
+MAX_OPTION_CHARS = 1000          # a --message is a note, not a file
 
 SHORT_FLAGS = {
     "stage": "s",
@@ -28,6 +32,7 @@ SHORT_FLAGS = {
     "message": "m",
     "to": "t",
     "limit": "n",
+    "follow": "f",
 }
 
 
@@ -43,6 +48,10 @@ class CheckedArgument(Argument):
         if cast and self.kind in (int, float) and isinstance(value, str):
             value = self._number(value)
             cast = False
+        elif isinstance(value, str) and len(value) > MAX_OPTION_CHARS:
+            # A value goes into one remote command (the lock holder, the record line); a host
+            # refuses an argument over 128 kB, which ended a run with "connection reset".
+            raise ParseError(f"--{self.names[0]} is {len(value)} characters long; at most {MAX_OPTION_CHARS}")
         super().set_value(value, cast=cast)
 
     def _number(self, text: str):
@@ -61,6 +70,8 @@ class CheckedArgument(Argument):
             raise ParseError(f"{flag} must be a number of seconds, got {text!r}") from None
         if not math.isfinite(x) or x < 0:
             raise ParseError(f"{flag} must be zero or a positive number of seconds, got {text!r}")
+        if x > MAX_SECONDS:                  # the config's own limit: 1e300 was finite, and waited forever
+            raise ParseError(f"{flag} must be at most {MAX_SECONDS:g} seconds, got {text!r}")
         return x
 
 

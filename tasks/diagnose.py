@@ -9,7 +9,7 @@ from __future__ import annotations
 from commands import diagnosis
 from commands import docker as docker_cmd
 from commands.diagnosis import Finding
-from tasks import messages, ui
+from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hoststate import container_of, containers, http_check, logs_tail, wait_ready
@@ -68,7 +68,7 @@ def backend_db_check(s: Session) -> tuple[bool, str]:
     backend = [c for c in containers(s, [st.backend_service]) if c.status == "running"]
     if not backend:
         return False, diagnosis.backend_not_running(st.backend_service)
-    r = s.run(s.compose.exec_sh(st.backend_service, st.db_check_command), check=False, timeout=60)
+    r = s.run(s.compose.exec_sh(slotstate.exec_service(s), st.db_check_command), check=False, timeout=60)
     if r.ok:
         return True, "connected"
     return False, diagnosis.connection_detail(r.exited, ui.lines(r.stdout + r.stderr, s.redactor))

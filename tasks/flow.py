@@ -10,7 +10,6 @@ bottleneck, the outcome line and the notification.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import time
@@ -45,7 +44,7 @@ def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions, rid: str = "",
         outcome, error = _run(s, rid, steps, opts, t0)
     if opts.json_out:
         rel = record_cmd.releases(s.recorder.lines)
-        ui.emit_json(json.dumps(dataclasses.asdict(rel[0]) if rel else {}, indent=2, sort_keys=True))
+        ui.emit_json(dataclasses.asdict(rel[0]) if rel else {})
     if error:
         raise error
 
@@ -84,9 +83,14 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     s.state.before = before
     s.state.serving = (f"still serving the old version: {label(before.images, before.version)}" if before.healthy else
                        f"before this run: {describe_images(before.images)}, NOT healthy")
-    s.recorder.write("images_before", images=before.images, healthy=before.healthy, version=before.version)
+    s.recorder.write("images_before", images=before.images, healthy=before.healthy, version=before.version, **_slot(before))
     ui.say(f"release {rid}: {opts.kind} of {st.stage} on {s.host}; running now: {label(before.images, before.version)}"
            + ("" if before.healthy else " (not healthy)"))
+
+
+def _slot(o: Observation) -> dict:
+    """STRATEGY=blue-green: the backend slot that serves goes into the record beside the images."""
+    return {"slot": o.slot} if o.slot else {}
 
 
 def _add(s: Session, step: str, sub: str | None, seconds: float) -> None:
@@ -156,7 +160,7 @@ def auto_rollback(s: Session, err: DeployError) -> tuple[str, DeployError]:
             command=rb_err.command, output=rb_err.output, step=err.step, code=ExitCode.ROLLBACK_FAILED,
             kind="infrastructure", state=s.describe_state(),
             next_step=f"escalate now; then {messages.diagnose(s.host)} and {messages.rollback_to(s.host)} (fab history)")
-    s.state.after = Observation(after, True, s.state.version)
+    s.state.after = Observation(after, True, s.state.version, s.state.slot)
     s.state.serving = f"serving the PREVIOUS version again: {label(after, s.state.version)}, after the automatic rollback"
     return "rolled_back", DeployError(
         f"{err.what}; the previous images were restored automatically and are healthy",
@@ -261,12 +265,13 @@ def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps
                      bottleneck=(b.label if b else ""), error=(error.to_dict() if error else {}),
                      serving=s.state.serving, migrations=s.state.migrations)
     ui.say("")
-    ui.say(timing_cmd.table(s.timer))
-    ui.say(timing_cmd.summary(s.timer))
+    if not s.dry:           # a dry run's timings measure reads and skipped commands: they mean nothing
+        ui.say(timing_cmd.table(s.timer))
+        ui.say(timing_cmd.summary(s.timer))
     if s.dry:
-        ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}")
+        ui.say(f"Outcome: DRY RUN, nothing was changed and nothing was recorded. Host state: {s.describe_state()}", keep=True)
     else:
-        ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}")
+        ui.say(f"Outcome: {outcome.upper().replace('_', ' ')} (release {rid}). Host state: {s.describe_state()}", keep=True)
     ok, detail = notify(s, f"{opts.kind}_{outcome}", {
         "release": rid, "outcome": outcome, "seconds": s.timer.total(), "bottleneck": b.label if b else "",
         "serving": s.state.serving, "error": error.what if error else ""})
@@ -278,7 +283,7 @@ def _record_images_after(s: Session, outcome: str, switches: bool) -> None:
     """The images a run leaves serving: evidence for later rollbacks (only healthy sets count)."""
     if outcome == "rolled_back" and s.state.after:
         a = s.state.after
-        s.recorder.write("images_after", images=a.images, healthy=True, version=a.version)
+        s.recorder.write("images_after", images=a.images, healthy=True, version=a.version, **_slot(a))
         return
     if s.dry or not ((outcome == "success" and switches) or (outcome in ("failed", "aborted") and s.state.services_touched)):
         return
@@ -286,7 +291,7 @@ def _record_images_after(s: Session, outcome: str, switches: bool) -> None:
         now = observe(s)
     except DeployError:
         return
-    s.recorder.write("images_after", images=now.images, healthy=now.healthy, version=now.version)
+    s.recorder.write("images_after", images=now.images, healthy=now.healthy, version=now.version, **_slot(now))
     if outcome == "success" or now.healthy:
         s.state.serving = f"serving {label(now.images, now.version)}" + ("" if now.healthy else " (NOT healthy)")
     else:

@@ -25,19 +25,33 @@ def learn_secrets(s) -> None:
             s.state.env_files[name] = parsed         # read once: the env diff and the checklist use it
             if parsed:
                 s.redactor.add_env(parsed)
+            if text is not None:
+                s.redactor.add_env(envdiff.unparsed(text))     # what Compose may read but dotenv cannot
         if unreadable:
             raise unreadable_error(s, unreadable, r.stderr, cmd)
     warn_short_secrets(s.redactor)
 
 
 def warn_short_secrets(redactor) -> None:
-    """Once per run: secret values too short to be redacted by value in free text."""
-    unreported = sorted(redactor.too_short - redactor.too_short_reported)
+    """Once per run: secret values the redactor cannot handle well (too short to be redacted by
+    value in free text; plain words or numbers; yes/no values under a secret-looking name)."""
+    r = redactor
+    unreported = sorted(r.too_short - r.too_short_reported)
     if unreported:
         ui.warn(f"secret value(s) too short to redact by value (under {MIN_LENGTH} characters): "
                 f"{', '.join(unreported)}. They are masked only where their name comes with them "
                 f"(NAME=value), not in free text: replace them with real secrets.")
-        redactor.too_short_reported.update(unreported)
+        r.too_short_reported.update(unreported)
+    ordinary = sorted(r.ordinary - r.reported)
+    if ordinary:
+        ui.warn(f"secret value(s) that are plain words or numbers: {', '.join(ordinary)}. Every occurrence "
+                f"of them in any output is shown as [REDACTED], also inside other words, names and commands, "
+                f"which can make output hard to read; they are also easy to guess: replace them with real secrets.")
+    flags = sorted(r.no_secret - r.reported)
+    if flags:
+        ui.warn(f"{', '.join(flags)}: secret-looking name(s) with a yes/no value; a yes/no value is no secret and is "
+                f"not hidden in free text (it would hide every 'true' in output), only where its name comes with it.")
+    r.reported.update(ordinary, flags)
 
 
 def unreadable_error(s, paths: list[str], stderr: str, cmd: str) -> DeployError:

@@ -12,8 +12,9 @@ from typing import Sequence
 from commands import compose as compose_cmd
 from commands import docker as docker_cmd
 from commands import health as health_cmd
+from commands import slots as slots_cmd
 from commands.docker import ContainerState
-from tasks import messages, ui
+from tasks import messages, slotstate, ui
 from tasks.errors import DeployError, ExitCode
 from tasks.runstate import Observation
 from tasks.session import Session
@@ -21,10 +22,12 @@ from tasks.session import Session
 
 def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = ()) -> list[ContainerState]:
     """Containers of the given services (all services when empty), via ps -q + docker inspect."""
-    ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(services)).stdout)
+    pair = slots_cmd.pair(s.settings) if slotstate.enabled(s) and services else ()
+    ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(slots_cmd.with_slots(services, pair, s.settings.backend_service))).stdout)
     if not ids:
         return []
     states = docker_cmd.parse_inspect(s.run(docker_cmd.inspect(ids)).stdout, env_keys)
+    states = slots_cmd.fold(states, pair, s.settings.backend_service) if pair else states   # blue/green: the serving slot
     wanted = set(services)
     return [c for c in states if not wanted or c.service in wanted]
 
@@ -133,9 +136,10 @@ def observe(s: Session) -> Observation:
     images = images_of(s, states, st.services)
     healthy = health_cmd.evaluate(st.services, states).ready
     version = None
+    slot, url = slotstate.serving(s)
     if healthy:
-        check = http_check(s, st.health_url)
+        check = http_check(s, url)
         healthy = check.ok
         version = check.version
-    s.state.observed = Observation(images, healthy, version)
+    s.state.observed = Observation(images, healthy, version, slot)
     return s.state.observed

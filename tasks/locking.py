@@ -20,7 +20,7 @@ QUICK_RETRIES = 3           # tries (0.2 s apart) when the lock was freed or bus
 
 
 def read_state(s: Session) -> lock_cmd.LockState:
-    return lock_cmd.parse_status(s.run(lock_cmd.status(s.settings.lock_dir)).stdout)
+    return lock_cmd.parse_status(s.run(lock_cmd.status(s.settings.lock_dir)).stdout, s.redactor)
 
 
 def lock_wait_seconds(value: float) -> float:
@@ -61,7 +61,9 @@ class DeployLock:
     def holder(self) -> dict:
         st = self.s.settings
         return {"token": self.token, "who": operator(), "from": os.uname().nodename, "pid": os.getpid(),
-                "stage": st.stage, "task": self.task, "started": record_cmd.utc_now(), "message": self.message,
+                "stage": st.stage, "task": self.task, "started": record_cmd.utc_now(),
+                # redacted like the record: the holder file is on the host, readable by the next operator
+                "message": self.s.redactor.obj(self.message),
                 # the holder's own promise: whoever judges staleness uses these, not their own settings
                 "lock_heartbeat": st.lock_heartbeat, "lock_stale_after": st.lock_stale_after}
 
@@ -116,7 +118,10 @@ class DeployLock:
     def _refusal(self, state: lock_cmd.LockState) -> DeployError:
         st = self.s.settings
         stale_after = state.stale_after(st.lock_stale_after)
-        if state.is_stale(st.lock_stale_after):
+        if state.holder.get("task") == "maintenance":
+            nxt = (f"an operator locked it for maintenance (see the message); when the work is done they release it "
+                   f"with {messages.fab(self.s.host, 'lock --release')}")
+        elif state.is_stale(st.lock_stale_after):
             nxt = (f"the holder looks gone (no sign of life for {state.age} s > its LOCK_STALE_AFTER {stale_after:g} s): "
                    f"check with {messages.status(self.s.host)}, then take it over with {messages.unlock_force(self.s.host)}")
         else:

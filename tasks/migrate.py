@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from commands import alembic as alembic_cmd
-from tasks import messages, ui
+from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
@@ -46,7 +46,7 @@ def wait_db(s: Session) -> None:
 
 def alembic(s: Session, argv: list[str], *, exec_: bool, timeout: float | None = None, mutating: bool = False):
     st = s.settings
-    cmd = s.compose.exec(st.backend_service, argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = s.compose.exec(slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
     return s.run(cmd, timeout=timeout, mutating=mutating)
 
 
@@ -66,7 +66,7 @@ def upgrade(s: Session) -> None:
         ui.say(f"[dry] database at {', '.join(before) or 'base'}; would run alembic upgrade head")
         return
     argv = ["sh", "-c", alembic_cmd.MIGRATE_SCRIPT]
-    cmd = s.compose.exec(st.backend_service, argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = s.compose.exec(slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:

@@ -24,9 +24,10 @@ from tasks import ui, web
 from tasks.base import Offline, begin, operator_task
 from tasks.deploy import deploy
 from tasks.errors import SETUP, DeployError, ExitCode
+from tasks.executor import Result
 from tasks.plananswers import Answer, Answers
 from tasks.planworld import PlanHost, PlanWorld
-from tasks.session import Result, Session
+from tasks.session import Session
 
 PLAN_RUN_TAG = "ai-doc-qa-xxxxxxxx"     # the run's tag (in the downtime probe's file): a real run has 8 hex digits there
 DEPLOY = inspect.unwrap(deploy.body)    # the deploy task's own body, with its default options

@@ -25,7 +25,7 @@ import tempfile
 from fabric import Config, Executor, __version__
 from fabric.main import Fab
 from fabric.tasks import ConnectionCall
-from invoke import Exit
+from invoke import Argument, Exit
 from paramiko import ConfigParseError
 
 from commands import ssh as ssh_cmd
@@ -104,6 +104,8 @@ class CheckedConnectionCall(ConnectionCall):
                           "fix these options in your ssh config (~/.ssh/config, or the file given with -S), then re-run")
 
 
+REMAINDER = ""             # `fab exec SERVICE -- COMMAND`: the COMMAND (set by CheckedExecutor.execute)
+REMAINDER_TASKS = ("exec",)   # the only tasks that take `-- COMMAND`, run through their own hardened session
 PROJECT_FAB = False        # set by main(): this process is the project's fab, not Fabric's own
 STOCK_FAB_WARNING = ("this `fab` is Fabric's own, not the project's (tasks/program.py): `fab -H HOST -- COMMAND` "
                      "would run with no host-key check. Restore it: make setup "
@@ -119,7 +121,17 @@ class CheckedExecutor(Executor):
         if not PROJECT_FAB:
             print(ui.safe(f"! {STOCK_FAB_WARNING}"), file=sys.stderr, flush=True)
         if self.core is not None and self.core.remainder:
-            raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+            if [getattr(t, "name", t) for t in tasks] != list(REMAINDER_TASKS):
+                raise refuse_remainder(self.core.remainder, self.core[0].args.hosts.value)
+            global REMAINDER
+            # Taken from fabric, which would otherwise also run it on a plain Connection.
+            REMAINDER, self.core.remainder = self.core.remainder, ""
+        hosts = self.core[0].args.hosts.value if self.core is not None else None
+        if hosts is not None and not hosts.strip():
+            # `fab -H "$TARGET" deploy` with TARGET unset: stock fab reads it as no -H at all, and
+            # the task then ran on every host of the stage's HOSTS.
+            raise usage_error("USAGE ERROR in -H", ["-H was given an empty host list (an unset variable?)"],
+                              "give -H a host ([user@]host[:port]), or leave -H out to use the stage's HOSTS")
         return super().execute(*tasks)
 
     def normalize_hosts(self, hosts):
@@ -148,7 +160,14 @@ class CheckedExecutor(Executor):
 
 
 class Program(Fab):
-    """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded."""
+    """`fab` itself, using :class:`CheckedExecutor` even when no fabfile is loaded, with -q/-v."""
+
+    def core_args(self):
+        return [*super().core_args(),
+                Argument(names=("quiet", "q"), kind=bool, default=False,
+                         help="print only the outcome line (and --json output) on stdout; errors still on stderr"),
+                Argument(names=("verbose", "v"), kind=bool, default=False,
+                         help="also print every remote command as it runs (secrets redacted)")]
 
     def parse_core(self, *args, **kwargs):
         # Fab's own options given before the task (`fab -t abc plan`): invoke int()s their values and
@@ -160,6 +179,7 @@ class Program(Fab):
                               "fab --help (fab's own options and the values they take)") from None
 
     def update_config(self):
+        ui.set_level(-1 if self.args.quiet.value else 1 if self.args.verbose.value else 0)
         try:
             super().update_config()
         except (ConfigParseError, OSError) as exc:

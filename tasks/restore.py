@@ -12,7 +12,7 @@ from typing import Sequence
 
 from commands import docker as docker_cmd
 from commands import policy
-from tasks import messages, ui
+from tasks import bluegreen, messages, slotstate, ui
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hoststate import containers, images_of, wait_http, wait_ready
 from tasks.session import Session
@@ -37,6 +37,8 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     current = images_of(s, states, st.services)
     running = {c.service for c in states if c.status == "running" and c.health in (None, "healthy", "starting")}
     plan = policy.plan_restore(st.services, target, current, running)
+    if slotstate.enabled(s) and target.get(st.backend_service):
+        return _restore_slots(s, target, plan, step)
     if plan.nothing_to_do:
         ui.say("      every service already runs the target image")
         return current
@@ -54,6 +56,35 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     check = wait_http(s, st.health_url, st.health_timeout, step=step)
     s.state.version = check.version
     return images_of(s, containers(s, st.services), st.services)
+
+
+def _restore_slots(s: Session, target: dict, plan: policy.RestorePlan, step: str) -> dict:
+    """STRATEGY=blue-green: the other services as under recreate; the backend's image reference
+    is pointed at the target and a slot serving it is kept (the slot of before this run first)
+    or started, and only then the other slot stops. Never neither slot."""
+    st = s.settings
+    bring_back_pruned(s, plan.changes, step)
+    s.state.services_touched = True
+    for c in plan.changes:
+        ui.say(f"      {c.service}: {c.ref} -> image {docker_cmd.short_image_id(c.want['id'])}")
+        s.run(docker_cmd.tag(c.want["id"], c.ref), mutating=True)
+    others = [x for x in plan.services if x != st.backend_service]
+    if others:
+        up(s, others, no_deps=True, step=step)
+        wait_ready(s, others, st.health_timeout, what="the rolled-back services did not become healthy", step=step)
+    bluegreen.settle(s, target[st.backend_service]["id"], _slot_that_served(s, target), step)
+    s.state.version = wait_http(s, slotstate.serving(s)[1], st.health_timeout, step=step).version
+    return images_of(s, containers(s, st.services), st.services)
+
+
+def _slot_that_served(s: Session, target: dict) -> str:
+    """The slot that served the target backend image before this run (auto-rollback, abort): it is
+    the one to keep or bring back. "" for any other target (fab rollback): the idle slot starts."""
+    before = s.state.before
+    backend = s.settings.backend_service
+    if before and before.slot and (before.images.get(backend) or {}).get("id") == target[backend]["id"]:
+        return before.slot
+    return ""
 
 
 def bring_back_pruned(s: Session, changes: Sequence[policy.Change], step: str) -> None:

@@ -29,14 +29,26 @@ def read_record(s: Session, to: str = "") -> record_cmd.RecordRead:
     got = record_cmd.parse_read(s.run(record_cmd.read(path)).stdout)
     if to and record_cmd.RELEASE_ID.match(to):
         got = record_cmd.merge(got, record_cmd.parse_search(s.run(record_cmd.search(path, to)).stdout))
-    if got.skipped and not s.state.record_warned:
-        s.state.record_warned = True
+    if got.unreadable:
+        s.state.record_unreadable = True
+        if not s.state.record_warned:
+            ui.warn(f"release record {path} exists but cannot be read by the SSH user (not a regular file, or no "
+                    f"read permission): the release history and the rollback targets are unknown, not empty")
+    elif got.skipped and not s.state.record_warned:
         ui.warn(got.warning(path))
+    s.state.record_warned = s.state.record_warned or got.unreadable or bool(got.skipped)
     return got
 
 
 def load_releases(s: Session, to: str = "") -> list[record_cmd.Release]:
-    return record_cmd.releases(read_record(s, to).lines)
+    rels = record_cmd.releases(read_record(s, to).lines)
+    odd = [r for r in rels if r.problem]
+    if odd and not s.state.inconsistent_warned:
+        s.state.inconsistent_warned = True
+        shown = "; ".join(f"{r.id}: {r.problem}" for r in odd[:5]) + (f"; and {len(odd) - 5} more" if len(odd) > 5 else "")
+        ui.warn(f"release record {s.settings.releases_file}: {len(odd)} release(s) whose events do not add up "
+                f"are never used as rollback targets ({shown})")
+    return rels
 
 
 def candidate_rows(rels, services, current: dict | None = None) -> list[list[str]]:
@@ -55,6 +67,9 @@ def no_target_error(s: Session, problem: plan.NoTarget, rels, current: dict | No
                 for r in candidate_rows(rels, s.settings.services, current)]
         listing = ["known healthy image sets, newest first (release = what --to takes):",
                    *(rows or ["(the release record has no healthy release yet)"])]
+    if s.state.record_unreadable:
+        listing = [f"the release record {s.settings.releases_file} cannot be read by the SSH user: fix its owner "
+                   "or mode, or name the image with --to <tag | image id>"]
     return DeployError(
         f"no valid rollback target: {problem.why}", output=listing,
         step="rollback", code=ExitCode.ROLLBACK_FAILED, state=s.describe_state(),

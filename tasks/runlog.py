@@ -3,7 +3,8 @@
     $XDG_STATE_HOME/ai-doc-qa-deploy/logs/<timestamp>-<task>-<pid>.log
     (default ~/.local/state/ai-doc-qa-deploy/logs/...)
 
-Today it holds what libraries log, paramiko first: paramiko logs a refused SSH banner as
+It holds everything the run printed (progress, tables, error blocks, tracebacks: made safe, i.e.
+redacted, like the terminal's copy), and what libraries log, paramiko first: paramiko logs a refused SSH banner as
 "Exception (client): Error reading SSH protocol banner" plus a traceback, and with no handler of
 its own Python prints that on the terminal (logging's last-resort handler) next to our error
 block. Routed here, the terminal shows only the block, and the block names this file.
@@ -19,6 +20,8 @@ import os
 import time
 from pathlib import Path
 from typing import Iterator
+
+from tasks import ui
 
 APP = "ai-doc-qa-deploy"
 KEEP = 100                     # newest run logs kept; older ones are deleted when a run starts
@@ -36,6 +39,14 @@ def state_dir(environ=None) -> Path:
 
 def logs_dir(environ=None) -> Path:
     return state_dir(environ) / "logs"
+
+
+class _SafeFormatter(logging.Formatter):
+    """Each record made safe like terminal output (tasks/ui.py): escape sequences stripped, then
+    redacted with the run's redactor. A library message or its traceback may quote host output."""
+
+    def format(self, record) -> str:
+        return ui.safe(super().format(record))
 
 
 class _QuietFileHandler(logging.FileHandler):
@@ -59,7 +70,7 @@ class RunLog:
             _prune(self.path.parent)
             # delay: the file appears only once something is written to it
             self.handler = _QuietFileHandler(self.path, encoding="utf-8", delay=True)
-            self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            self.handler.setFormatter(_SafeFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         except OSError:
             pass
 
@@ -69,7 +80,7 @@ class RunLog:
         return getattr(self.handler, "worst", logging.NOTSET) >= logging.WARNING and self.path.is_file()
 
     def write(self, text: str) -> None:
-        """Append lines of our own (already redacted) to the log."""
+        """Append lines of our own to the log (redacted on the way, like every record)."""
         self.handler.handle(logging.makeLogRecord({"name": "run", "levelno": logging.INFO,
                                                    "levelname": "INFO", "msg": text}))
 
@@ -105,10 +116,12 @@ def opened(task: str) -> Iterator[RunLog]:
         logger.setLevel(logging.INFO)
         logger.propagate = False            # never up to the root logger (the terminal)
     previous, CURRENT = CURRENT, log
+    previous_tee, ui.OUT.tee = ui.OUT.tee, log.write
     try:
         yield log
     finally:
         CURRENT = previous
+        ui.OUT.tee = previous_tee
         for logger, level, propagate in saved:
             logger.removeHandler(log.handler)
             logger.setLevel(level)

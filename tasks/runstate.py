@@ -13,6 +13,7 @@ class Observation:
     images: dict
     healthy: bool
     version: str | None = None
+    slot: str = ""              # STRATEGY=blue-green: the backend slot that serves
 
 
 @dataclass
@@ -23,11 +24,14 @@ class RunState:
     before: Observation | None = None  # recorded before anything changed: the rollback evidence
     version: str | None = None         # the version the health URL reported last
     after: Observation | None = None   # what an automatic rollback restored
+    slot: str = ""                     # STRATEGY=blue-green: the backend slot this run left serving
     services_touched: bool = False     # a command that changes what serves has run
     failed_step: str = ""              # the step of the flow that failed
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     record_warned: bool = False        # bad release-record lines were reported once already
+    record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
+    inconsistent_warned: bool = False  # releases whose events do not add up were reported once already
     env_files: dict = field(default_factory=dict)   # name -> parsed env file (None: missing), read once
 
     def describe(self, override: str | None = None) -> str:

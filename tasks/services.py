@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 
 from commands import health as health_cmd
-from tasks import ui
+from tasks import bluegreen, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
-from tasks.hoststate import describe_images, images_of, label, wait_http, wait_ready
+from tasks.hoststate import containers, describe_images, images_of, label, wait_http, wait_ready
 from tasks.restore import up
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
@@ -84,13 +84,16 @@ def switch(s: Session) -> dict:
     probe = DowntimeProbe(s, st.smoke_urls[0])
     try:
         probe.start()
-        with s.timed("services", "up"):
-            up(s)
-        s.state.serving = "new containers started, not yet healthy (old images recorded)"
-        with s.timed("services", "health wait"):
-            states = wait_ready(s, [*st.dependency_services, *st.services], st.health_timeout,
-                                what="the services did not become healthy", step="services › health wait")
-            check = wait_http(s, st.health_url, st.health_timeout, step="services › health wait")
+        if slotstate.enabled(s):
+            states, check = _switch_slots(s)
+        else:
+            with s.timed("services", "up"):
+                up(s)
+            s.state.serving = "new containers started, not yet healthy (old images recorded)"
+            with s.timed("services", "health wait"):
+                states = wait_ready(s, [*st.dependency_services, *st.services], st.health_timeout,
+                                    what="the services did not become healthy", step="services › health wait")
+                check = wait_http(s, st.health_url, st.health_timeout, step="services › health wait")
     finally:
         downtime = probe.stop()
     if downtime:
@@ -100,8 +103,23 @@ def switch(s: Session) -> dict:
     images = images_of(s, states, st.services) if states else {}
     s.state.serving = "serving the new version " + label(images, check.version)
     s.state.version = check.version
-    ui.say(f"      healthy: {describe_images(images)}" + (f"; {st.health_url} reports version {check.version}" if check.version else ""))
+    ui.say(f"      healthy: {describe_images(images)}" + (f"; {check.url} reports version {check.version}" if check.version else ""))
     return images
+
+
+def _switch_slots(s: Session):
+    """STRATEGY=blue-green: the other services are recreated as usual, the backend moves to its
+    idle slot (tasks/bluegreen.py). Returns the (folded) container states and the health check."""
+    st = s.settings
+    others = [x for x in [*st.dependency_services, *st.services] if x != st.backend_service]
+    with s.timed("services", "up"):
+        up(s, others, no_deps=True)
+    with s.timed("services", "health wait"):
+        wait_ready(s, others, st.health_timeout, what="the services did not become healthy", step="services › health wait")
+    with s.timed("services", "slot switch"):
+        bluegreen.switch(s, step="services › slot switch")
+    _, url = slotstate.serving(s)
+    return containers(s, st.services), wait_http(s, url, st.health_timeout, step="services › health wait")
 
 
 def pull_step(s: Session, opts: RunOptions) -> None:

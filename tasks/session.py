@@ -1,15 +1,14 @@
 """One SSH session per (task, host): running commands, timing, dry-run and the redaction hook (the
-redactor every printed and recorded text goes through). Commands run through an executor:
-:class:`SSHExecutor`, the single caller of ``Connection.run``, or the plan's recording executor
-(tasks/plan.py). Host keys and connecting live in tasks/ssh.py, the worker thread in
-tasks/worker.py, learning the secrets in tasks/hostsecrets.py, the record writer in
-tasks/recorder.py.
+redactor every printed and recorded text goes through). Commands run through an executor
+(tasks/executor.py): :class:`SSHExecutor` over SSH, or the plan's recording executor
+(tasks/plan.py); the session's own ``_exec`` and ``kill_running`` are the only callers of
+``Connection.run``. Host keys and connecting live in tasks/hostkeys.py and tasks/ssh.py, the
+worker thread in tasks/worker.py, learning the secrets in tasks/hostsecrets.py, the record writer
+in tasks/recorder.py.
 
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
 - ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
   into a warning; output is always captured (``hide``) and shown redacted.
-- A timeout on a command without a pty leaves the remote process running: every command is
-  wrapped in coreutils ``timeout`` on the host, and the local timeout is only a backstop.
 """
 from __future__ import annotations
 
@@ -20,111 +19,24 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Iterator
 
-import paramiko
 from fabric import Connection
-from invoke.exceptions import CommandTimedOut, ThreadException
+from invoke.exceptions import CommandTimedOut
 
 from commands import compose as compose_cmd
 from commands import files
 from commands.secrets import Redactor
-from commands.shell import q, whole_seconds
+from commands.shell import q
 from commands.timing import Timer
 from config import Settings
 from tasks import messages, ui, web
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
+from tasks.executor import Executor, Result, SSHExecutor
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
-from tasks.ssh import connect, open_connection, tune
-from tasks.worker import Job, off_main_thread
-
-
-@dataclass
-class Result:
-    command: str
-    exited: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exited == 0
-
-
-LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
-# paramiko's words when the host opens no channel for a command: the command never started.
-CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")
-
-
-def never_started(exc: BaseException) -> bool:
-    return isinstance(exc, paramiko.ChannelException) or str(exc) in CHANNEL_NOT_OPENED
-
-
-class Executor(Protocol):
-    """The seam between the flow and the host: :class:`Session` decides what runs (dry run, echo,
-    exit codes), the executor how. :class:`SSHExecutor` runs it on the host; ``fab plan`` runs the
-    same flow with a recording executor that connects nowhere (tasks/plan.py)."""
-    background: bool     # background work (lock heartbeat thread, downtime probe) runs beside the flow
-
-    def run(self, s: "Session", command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result: ...
-    def request(self, s: "Session", method: str, url: str, **kw) -> web.HttpAnswer: ...
-    def open_session(self, s: "Session", settings: Settings, host: str) -> "Session": ...
-
-
-class SSHExecutor:
-    """Runs the session's commands on the host over SSH: the only caller of ``Connection.run``."""
-
-    background = True       # the lock's heartbeat and the downtime probe run in threads beside the flow
-
-    def run(self, s: "Session", command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
-        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
-        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
-        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
-        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {s.run_tag} </dev/null"
-        s.ensure_connected(command)
-        start = time.monotonic()
-        try:
-            job = Job(lambda: s._exec(wrapped, timeout))
-            if threading.current_thread() is threading.main_thread():
-                s.inflight = (job, command, timeout, mutating and not interruptible)
-            r = job.wait()
-        except KeyboardInterrupt:
-            # Remembered for settle_after_interrupt(): commands run while unwinding (finally
-            # blocks) must not make us forget the one that was interrupted.
-            if s.inflight:
-                s.interrupted.append(s.inflight)
-            s.inflight = None
-            raise
-        except CommandTimedOut as exc:
-            s.inflight = None
-            raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
-        except LOST_CONNECTION as exc:
-            s.inflight = None
-            raise s._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
-        s.inflight = None
-        return self._result(s, command, r, timeout, time.monotonic() - start)
-
-    @staticmethod
-    def _result(s: "Session", command: str, r, timeout: float, seconds: float) -> Result:
-        if r.exited in (-1, None):
-            # No exit status: sshd closed the channel. Either the connection died, or the process
-            # was killed by a signal on the host.
-            if not s.cxn.is_connected:
-                raise s._lost(command, "the connection closed while the command ran")
-            raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())
-        if r.exited == 124:
-            raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
-        return Result(command, r.exited, r.stdout, r.stderr, seconds)
-
-    def request(self, s: "Session", method: str, url: str, **kw) -> web.HttpAnswer:
-        return web.request(method, url, **kw)
-
-    def open_session(self, s: "Session", settings: Settings, host: str) -> "Session":
-        cxn = connect(s.ctx, host, settings)
-        return Session(settings, host, cxn, dry=s.dry, redactor=Redactor(settings.secret_key_pattern), ctx=s.ctx)
+from tasks.ssh import open_connection, tune
+from tasks.worker import off_main_thread
 
 
 @dataclass
@@ -199,6 +111,13 @@ class Session:
         except CommandTimedOut:
             self.first_contact = False
             raise
+        self.first_contact = False
+        return r
+
+    def _exec_streaming(self, wrapped: str, sink):
+        """Like :meth:`_exec`, the output also written to ``sink`` as it comes (tasks/stream.py)."""
+        r = self.cxn.run(wrapped, warn=True, hide=False, pty=False, in_stream=False, echo=False,
+                         out_stream=sink, err_stream=sink)
         self.first_contact = False
         return r
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from commands import git as git_cmd
 from commands import lock as lock_cmd
 from commands import rollback_plan
+from commands import slots as slots_cmd
 from commands.docker import short_image_id
 from commands.health import evaluate
-from tasks import ui
+from tasks import maintenance, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.hoststate import containers, http_check, images_of
@@ -16,29 +17,69 @@ from tasks.rollback import candidate_rows, load_releases
 from tasks.session import Session
 
 
-@operator_task()
-def status(s: Session):
-    """Services (state, health, restarts, image), the version served, the current release and the lock."""
+def cut(text: str, limit: int = 60) -> str:
+    """A record field for a table cell: the record is host text, and a valid line may hold 60 kB."""
+    return ui.excerpt(text, limit)
+
+
+def status_data(s: Session, states) -> dict:
+    """What ``fab status`` shows, as data (``--json`` prints it as is)."""
     st = s.settings
-    states = containers(s)
-    rows = [[c.service, c.status, c.health or "-", c.restart_count, c.image_ref, short_image_id(c.image_id)]
-            for c in sorted(states, key=lambda c: c.service)]
-    ui.table(rows, ["service", "state", "health", "restarts", "image", "image id"])
-    verdict = evaluate([*st.dependency_services, *st.services], states, redact=s.redactor)
-    check = http_check(s, st.health_url)
-    ui.say(f"health: {'all services running and healthy' if verdict.ready else '; '.join(verdict.problems + verdict.waiting)}")
-    ui.say(f"{st.health_url}: " + (f"HTTP {check.status}" + (f", version {check.version}" if check.version else "") if check.ok else f"FAILING ({check.error})"))
+    blue_green = slotstate.enabled(s)
+    serving = slots_cmd.fold(states, slots_cmd.pair(st), st.backend_service) if blue_green else states
+    verdict = evaluate([*st.dependency_services, *st.services], serving, redact=s.redactor)
+    slot, url = slotstate.serving(s)
+    check = http_check(s, url)
+    slots = slots_cmd.describe(slotstate.slot_states(s), slots_cmd.pair(st)) if blue_green else None
     head = git_cmd.parse_state(s.run(git_cmd.state(st.app_dir)).stdout)
-    ui.say(f"code: {head.head[:10]} on {head.branch}" + (f", {len(head.dirty)} locally modified file(s)" if head.dirty else ""))
     rels = load_releases(s)
-    if rels:
-        r = rels[-1]
-        ui.say(f"last release: {r.id} {r.kind} by {r.who} at {r.started}: {r.outcome.upper()}"
-               + (f" in {r.seconds:.1f} s" if r.seconds else "") + (f"; {r.serving}" if r.serving else ""))
+    lk = read_state(s)
+    return {
+        "host": s.host, "stage": st.stage,
+        "services": [{"service": c.service, "state": c.status, "health": c.health, "restarts": c.restart_count,
+                      "image": c.image_ref, "image_id": c.image_id} for c in sorted(states, key=lambda c: c.service)],
+        "healthy": verdict.ready, "problems": verdict.problems + verdict.waiting,
+        "slots": slots,
+        "health_url": {"url": url, "ok": check.ok, "status": check.status, "version": check.version,
+                       "error": None if check.ok else check.error},
+        "code": {"head": head.head, "branch": head.branch, "modified_files": len(head.dirty)},
+        "last_release": release_dict(rels[-1]) if rels else None,
+        "lock": maintenance.as_dict(lk, st.lock_stale_after) | {"described": lock_cmd.describe(lk) if lk.held else "free"},
+    }
+
+
+def release_dict(r) -> dict:
+    return {"id": r.id, "kind": r.kind, "who": r.who, "started": r.started, "ended": r.ended, "outcome": r.outcome,
+            "seconds": r.seconds or None, "serving": r.serving or None, "git_before": r.git_before,
+            "git_after": r.git_after, "bottleneck": r.bottleneck or None,
+            "images_after": r.images_after or r.images_before}
+
+
+@operator_task(help={"json": "print the state as one JSON object on stdout"})
+def status(s: Session, json=False):
+    """Services (state, health, restarts, image), the version served, the current release and the lock."""
+    states = containers(s)
+    d = status_data(s, states)
+    if json:
+        ui.emit_json(d)
+        return
+    ui.table([[c["service"], c["state"], c["health"] or "-", c["restarts"], c["image"], short_image_id(c["image_id"])]
+              for c in d["services"]], ["service", "state", "health", "restarts", "image", "image id"])
+    ui.say(f"health: {'all services running and healthy' if d['healthy'] else '; '.join(d['problems'])}")
+    if d["slots"]:
+        ui.say(f"backend slots (STRATEGY=blue-green): {d['slots']}")
+    h = d["health_url"]
+    ui.say(f"{h['url']}: " + (f"HTTP {h['status']}" + (f", version {h['version']}" if h["version"] else "") if h["ok"] else f"FAILING ({h['error']})"))
+    code = d["code"]
+    ui.say(f"code: {code['head'][:10]} on {code['branch']}" + (f", {code['modified_files']} locally modified file(s)" if code["modified_files"] else ""))
+    r = d["last_release"]
+    if r:
+        ui.say(f"last release: {r['id']} {cut(r['kind'])} by {cut(r['who'])} at {cut(r['started'])}: {r['outcome'].upper()}"
+               + (f" in {r['seconds']:.1f} s" if r["seconds"] else "") + (f"; {cut(r['serving'], 400)}" if r["serving"] else ""))
     else:
         ui.say("last release: none recorded")
-    lk = read_state(s)
-    ui.say("deploy lock: " + (lock_cmd.describe(lk) + (" (STALE)" if lk.is_stale(st.lock_stale_after) else "") if lk.held else "free"))
+    lk = d["lock"]
+    ui.say("deploy lock: " + lk["described"] + (" (STALE)" if lk["stale"] else ""))
 
 
 def running_images(s: Session) -> dict | None:
@@ -54,11 +95,18 @@ def check_history_options(limit="10", **_) -> list[str]:
     return [problem] if problem else []
 
 
-@operator_task(help={"limit": "how many releases to show, newest last (a whole number, default 10)"}, check=check_history_options)
-def history(s: Session, limit="10"):
+@operator_task(help={"limit": "how many releases to show, newest last (a whole number, default 10)",
+                     "json": "print the releases and the rollback candidates as one JSON object on stdout"},
+               check=check_history_options)
+def history(s: Session, limit="10", json=False):
     """Recent deploys and rollbacks from the host's release record: who, when, outcome, git, timings, bottleneck."""
     all_rels = load_releases(s)
     rels = all_rels[-int(str(limit).strip()):]
+    if json:
+        cands = candidate_rows(all_rels, s.settings.services, running_images(s))
+        ui.emit_json({"releases": [release_dict(r) | {"steps": r.steps} for r in rels],
+                      "rollback_candidates": [dict(zip(("release", "when", "images", "source", "note"), c)) for c in cands]})
+        return
     if not rels:
         ui.say(f"no releases recorded in {s.settings.releases_file}")
         return
@@ -66,8 +114,9 @@ def history(s: Session, limit="10"):
     for r in rels:
         git = f"{r.git_before[:7]}->{r.git_after[:7]}" if r.git_after and r.git_after != r.git_before else (r.git_before[:7] or "-")
         images = ", ".join(f"{k} {short_image_id(v.get('id', ''))}" for k, v in sorted((r.images_after or r.images_before).items()))
-        rows.append([r.id, r.kind, r.who, r.started.replace("+00:00", "Z"), r.outcome, git,
-                     f"{r.seconds:.1f}" if r.seconds else "-", r.bottleneck or "-", images])
+        rows.append([r.id, cut(r.kind), cut(r.who), cut(r.started.replace("+00:00", "Z")),
+                     r.outcome + (" (inconsistent)" if r.problem else ""), git,
+                     f"{r.seconds:.1f}" if r.seconds else "-", cut(r.bottleneck) or "-", images])
     ui.table(rows, ["release", "kind", "who", "started", "outcome", "git", "seconds", "bottleneck", "images after"])
     cands = candidate_rows(all_rels, s.settings.services, running_images(s))
     if cands:

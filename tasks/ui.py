@@ -6,10 +6,12 @@ JSON record for CI. Error blocks always go to stderr.
 """
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from typing import Sequence
 
@@ -24,6 +26,12 @@ class _Out:
     def __init__(self):
         self.redact = Redactor()
         self.json_mode = False
+        self.tee = None             # the run log's writer (tasks/runlog.py): everything printed, made safe
+        self.level = 0              # -q: -1 (stdout: only the outcome line and --json), -v: 1 (every command echoed)
+
+    def copy(self, text: str) -> None:
+        if self.tee is not None:
+            self.tee(text)
 
     @property
     def stream(self):
@@ -47,21 +55,32 @@ def set_json_mode(on: bool) -> None:
     OUT.json_mode = on
 
 
+def set_level(level: int) -> None:
+    """fab -q (-1) or -v (1); the run log always gets everything."""
+    OUT.level = level
+
+
 def safe(text) -> str:
     """What may reach the terminal: control characters and escape sequences stripped first (so
     one hidden inside a secret cannot split it from the redactor), then redacted."""
     return OUT.redact(strip_controls("" if text is None else str(text)))
 
 
-def say(text: str = "") -> None:
+def say(text: str = "", keep: bool = False) -> None:
+    """Progress and results on stdout; under -q only what is ``keep`` (a run's outcome line)."""
     prefix = getattr(THREAD, "prefix", "")
-    if prefix:          # every line of a multi-line text (the timing table), so the host stays readable
+    if prefix:          # a fleet's host thread: every line (the timing table too), so the host stays readable
         text = "\n".join(prefix + line for line in str(text).split("\n"))
-    print(safe(text), file=OUT.stream, flush=True)
+    text = safe(text)
+    OUT.copy(text)
+    if OUT.level >= 0 or keep:
+        print(text, file=OUT.stream, flush=True)
 
 
 def warn(text: str) -> None:
-    print(safe(getattr(THREAD, "prefix", "") + f"! {text}"), file=OUT.stream, flush=True)
+    text = safe(getattr(THREAD, "prefix", "") + f"! {text}")
+    OUT.copy(text)
+    print(text, file=sys.stderr if OUT.level < 0 else OUT.stream, flush=True)
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
@@ -70,9 +89,43 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
     say(tabulate(cells, headers=list(headers)))
 
 
-def emit_json(text: str) -> None:
-    """The only thing written to stdout in --json mode."""
-    print(safe(text), file=sys.stdout, flush=True)
+TICK_AFTER = 3.0        # seconds before a running command shows its elapsed time (no flicker for quick ones)
+
+
+class Ticker:
+    """``      … 42 s`` on the terminal's current line while a long command runs (pull, migrate):
+    only when stdout is a terminal and not in --json mode; never in the run log."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.start = time.monotonic()
+        self.shown = False
+        self.on = not OUT.json_mode and OUT.level >= 0 and getattr(self.stream, "isatty", lambda: False)()
+
+    def __call__(self, done: bool = False) -> None:
+        if not self.on:
+            return
+        elapsed = time.monotonic() - self.start
+        if done:
+            if self.shown:
+                self.stream.write("\r\033[K")          # clear the ticker's line
+                self.stream.flush()
+            return
+        if elapsed >= TICK_AFTER:
+            self.stream.write(f"\r      … {elapsed:.0f} s")
+            self.stream.flush()
+            self.shown = True
+
+
+def emit_json(data) -> None:
+    """The only thing written to stdout in --json mode: ``data`` redacted string by string, then
+    serialized. Redacting the serialized text instead broke the JSON whenever a secret's value
+    also occurs in the syntax: a secret "true" (AUTH_ENABLED=true) turned `"ok": true` into
+    `"ok": [REDACTED]`. Serialized with ensure_ascii, so no control or invisible character reaches
+    the terminal raw."""
+    text = json.dumps(OUT.redact.obj(data), indent=2, sort_keys=True)
+    OUT.copy(text)
+    print(text, file=sys.stdout, flush=True)
 
 
 def excerpt(text: str, limit: int, redact=None) -> str:
@@ -119,7 +172,9 @@ def block(title: str, fields: Sequence[tuple[str, object]], stream=None) -> None
                                     break_on_hyphens=False) or [""]
             out.append(f"  {key + ':':<{width}}{wrapped[0]}")
             out.extend(" " * (width + 2) + w for w in wrapped[1:])
-    print(safe("\n".join(out)), file=stream or sys.stderr, flush=True)
+    text = safe("\n".join(out))
+    OUT.copy(text)
+    print(text, file=stream or sys.stderr, flush=True)
 
 
 # ---- tracebacks (exit 1: a bug) go through the redactor too -----------------------------------------
@@ -130,6 +185,7 @@ def print_traceback(exc_type, exc, tb, stream=None) -> None:
         text = safe("".join(traceback.format_exception(exc_type, exc, tb)))
     except Exception:           # never fall back to the raw text
         text = f"{getattr(exc_type, '__name__', 'error')}: (traceback withheld: it could not be redacted)\n"
+    OUT.copy(text)
     print(text, end="", file=stream or sys.stderr, flush=True)
 
 

@@ -32,9 +32,13 @@ class Job:
         else:
             work()          # already off the main thread (heartbeat, downtime probe)
 
-    def wait(self):
+    def wait(self, on_tick: Callable[[], None] | None = None):
+        """The result (or the error) of ``fn``; ``on_tick`` is called about every 0.25 s meanwhile."""
         while not self.done.wait(0.25):
-            pass
+            if on_tick:
+                on_tick()
+        if on_tick:
+            on_tick(done=True)
         if "error" in self._box:
             raise self._box["error"]
         return self._box["result"]

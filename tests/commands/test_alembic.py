@@ -8,7 +8,16 @@ def test_parse_current_ignores_log_lines():
            "0002 (head)\n")
     assert alembic.parse_current(out) == ["0002"]
     assert alembic.parse_current("INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\n") == []
-    assert alembic.parse_current("ae1027a6acf\nb1c2d3 (head) (effective head)\n".replace(" (effective head)", "")) == ["ae1027a6acf", "b1c2d3"]
+    assert alembic.parse_current("ae1027a6acf\nb1c2d3 (head)\n") == ["ae1027a6acf", "b1c2d3"]
+
+
+def test_a_merge_revision_at_head_is_read_with_all_its_flags():
+    # alembic prints every flag in its own parentheses (Revision._head_only / __str__): a merge
+    # migration at head is "c3 (head) (mergepoint)", and was read as no revision at all
+    assert alembic.parse_current("c3 (head) (mergepoint)\nb2 (effective head)\na1 (branchpoint)\n") == ["c3", "b2", "a1"]
+    h = alembic.parse_history("a1, b2 -> c3 (head) (mergepoint), merge heads\n<base> -> a1 (branchpoint), create\n")
+    assert [(e.down, e.up, e.flags, e.message) for e in h] == [
+        ("a1, b2", "c3", "head, mergepoint", "merge heads"), ("<base>", "a1", "branchpoint", "create")]
 
 
 def test_parse_history():

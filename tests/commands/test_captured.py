@@ -1,6 +1,12 @@
 """Parsers on real outputs captured from the staging host (tests/fixtures/captured/README.md)."""
+import os
+import re
+from pathlib import Path
+
 from commands import alembic, compose, docker, health
-from tests.conftest import captured
+from tests.conftest import CAPTURED, captured
+
+TESTS = Path(__file__).resolve().parent.parent
 
 SECRETS = ("sentinel-pg-5d1f8a3c9e", "sentinel-redis-b7e2c4f06a", "sentinel-secret-3a9c71d2e8", "sentinel-sk-0f4b6d8e2a1c")
 
@@ -81,6 +87,11 @@ def test_sizes():
     assert docker.human_bytes(64 * 1024 * 1024) == "64.0 MiB"
 
 
-def test_compose_versions():
-    assert "2.26.1" in captured("compose-v2-version.txt")
-    assert "1.29.2" in captured("compose-v1-version.txt")
+def test_every_captured_fixture_is_read_by_a_test():
+    """A fixture no test reads proves nothing and goes stale: each file is named in a test (quoted),
+    or is the ``.stderr`` of one, which the helpers read beside its stdout (test_diagnose, test_migrate)."""
+    sources = "".join(p.read_text(encoding="utf-8") for p in Path(TESTS).rglob("*.py"))
+    named = set(re.findall(r"[\"']([\w.-]+\.(?:txt|json|jsonl|stderr))[\"']", sources))
+    files = {f for f in os.listdir(CAPTURED) if f != "README.md"}
+    unread = sorted(f for f in files if f not in named and not (f.endswith(".stderr") and f[:-len(".stderr")] in named))
+    assert unread == []

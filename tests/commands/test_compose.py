@@ -21,6 +21,7 @@ def test_pull_up_restart_stop_logs():
     assert V2.up(["postgres", "redis"]) == f"{BASE2} up -d -- postgres redis"
     assert V1.up(["backend"], no_deps=True) == f"{BASE1} up -d --no-deps -- backend"
     assert V2.restart(["postgres"]) == f"{BASE2} restart -- postgres"
+    assert V1.stop(["backend_green"]) == f"{BASE1} stop -- backend_green"
     assert V2.logs("backend", 100) == f"{BASE2} logs --no-color --tail=100 -- backend"
 
 

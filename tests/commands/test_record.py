@@ -150,9 +150,13 @@ def test_deeply_nested_json_is_a_skipped_line_not_a_recursion_crash():
 
 def test_read_and_search_commands_exact_string():
     assert record.read("/app/.deploy/releases.jsonl") == \
-        "{ wc -l < /app/.deploy/releases.jsonl && tail -n 2000 /app/.deploy/releases.jsonl; } 2>/dev/null || true"
+        ("if [ -e /app/.deploy/releases.jsonl ] && ! { [ -f /app/.deploy/releases.jsonl ] && [ -r /app/.deploy/releases.jsonl ]; }; "
+         "then echo @@record-unreadable@@; else { n=$(wc -l < /app/.deploy/releases.jsonl) && "
+         "echo \"$n $(tail -c 1 /app/.deploy/releases.jsonl | wc -l)\" "
+         "&& tail -n 2000 /app/.deploy/releases.jsonl | cut -b 1-65536 | tail -c 16777216; } 2>/dev/null || true; fi")
     assert record.search("/app/.deploy/releases.jsonl", "20261127T2237") == \
-        "grep -n -F -m 500 -e '\"release\":\"20261127T2237' -- /app/.deploy/releases.jsonl 2>/dev/null || true"
+        ("{ grep -a -n -F -m 500 -e '\"release\":\"20261127T2237' -- /app/.deploy/releases.jsonl | cut -b 1-65536 "
+         "| head -c 16777216; } 2>/dev/null || true")
     for bad in ("x';reboot", "", "-e", "a b"):
         with pytest.raises(UnsafeValue):
             record.search("/app/r.jsonl", bad)

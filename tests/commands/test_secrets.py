@@ -2,8 +2,8 @@ import base64
 import json
 from urllib.parse import quote, quote_plus
 
-from commands import secrets as secrets_mod
 from commands.secrets import REDACTED, Redactor
+from config.secrets import command_secrets
 
 PATTERN = r"(?i)(PASS|SECRET|TOKEN|KEY|DATABASE_URL)"
 
@@ -157,8 +157,8 @@ def test_secret_with_a_control_character_inside_is_redacted_in_its_displayed_for
 
 
 def test_command_secrets_finds_passwords_in_db_commands():
-    found = set(v for _, v in secrets_mod.command_secrets(
+    found = set(v for _, v in command_secrets(
         "PGPASSWORD='pg pw 1' psql -U app --password=pw2 -h db && mysql -u root -ppw3 "
         "&& curl -u admin:pw4 http://h/ && tool --token pw5 postgresql://u:pw6@db/x"))
     assert sorted(found) == ["pg pw 1", "pw2", "pw3", "pw4", "pw5", "pw6"]
-    assert secrets_mod.command_secrets("pg_isready -h 127.0.0.1 -p 5433 -U postgres") == []
+    assert command_secrets("pg_isready -h 127.0.0.1 -p 5433 -U postgres") == []

@@ -1,4 +1,4 @@
-"""commands/ssh.py: host strings, ssh_config values and known_hosts, parsed purely.
+"""commands/ssh.py and commands/known_hosts.py: host strings, ssh_config values and known_hosts, parsed purely.
 
 tests/fixtures/known_hosts-mixed is a real-format file: keys made with ssh-keygen (OpenSSH 9.2), two
 lines hashed by ``ssh-keygen -H``, markers, a comment, a blank line, bad base64, a key of the wrong
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from commands import ssh
+from commands import known_hosts, ssh
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "known_hosts-mixed")
 KEY_A = base64.b64decode("AAAAC3NzaC1lZDI1NTE5AAAAIESLtSCHr5KdvmNGHIzlk8GRk7RhgPd/VmDiBZOwCSwO")
@@ -21,7 +21,7 @@ KEY_E = base64.b64decode("AAAAC3NzaC1lZDI1NTE5AAAAIFI14iLe9LgxmqLrStk5trBYfaue6o
 @pytest.fixture(scope="module")
 def known():
     with open(FIXTURE, "rb") as fh:
-        return ssh.parse_known_hosts(fh.read())
+        return known_hosts.parse_known_hosts(fh.read())
 
 
 def lines(entries):
@@ -56,36 +56,36 @@ def test_known_hosts_with_markers_and_non_utf8_bytes_parses_line_by_line(known):
     ("revoked.example.com", [], [10], [9]),                 # listed, but the key is also @revoked
 ])
 def test_lookup_matches_what_ssh_keygen_F_reports(known, name, keys, revoked, authorities):
-    m = ssh.lookup(known, name)
+    m = known_hosts.lookup(known, name)
     assert (lines(m.keys), lines(m.revoked), lines(m.authorities)) == (keys, revoked, authorities)
 
 
 def test_revoked_key_is_found_by_its_blob(known):
-    m = ssh.lookup(known, "revoked.example.com")
+    m = known_hosts.lookup(known, "revoked.example.com")
     assert m.is_revoked(KEY_E).line == 10 and m.is_revoked(KEY_C) is None
-    assert ssh.lookup(known, "web1.example.com").keys[0].blob == KEY_C
+    assert known_hosts.lookup(known, "web1.example.com").keys[0].blob == KEY_C
 
 
 def test_empty_and_garbage_files():
-    assert ssh.parse_known_hosts(b"").keys == []
-    junk = ssh.parse_known_hosts(b"\xff\xfe\x00garbage\n@revoked\nonly-two fields\n")
+    assert known_hosts.parse_known_hosts(b"").keys == []
+    junk = known_hosts.parse_known_hosts(b"\xff\xfe\x00garbage\n@revoked\nonly-two fields\n")
     assert junk.keys == [] and len(junk.skipped) == 3
 
 
 def test_known_hosts_name_and_appended_line():
-    assert ssh.known_hosts_name("prod", 22) == "prod"
-    assert ssh.known_hosts_name("prod", None) == "prod"
-    assert ssh.known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
-    assert ssh.known_hosts_name("::1", 1) == "[::1]:1"
-    line = ssh.known_hosts_line("[h]:2222", "ssh-ed25519", "AAAA")
+    assert known_hosts.known_hosts_name("prod", 22) == "prod"
+    assert known_hosts.known_hosts_name("prod", None) == "prod"
+    assert known_hosts.known_hosts_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+    assert known_hosts.known_hosts_name("::1", 1) == "[::1]:1"
+    line = known_hosts.known_hosts_line("[h]:2222", "ssh-ed25519", "AAAA")
     assert line == "[h]:2222 ssh-ed25519 AAAA"
 
 
 def test_accept_new_append_never_joins_a_last_line_without_newline():
     """Issue 7 #13: appending to a file without a final newline corrupted both entries."""
-    assert ssh.appended(b"a ssh-ed25519 AAAA", "b ssh-ed25519 BBBB") == b"a ssh-ed25519 AAAA\nb ssh-ed25519 BBBB\n"
-    assert ssh.appended(b"a ssh-ed25519 AAAA\n", "b ssh-ed25519 BBBB") == b"a ssh-ed25519 AAAA\nb ssh-ed25519 BBBB\n"
-    assert ssh.appended(b"", "b ssh-ed25519 BBBB") == b"b ssh-ed25519 BBBB\n"
+    assert known_hosts.appended(b"a ssh-ed25519 AAAA", "b ssh-ed25519 BBBB") == b"a ssh-ed25519 AAAA\nb ssh-ed25519 BBBB\n"
+    assert known_hosts.appended(b"a ssh-ed25519 AAAA\n", "b ssh-ed25519 BBBB") == b"a ssh-ed25519 AAAA\nb ssh-ed25519 BBBB\n"
+    assert known_hosts.appended(b"", "b ssh-ed25519 BBBB") == b"b ssh-ed25519 BBBB\n"
 
 
 def test_changed_key_on_another_port_suggests_removing_the_bracketed_name():
@@ -145,27 +145,27 @@ def test_ssh_config_problems():
 
 def test_a_host_with_two_keys_of_one_type_accepts_either_and_revoked_wins():
     """ssh accepts a key if ANY line of the host holds it; paramiko compared one key per type."""
-    two = ssh.parse_known_hosts(
+    two = known_hosts.parse_known_hosts(
         b"web ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESLtSCHr5KdvmNGHIzlk8GRk7RhgPd/VmDiBZOwCSwO\n"
         b"web ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKSgyF9Qwlbg8Mp7ieP2IUh+t+GVTZY6xGEfLeJoitbF\n", "/kh")
-    m = ssh.lookup(two, "web")
-    assert ssh.judge(m, KEY_A)[0] == ssh.judge(m, KEY_C)[0] == ssh.OK
-    verdict, entries = ssh.judge(m, KEY_E)
-    assert verdict == ssh.CHANGED and [(e.source, e.line) for e in entries] == [("/kh", 1), ("/kh", 2)]
-    assert ssh.judge(ssh.lookup(two, "other"), KEY_E) == (ssh.UNKNOWN, [])
-    revoking = ssh.parse_known_hosts(
+    m = known_hosts.lookup(two, "web")
+    assert known_hosts.judge(m, KEY_A)[0] == known_hosts.judge(m, KEY_C)[0] == known_hosts.OK
+    verdict, entries = known_hosts.judge(m, KEY_E)
+    assert verdict == known_hosts.CHANGED and [(e.source, e.line) for e in entries] == [("/kh", 1), ("/kh", 2)]
+    assert known_hosts.judge(known_hosts.lookup(two, "other"), KEY_E) == (known_hosts.UNKNOWN, [])
+    revoking = known_hosts.parse_known_hosts(
         b"@revoked * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESLtSCHr5KdvmNGHIzlk8GRk7RhgPd/VmDiBZOwCSwO\n", "/etc/ssh/ssh_known_hosts")
-    verdict, entries = ssh.judge(ssh.lookup(ssh.merged([two, revoking]), "web"), KEY_A)
-    assert verdict == ssh.REVOKED_KEY and (entries[0].source, entries[0].line) == ("/etc/ssh/ssh_known_hosts", 1)
+    verdict, entries = known_hosts.judge(known_hosts.lookup(known_hosts.merged([two, revoking]), "web"), KEY_A)
+    assert verdict == known_hosts.REVOKED_KEY and (entries[0].source, entries[0].line) == ("/etc/ssh/ssh_known_hosts", 1)
 
 
 def test_known_key_types_go_first_in_the_host_key_algorithms_like_openssh():
     offered = ["ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
-    assert ssh.preferred_key_types(["ssh-rsa", "ssh-ed25519"], offered) == [                # known ones in default order
+    assert known_hosts.preferred_key_types(["ssh-rsa", "ssh-ed25519"], offered) == [                # known ones in default order
         "ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ecdsa-sha2-nistp256"]
-    assert ssh.preferred_key_types(["ssh-rsa"], offered) == [
+    assert known_hosts.preferred_key_types(["ssh-rsa"], offered) == [
         "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ssh-ed25519", "ecdsa-sha2-nistp256"]
-    assert ssh.preferred_key_types([], offered) == offered
+    assert known_hosts.preferred_key_types([], offered) == offered
 
 
 @pytest.mark.parametrize("value, files", [

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from config import ConfigError, available_stages, choose_stage, load_settings
@@ -99,7 +101,7 @@ def test_a_dash_h_host_that_no_stage_lists_is_refused_not_given_the_default_stag
 
 def test_settings_are_frozen():
     s = load_settings("production", {})
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'app_dir'"):
         s.app_dir = "/tmp"
 
 

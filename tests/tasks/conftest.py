@@ -58,4 +58,4 @@ def make_session(settings, mocker):
 def _no_global_known_hosts(monkeypatch):
     """/etc/ssh/ssh_known_hosts is read like ssh reads it; the operator machine's own copy must not
     change what these tests see."""
-    monkeypatch.setattr("tasks.ssh.GLOBAL_KNOWN_HOSTS", (), raising=False)
+    monkeypatch.setattr("tasks.hostkeys.GLOBAL_KNOWN_HOSTS", (), raising=False)

@@ -12,7 +12,8 @@ from tasks import checklist as checklist_mod
 from tasks import web
 from tasks.checklist import checklist
 from tasks.conftest import Remote
-from tasks.session import Session, SSHExecutor
+from tasks.executor import SSHExecutor
+from tasks.session import Session
 from tests.conftest import captured
 from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, Containers, Images, all_of, flat, run_task
 

@@ -5,8 +5,10 @@ import sys
 
 import pytest
 from invoke import Exit, MockContext, Result
+from invoke.exceptions import ParseError
 
 from tasks import base
+from tasks.cli import CheckedArgument
 from tasks.conftest import Remote, hermetic_config
 from tasks.escalation import contacts
 from tasks.verify import smoke
@@ -126,6 +128,9 @@ def test_stage_has_the_same_short_flag_on_every_task():
     assert {name for name, _ in tasks} == listed
     meaning = {}
     for name, ctx in tasks:
+        if name == "version":           # reads no stage: it must work with a broken config too
+            assert not ctx.args, "fab version takes no options"
+            continue
         stage = ctx.flags["--stage"]
         assert stage.names == ("stage", "s"), name
         for arg in ctx.args.values():
@@ -236,7 +241,7 @@ def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incide
     import paramiko
     from fabric import Connection
 
-    from tasks import ssh as ssh_mod
+    from tasks import hostkeys
     from tasks.status import status
     kh = tmp_path / "known_hosts"
     kh.write_text("")
@@ -244,7 +249,7 @@ def test_setup_errors_page_nobody_and_a_changed_host_key_stays_a_security_incide
     os.environ["DEPLOY_KNOWN_HOSTS"] = str(kh) if failure != "no known_hosts file" else ""
     os.environ["DEPLOY_HOST_KEY_POLICY"] = "strict"
     errors = {
-        "unknown host key": lambda: ssh_mod.UnknownHostKey("prod", _key(), str(kh)),
+        "unknown host key": lambda: hostkeys.UnknownHostKey("prod", _key(), str(kh)),
         "name resolution": lambda: socket.gaierror(-2, "Name or service not known"),
         "authentication": lambda: paramiko.AuthenticationException("Authentication failed."),
         "connection refused": lambda: ConnectionRefusedError(111, "Connection refused"),
@@ -350,3 +355,23 @@ def test_fab_task_with_an_adhoc_remainder_command_is_refused_before_anything_run
     assert "REFUSED: fab -H HOST -- COMMAND" in r.stderr and "DBA Team" not in r.stdout
     assert "ssh -p 1 127.0.0.1" in " ".join(r.stderr.split())
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind, text, value", [(int, "3", 3), (float, "2.5", 2.5), (float, "0", 0.0)])
+def test_a_checked_number_option_takes_its_value(kind, text, value):
+    arg = CheckedArgument(names=("retries",), kind=kind)
+    arg.set_value(text)
+    assert arg.value == value and type(arg.value) is kind
+
+
+@pytest.mark.parametrize("kind, text, problem", [
+    (int, "three", "--retries must be a whole number, got 'three'"),
+    (int, "0", "--retries must be 1 or more, got '0'"),
+    (float, "soon", "--retries must be a number of seconds, got 'soon'"),
+    (float, "inf", "--retries must be zero or a positive number of seconds, got 'inf'"),
+    (float, "-1", "--retries must be zero or a positive number of seconds, got '-1'"),
+])
+def test_a_bad_number_option_is_a_parse_error_naming_the_flag(kind, text, problem):
+    with pytest.raises(ParseError) as exc:
+        CheckedArgument(names=("retries",), kind=kind).set_value(text)
+    assert str(exc.value) == problem

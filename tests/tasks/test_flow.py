@@ -193,3 +193,50 @@ def test_interrupt_after_the_switch_restores_the_previous_images(flow, mocker):
     assert restore.call_args.args[1] == BEFORE
     assert records(remote)[-1]["outcome"] == "aborted"
     assert FakeLock.instances[0].released == 1
+
+
+def test_a_failed_command_in_a_step_becomes_its_error_block_and_is_recorded(flow):
+    from tasks.errors import CommandFailed
+    s, remote, calls = flow
+    failed = CommandFailed("docker compose pull backend", 1, "", "manifest unknown")
+    with pytest.raises(DeployError) as exc:
+        run(flow, DEPLOY_STEPS, "deploy", fail={"pull": failed})
+    err = exc.value
+    assert err.what.startswith("a command of step pull failed: ") and err.step == "pull"
+    assert err.command == "docker compose pull backend" and "manifest unknown" in err.output
+    assert err.code == ExitCode.STEP_FAILED and err.next_step.startswith("fab -H deploy@prod status")
+    assert s.state.failed_step == "pull" and calls == ["checklist", "prepare", "pull"]
+    assert records(remote)[-1]["error"]["command"] == "docker compose pull backend"
+
+
+def test_a_bug_in_a_step_is_still_recorded_and_the_lock_released(flow):
+    s, remote, calls = flow
+    with pytest.raises(ZeroDivisionError):
+        run(flow, DEPLOY_STEPS, "deploy", fail={"migrate": ZeroDivisionError("division by zero")})
+    end = records(remote)[-1]
+    assert end["outcome"] == "failed" and end["error"]["exit_code"] == ExitCode.BUG
+    assert end["error"]["what"] == "unexpected error: ZeroDivisionError: division by zero"
+    assert FakeLock.instances[0].released == 1
+
+
+@pytest.mark.parametrize("reconnected, detail", [
+    (True, "the SSH connection was re-established; this run's commands still running on the host were stopped"),
+    (False, "the host is unreachable: the deploy lock stays until its heartbeat is"),
+])
+def test_a_lost_connection_stops_this_runs_commands_or_says_the_host_is_unreachable(flow, mocker, reconnected, detail):
+    s, remote, calls = flow
+    kill = mocker.patch.object(type(s), "kill_running", return_value=reconnected)
+    mocker.patch.object(flow_mod, "restore", return_value=BEFORE)
+    lost = DeployError("lost the SSH connection to deploy@prod (EOFError: )", code=ExitCode.CONNECTION)
+    with pytest.raises(DeployError) as exc:
+        run(flow, DEPLOY_STEPS, "deploy", fail={"prepare": lost})
+    kill.assert_called_once()
+    assert [d for d in exc.value.details if d.startswith(detail)]
+
+
+def test_json_out_prints_the_release_record_at_the_end(flow, capsys):
+    s, remote, calls = flow
+    run(flow, DEPLOY_STEPS, "deploy", json_out=True)
+    out = capsys.readouterr().out
+    release = json.loads(out[out.index("{"):])
+    assert release["outcome"] == "success" and release["kind"] == "deploy"

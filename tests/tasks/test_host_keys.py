@@ -1,4 +1,4 @@
-"""Host keys and connecting (tasks/ssh.py), without a server."""
+"""Host keys and connecting (tasks/hostkeys.py, tasks/ssh.py), without a server."""
 import base64
 import dataclasses
 import fcntl
@@ -34,7 +34,8 @@ def ed25519(seed: int) -> paramiko.PKey:
 
 def test_known_hosts_with_cert_authority_revoked_and_non_utf8_lines_does_not_crash(tmp_path, settings):
     """Issue 7 #13: paramiko's loader raised on this file (traceback, exit 1)."""
-    from tasks.ssh import ChangedHostKey, UnknownHostKey, harden
+    from tasks.hostkeys import ChangedHostKey, UnknownHostKey
+    from tasks.ssh import harden
     kh = tmp_path / "known_hosts"
     shutil.copy(FIXTURE, kh)
     st = dataclasses.replace(settings, known_hosts=str(kh))
@@ -53,7 +54,7 @@ def test_known_hosts_with_cert_authority_revoked_and_non_utf8_lines_does_not_cra
 
 def test_revoked_host_key_is_refused_even_with_accept_new_host_key(tmp_path):
     """Issue 7 #13: @revoked was not enforced. A revoked key is refused and never recorded."""
-    from tasks.ssh import AcceptNewPolicy, RevokedHostKey, StrictPolicy
+    from tasks.hostkeys import AcceptNewPolicy, RevokedHostKey, StrictPolicy
     key = ed25519(1)
     kh = tmp_path / "known_hosts"
     kh.write_text(f"@revoked * {key.get_name()} {key.get_base64()}\n")
@@ -67,7 +68,7 @@ def test_revoked_host_key_is_refused_even_with_accept_new_host_key(tmp_path):
 
 
 def test_a_host_known_only_through_a_cert_authority_says_certificates_are_not_supported(tmp_path):
-    from tasks.ssh import StrictPolicy, UnknownHostKey
+    from tasks.hostkeys import StrictPolicy, UnknownHostKey
     ca = ed25519(3)
     kh = tmp_path / "known_hosts"
     kh.write_text(f"@cert-authority *.example.com {ca.get_name()} {ca.get_base64()}\n")
@@ -79,7 +80,7 @@ def test_a_host_known_only_through_a_cert_authority_says_certificates_are_not_su
 
 def test_accept_new_host_key_appends_atomically_to_a_file_without_final_newline(tmp_path):
     """Issue 7 #13: the new entry was glued to the last line (both lost) and written in place."""
-    from tasks.ssh import AcceptNewPolicy
+    from tasks.hostkeys import AcceptNewPolicy
     old, new = ed25519(5), ed25519(6)
     real = tmp_path / "dotfiles" / "known_hosts"
     real.parent.mkdir()
@@ -95,7 +96,7 @@ def test_accept_new_host_key_appends_atomically_to_a_file_without_final_newline(
 
 
 def test_accept_new_host_key_that_fails_mid_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
-    from tasks.ssh import append_known_host
+    from tasks.hostkeys import append_known_host
     kh = tmp_path / "known_hosts"
     kh.write_text("old.example.com ssh-ed25519 AAAA")
 
@@ -198,7 +199,7 @@ def test_malformed_host_string_is_a_configuration_error(settings):
 
 
 def test_host_strings_give_ipv6_hosts_their_brackets(settings):
-    from tasks.ssh import host_strings
+    from tasks.sshconfig import host_strings
     assert host_strings(Connection("::1", port=1, config=hermetic_config()), settings) == ["[::1]:1"]
     assert host_strings(Connection("prod", user="deploy", config=hermetic_config()), settings) == ["deploy@prod"]
     assert host_strings(Connection("prod", port=2222, config=hermetic_config()), settings) == ["prod:2222"]
@@ -224,10 +225,10 @@ def test_accept_new_judges_the_known_hosts_files_as_they_are_when_the_key_arrive
 def test_accept_new_writes_known_hosts_under_a_lock_on_its_directory(tmp_path, monkeypatch):
     """Two runs recording keys at once (two new hosts) each rewrote the file from what they had
     read: one entry was lost. The write now holds a flock on the file's directory."""
-    from tasks import ssh as ssh_mod
+    from tasks import hostkeys as hostkeys_mod
     kh = tmp_path / "known_hosts"
     kh.write_text("")
-    write = ssh_mod.append_known_host
+    write = hostkeys_mod.append_known_host
     seen = []
 
     def checking(path, line):
@@ -241,6 +242,6 @@ def test_accept_new_writes_known_hosts_under_a_lock_on_its_directory(tmp_path, m
             os.close(fd)
         write(path, line)
 
-    monkeypatch.setattr(ssh_mod, "append_known_host", checking)
-    ssh_mod.AcceptNewPolicy(str(kh)).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", ed25519(14))
+    monkeypatch.setattr(hostkeys_mod, "append_known_host", checking)
+    hostkeys_mod.AcceptNewPolicy(str(kh)).missing_host_key(paramiko.SSHClient(), "[10.0.0.5]:2222", ed25519(14))
     assert seen == ["locked"] and kh.read_text().startswith("[10.0.0.5]:2222 ssh-ed25519 ")

@@ -11,6 +11,7 @@ import time
 import pytest
 from invoke import Result
 
+from commands import lock as lock_cmd
 from tasks import deploy as deploy_mod
 from tasks import flow as flow_mod
 from tasks import locking as locking_mod
@@ -323,3 +324,17 @@ def test_deploy_lock_wait_nan_or_inf_exits_2_with_a_block(mocker, capsys, value)
     err = capsys.readouterr().err
     assert "--lock-wait must be a finite number of seconds" in err and "Traceback" not in err
     assert not any("echo acquired" in c for c in remote.commands)      # the lock was never requested
+
+
+
+@pytest.mark.parametrize("answer, said", [
+    ("free\n", "(it is free)"),
+    (OTHER_HOLDER + "\nclock 1000 995 900\n", "(it is held by other@laptop"),
+])
+def test_a_dry_run_takes_no_lock_and_says_whether_one_is_held(make_session, settings, capsys, answer, said):
+    s, remote = make_session([(STATUS, answer), (r"echo free", answer)], settings=fast(settings), dry=True)
+    with DeployLock(s, "deploy") as lock:
+        lock.ensure_held("checklist")                  # nothing was taken: nothing to prove
+    assert f"[dry] would take the deploy lock {said}" in capsys.readouterr().out
+    assert remote.commands == [lock_cmd.status(s.settings.lock_dir)]      # one read; nothing taken or released
+    assert not lock.held and not lock.lost

@@ -19,7 +19,7 @@ from invoke import Exit, MockContext
 
 from config import load_settings
 from tasks import base, web
-from tasks import session as session_mod
+from tasks import executor as executor_mod
 from tasks.conftest import Remote, hermetic_config
 from tasks.deploy import deploy
 from tasks.plan import PATHS, preview
@@ -66,7 +66,7 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
         cxn.is_connected = True
         cxns.append(cxn)
     mocker.patch.object(base, "connect", return_value=cxns[0])
-    mocker.patch.object(session_mod, "connect", return_value=cxns[1])
+    mocker.patch.object(executor_mod, "connect", return_value=cxns[1])
 
     def request(method, url, **kw):                         # from this machine: logged as the plan shows it
         remotes[0].commands.append(f"{method} {url}")

@@ -45,7 +45,7 @@ def test_plan_opens_no_socket_and_starts_no_thread(monkeypatch, capsys):
     monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self.name))
     out = run_plan(capsys, stage="staging")
     assert started == []                                   # no heartbeat, no probe, no SSH worker, no HTTP thread
-    assert "POST [REDACTED]" in out or "POST http://127.0.0.1:9100/hook" in out
+    assert "POST [REDACTED]" in out and "9100/hook" not in out     # the whole webhook URL is a secret
     assert "GET http://127.0.0.1:9100/dashboard" in out and "GET http://127.0.0.1:8080/health" in out
     assert "it ends: success" in out
 

@@ -84,3 +84,22 @@ def test_install_entry_point_writes_an_executable_script_atomically(tmp_path):
     assert "return '/srv/deploy'" in text and "from tasks.program import main" in text
     assert os.stat(target).st_mode & stat.S_IXUSR
     assert [p.name for p in tmp_path.iterdir()] == ["fab"]          # no temporary file left behind
+
+
+def test_duplicate_hosts_are_the_same_sshd_whatever_the_user_case_or_final_dot_but_not_another_port():
+    assert program.duplicate_hosts(["deploy@prod", "root@PROD.", "prod:2222", {"host": "prod", "port": 2222}]) == [
+        "prod is given twice (deploy@prod, root@PROD.): the task would run twice on it",
+        "prod is given twice (prod:2222, {'host': 'prod', 'port': 2222}): the task would run twice on it"]
+    # a malformed entry is -H's own error (reported by the parser), not a duplicate
+    assert program.duplicate_hosts(["prod:notaport", "prod:notaport", {"hostname": "x"}, "prod"]) == []
+
+
+def test_an_unreadable_ssh_config_is_a_configuration_error_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "ssh_config"
+    bad.write_text("Host prod\n  HostName\n")            # an option without a value: paramiko raises
+    with pytest.raises(SystemExit) as exc:
+        program.make_program().run(["fab", "-S", str(bad), "-H", "prod", "status"])
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "CONFIGURATION ERROR in the ssh config" in err and "ConfigParseError" in err
+    assert "every option needs a value: `HostName 10.0.0.5`" in err

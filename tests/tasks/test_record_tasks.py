@@ -56,7 +56,7 @@ def test_rollback_task_checks_to_before_connecting(mocker, capsys):
 @pytest.fixture
 def history_run(mocker):
     def run(text, limit="10"):
-        remote = Remote([(r"^\{ wc -l <", f"{text.count(chr(10))}\n{text}"),
+        remote = Remote([(r"^if \[ -e .*releases.jsonl \]", f"{text.count(chr(10))}\n{text}"),
                          (r"compose version --short", "v2 2.26.1\n")])
         cxn = mocker.Mock()
         cxn.run.side_effect = remote
@@ -91,16 +91,16 @@ def test_rollback_to_an_old_release_searches_the_whole_record(make_session):
     old = rel(A, "deploy", V1, V2)
     recent = rel(R1, "rollback", V2, V1)
     hits = "".join(f"{i}:{l}\n" for i, l in enumerate(old, 1))
-    s, remote = make_session([(r"^\{ wc -l <", f"{2000 + len(old)}\n" + "\n".join(recent) + "\n"),
-                              (r"^grep -n -F", hits)])
+    s, remote = make_session([(r"^if \[ -e .*releases.jsonl \]", f"{2000 + len(old)}\n" + "\n".join(recent) + "\n"),
+                              (r"^\{ grep -a -n -F", hits)])
     target, source = resolve_target(s, A, V1)
     assert target == V2 and source == f"left serving healthily by deploy {A}"
-    assert any(c.startswith("grep -n -F -m 500 -e '\"release\":\"" + A) for c in remote.commands)
+    assert any(c.startswith("{ grep -a -n -F -m 500 -e '\"release\":\"" + A) for c in remote.commands)
 
 
 def test_rollback_to_an_ambiguous_prefix_lists_the_matches(make_session):
     text = "\n".join(rel(A, "deploy", V1, V2) + rel(R1, "rollback", V2, V1))
-    s, remote = make_session([(r"^\{ wc -l <", f"8\n{text}\n"), (r"^grep -n -F", "")])
+    s, remote = make_session([(r"^if \[ -e .*releases.jsonl \]", f"8\n{text}\n"), (r"^\{ grep -a -n -F", "")])
     with pytest.raises(DeployError) as exc:
         resolve_target(s, "20261127T1", V1)
     assert exc.value.code == ExitCode.ROLLBACK_FAILED and "ambiguous" in exc.value.what
@@ -110,7 +110,7 @@ def test_rollback_to_an_ambiguous_prefix_lists_the_matches(make_session):
 def test_rollback_to_a_prefix_never_matches_this_runs_own_release(make_session, mocker):
     own = rel(R1, "rollback", V2, V1)[:2]                                 # as written so far by this very run
     text = "\n".join(rel(A, "deploy", V1, V2) + own)
-    s, remote = make_session([(r"^\{ wc -l <", f"6\n{text}\n"), (r"^grep -n -F", "")])
+    s, remote = make_session([(r"^if \[ -e .*releases.jsonl \]", f"6\n{text}\n"), (r"^\{ grep -a -n -F", "")])
     s.recorder = mocker.Mock(release=R1)
     target, _ = resolve_target(s, "20261127T1", V2)                      # not "ambiguous: A and R1"
     assert target == V2

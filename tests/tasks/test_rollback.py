@@ -82,7 +82,7 @@ class Host:
         return Result(stdout=f'{{"status": "ok", "version": "{v}"}}\n@@status 200 0.01\n', exited=0)
 
     def script(self, *first, lock=True):
-        return [*(LOCK if lock else ()), *first, (r"^\{ wc -l <", record_answer(TEXT)), (r"^grep -n -F", self.search),
+        return [*(LOCK if lock else ()), *first, (r"^if \[ -e .*n=\$\(wc -l <", record_answer(TEXT)), (r"^\{ grep -a -n -F", self.search),
                 *self.containers.script(), (IMAGE_INSPECT, self.image_inspect), (r"^docker tag ", self.tag),
                 (r"^docker pull ", self.pull), (r" up -d --no-deps -- ", self.up), (r"curl .*8000/health", self.version),
                 (r"curl ", Result(stdout="ok\n@@status 200 0.01\n", exited=0))]
@@ -129,7 +129,7 @@ def test_rollback_to_a_release_searches_the_whole_record(mocker, capsys):
     host = Host(running=V2)
     code, out, err, remote = run_task(mocker, capsys, rollback, host.script(), to="20261128T041921Z-ad2c")
     assert code == 0, err
-    assert "grep -n -F -m" in " ".join(remote.commands)
+    assert "grep -a -n -F -m" in " ".join(remote.commands)
     assert changes(remote) == [f"docker tag {V1['backend']['id']} {REF}", f"{COMPOSE} up -d --no-deps -- backend"]
 
 

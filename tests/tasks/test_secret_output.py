@@ -143,7 +143,7 @@ def test_json_output_redacts_the_json_escaped_form_of_a_secret(capsys):
     r = Redactor(PATTERN)
     r.add_env({"API_TOKEN": quoted})
     ui.set_redactor(r)
-    ui.emit_json(json.dumps({"error": f"the API said: token {quoted} is revoked"}, indent=2))
+    ui.emit_json({"error": f"the API said: token {quoted} is revoked"})
     out = capsys.readouterr().out
     assert "sentinel" not in out and json.loads(out)["error"] == "the API said: token [REDACTED] is revoked"
 

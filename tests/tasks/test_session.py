@@ -90,7 +90,8 @@ def test_host_keys_are_enforced_on_the_target_and_every_jump_host(tmp_path, sett
     from fabric import Connection
 
     from tasks.conftest import hermetic_config
-    from tasks.ssh import AcceptNewPolicy, StrictPolicy, harden
+    from tasks.hostkeys import AcceptNewPolicy, StrictPolicy
+    from tasks.ssh import harden
 
     kh = tmp_path / "known_hosts"
     kh.write_text("")
@@ -192,7 +193,7 @@ def test_sub_second_connect_timeout_is_not_dropped_by_fabric(settings):
     import dataclasses
 
     from tasks.conftest import hermetic_config
-    from tasks.ssh import stage_config
+    from tasks.sshconfig import stage_config
 
     class C:
         config = hermetic_config()
@@ -200,3 +201,17 @@ def test_sub_second_connect_timeout_is_not_dropped_by_fabric(settings):
     config = stage_config(C(), dataclasses.replace(settings, connect_timeout=0.5))
     assert config.timeouts.connect == 1
     assert config.connect_kwargs["banner_timeout"] == 0.5
+
+
+def test_an_env_file_not_learned_at_the_start_is_read_once_and_its_secrets_are_hidden(make_session):
+    """The env diff compares a file outside ENV_FILES/SECRET_FILES (e.g. .env.staging): it is read
+    when first asked for, its secret values join the redactor, and it is not read again."""
+    from tasks.hostsecrets import env_file
+    secret = "s3cr3t-value-for-the-test-0123456789"
+    s, remote = make_session([(r"\.env\.staging", f"DATABASE_PASSWORD={secret}\nDEBUG=0\n"),
+                              (r"\.env\.gone", Result(stdout="", exited=3))])
+    assert env_file(s, ".env.staging") == {"DATABASE_PASSWORD": secret, "DEBUG": "0"}
+    assert env_file(s, ".env.staging") == {"DATABASE_PASSWORD": secret, "DEBUG": "0"}
+    assert env_file(s, ".env.gone") is None and env_file(s, ".env.gone") is None
+    assert len(remote.commands) == 2 and ".env.staging" in remote.commands[0] and ".env.gone" in remote.commands[1]
+    assert secret not in s.redactor(f"connecting with {secret}")

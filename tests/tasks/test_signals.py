@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from invoke import Exit, MockContext
@@ -163,3 +164,31 @@ def test_ctrl_c_is_handled_when_the_parent_started_us_with_sigint_ignored():
             proc.kill()
     assert proc.returncode == 130, out
     assert "✗ INTERRUPTED (Ctrl-C)" in out and "Traceback" not in out
+
+
+def test_a_second_signal_is_dropped_until_the_task_ends(unhandled):
+    """A closed terminal can deliver SIGHUP twice (kernel and shell): the second must not land in
+    the clean-up the first one started."""
+    with interrupts.handled():
+        with pytest.raises(interrupts.Terminated) as exc:
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert exc.value.signum == signal.SIGHUP
+        os.kill(os.getpid(), signal.SIGHUP)                 # dropped: no exception
+        os.kill(os.getpid(), signal.SIGINT)                 # dropped too
+    with interrupts.handled():                               # the next task starts afresh
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_signal_handlers_are_left_alone_outside_the_main_thread(unhandled):
+    before = {sig: signal.getsignal(sig) for sig in interrupts.HANDLED}
+    seen = []
+
+    def task():
+        with interrupts.handled(), interrupts.ignored():
+            seen.append({sig: signal.getsignal(sig) for sig in interrupts.HANDLED})
+
+    worker = threading.Thread(target=task)
+    worker.start()
+    worker.join()
+    assert seen == [before]

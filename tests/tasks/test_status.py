@@ -13,7 +13,7 @@ HEAD = "7ef2620" + "a" * 33
 GIT_STATE = (r"rev-parse HEAD", f"{HEAD}\nmain\n")
 HEALTH = (r"curl .*8000/health", Result(stdout='{"status": "ok", "version": "v1"}\n@@status 200 0.004\n', exited=0))
 FREE = (r"/\.deploy/lock", "free\n")
-RECORD_READ = (r"^\{ wc -l <", record_answer(captured(RECORD)))
+RECORD_READ = (r"^if \[ -e .*n=\$\(wc -l <", record_answer(captured(RECORD)))
 WRITES = (" up ", " restart ", "docker tag", "docker pull", " pull ", ">>", "rm -rf", "mkdir")
 
 
@@ -46,7 +46,7 @@ def test_status_of_a_degraded_host_names_each_problem(mocker, capsys):
     del host.by_service["proxy"]
     failing = (r"curl .*8000/health", Result(stdout="\n@@status 500 0.01\n", exited=0))
     dirty = (r"rev-parse HEAD", f"{HEAD}\nmain\n M VERSION\n M README.md\n")
-    code, out, err, remote = run_task(mocker, capsys, status, [*host.script(), failing, dirty, (r"^\{ wc -l <", ""), FREE])
+    code, out, err, remote = run_task(mocker, capsys, status, [*host.script(), failing, dirty, (r"^if \[ -e .*n=\$\(wc -l <", ""), FREE])
     assert code == 0, err
     health = next(line for line in out.splitlines() if line.startswith("health: "))
     assert "returned error: 500" in health and "OOM-killed" in health and "proxy" in health
@@ -88,7 +88,7 @@ def test_history_lists_the_captured_releases_and_the_rollback_candidates(mocker,
 
 
 def test_history_of_an_empty_record(mocker, capsys):
-    code, out, err, remote = run_task(mocker, capsys, history, [(r"^\{ wc -l <", "")])
+    code, out, err, remote = run_task(mocker, capsys, history, [(r"^if \[ -e .*n=\$\(wc -l <", "")])
     assert code == 0
     assert out.rstrip().endswith("no releases recorded in /app/ai-doc-qa/.deploy/releases.jsonl")
     assert not [c for c in remote.commands if "docker" in c]
@@ -99,3 +99,29 @@ def test_history_still_lists_releases_when_what_runs_cannot_be_read(mocker, caps
     code, out, err, remote = run_task(mocker, capsys, history, [RECORD_READ, broken])
     assert code == 0, err
     assert "20261128T041925Z-a527" in out and "rollback candidates" in out
+
+
+def test_status_json_is_one_object_on_stdout_with_the_same_facts(mocker, capsys):
+    code, out, err, remote = run_task(mocker, capsys, status, [
+        *Containers(*all_of()).script(), HEALTH, GIT_STATE, RECORD_READ, FREE], json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert [s["service"] for s in d["services"]] == ["backend", "model_server", "postgres", "proxy", "redis"]
+    assert d["healthy"] and d["health_url"]["version"] == "v1" and d["code"]["head"] == HEAD
+    assert d["last_release"]["id"] == "20261128T041925Z-a527" and d["last_release"]["outcome"] == "success"
+    assert d["lock"]["held"] is False and d["lock"]["described"] == "free"
+    assert "stage: production" in err                   # progress goes to stderr in --json mode
+    assert read_only(remote)
+
+
+def test_history_json_lists_the_releases_and_the_candidates(mocker, capsys):
+    images = Images(captured("docker-image-inspect.txt"))
+    code, out, err, remote = run_task(mocker, capsys, history, [
+        RECORD_READ, *Containers(*all_of()).script(), (IMAGE_INSPECT, images)], limit="3", json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert [r["id"] for r in d["releases"]] == ["20261128T041905Z-948e", "20261128T041921Z-ad2c", "20261128T041925Z-a527"]
+    assert d["releases"][0]["outcome"] == "rolled_back" and d["releases"][0]["steps"]
+    assert d["rollback_candidates"][0]["release"] == "20261128T041925Z-a527"
+    assert d["rollback_candidates"][0]["note"].endswith("next bare rollback")
+    assert read_only(remote)

@@ -1,0 +1,118 @@
+"""How a session's commands run: the :class:`Executor` seam and :class:`SSHExecutor`, which runs
+them on the host over SSH (the remote ``timeout`` wrapper, the I/O thread, the Ctrl-C bookkeeping,
+fabric's results and exceptions turned into a :class:`Result`, ``CommandFailed`` or a lost
+connection). The plan's recording executor, which connects nowhere, is in tasks/plan.py.
+
+A timeout on a command without a pty leaves the remote process running (a fabric fact, see
+../shared/research/fabric-conventions.md): every command is wrapped in coreutils ``timeout`` on
+the host, and the local timeout is only a backstop.
+
+The session (tasks/session.py) is passed in as ``s`` and not imported: the session imports this
+module for its default executor, and an import back would make a cycle.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import paramiko
+from invoke.exceptions import CommandTimedOut, ThreadException
+
+from commands.secrets import Redactor
+from commands.shell import q, whole_seconds
+from config import Settings
+from tasks import ui, web
+from tasks.errors import CommandFailed
+from tasks.ssh import connect
+from tasks.worker import Job
+
+
+@dataclass
+class Result:
+    command: str
+    exited: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+
+LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
+# paramiko's words when the host opens no channel for a command: the command never started.
+CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")
+
+
+def never_started(exc: BaseException) -> bool:
+    return isinstance(exc, paramiko.ChannelException) or str(exc) in CHANNEL_NOT_OPENED
+
+
+class Executor(Protocol):
+    """The seam between the flow and the host: :class:`Session` decides what runs (dry run, echo,
+    exit codes), the executor how. :class:`SSHExecutor` runs it on the host; ``fab plan`` runs the
+    same flow with a recording executor that connects nowhere (tasks/plan.py)."""
+    background: bool     # background work (lock heartbeat thread, downtime probe) runs beside the flow
+
+    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result: ...
+    def request(self, s, method: str, url: str, **kw) -> web.HttpAnswer: ...
+    def open_session(self, s, settings: Settings, host: str): ...
+
+
+class SSHExecutor:
+    """Runs the session's commands on the host over SSH: the only caller of ``Connection.run``."""
+
+    background = True       # the lock's heartbeat and the downtime probe run in threads beside the flow
+
+    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
+        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
+        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
+        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
+        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
+        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {s.run_tag} </dev/null"
+        s.ensure_connected(command)
+        start = time.monotonic()
+        try:
+            job = Job(lambda: s._exec(wrapped, timeout))
+            if threading.current_thread() is threading.main_thread():
+                s.inflight = (job, command, timeout, mutating and not interruptible)
+            r = job.wait(ui.Ticker() if threading.current_thread() is threading.main_thread() else None)
+        except KeyboardInterrupt:
+            # Remembered for settle_after_interrupt(): commands run while unwinding (finally
+            # blocks) must not make us forget the one that was interrupted.
+            if s.inflight:
+                s.interrupted.append(s.inflight)
+            s.inflight = None
+            raise
+        except CommandTimedOut as exc:
+            s.inflight = None
+            raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
+        except LOST_CONNECTION as exc:
+            s.inflight = None
+            raise s._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
+        s.inflight = None
+        return self._result(s, command, r, timeout, time.monotonic() - start)
+
+    @staticmethod
+    def _result(s, command: str, r, timeout: float, seconds: float) -> Result:
+        if r.exited in (-1, None):
+            # No exit status: sshd closed the channel. Either the connection died, or the process
+            # was killed by a signal on the host.
+            if not s.cxn.is_connected:
+                raise s._lost(command, "the connection closed while the command ran")
+            raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())
+        if r.exited == 124:
+            raise CommandFailed(command, 124, r.stdout, r.stderr, timed_out=True, timeout=timeout)
+        return Result(command, r.exited, r.stdout, r.stderr, seconds)
+
+    def request(self, s, method: str, url: str, **kw) -> web.HttpAnswer:
+        return web.request(method, url, **kw)
+
+    def open_session(self, s, settings: Settings, host: str):
+        cxn = connect(s.ctx, host, settings)
+        # type(s): the Session class, without importing tasks/session.py (see the module's docstring).
+        return type(s)(settings, host, cxn, dry=s.dry, redactor=Redactor(settings.secret_key_pattern), ctx=s.ctx)
+
