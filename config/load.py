@@ -134,6 +134,8 @@ def _across_keys(fields: Mapping[str, object], sources: Mapping[str, str]) -> li
     if fields["lock_heartbeat"] * 2 > fields["lock_stale_after"]:  # type: ignore[operator]
         problems.append(f"LOCK_STALE_AFTER ({sources['LOCK_STALE_AFTER']}) must be at least twice LOCK_HEARTBEAT, "
                         f"or a live deploy looks stale")
+    if fields["migration_host"] and fields["migration_host"] not in fields["hosts"]:  # type: ignore[operator]
+        problems.append(f"MIGRATION_HOST ({sources['MIGRATION_HOST']}): {fields['migration_host']} is not one of HOSTS")
     if fields["known_hosts"] and not os.path.isfile(fields["known_hosts"]):  # type: ignore[arg-type]
         if fields["host_key_policy"] == "strict":
             problems.append(f"KNOWN_HOSTS ({sources['KNOWN_HOSTS']}): file {fields['known_hosts']} does not exist")

@@ -177,3 +177,10 @@ def checklist_items(v: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown checklist item(s) {', '.join(bad)}; known: {', '.join(CHECKLIST_ITEMS)}")
     return items
+
+
+def batch_size(v: str) -> str:
+    """A fleet's batch: a number of hosts (1 or more) or a percentage of them (1% to 100%)."""
+    if not re.fullmatch(r"[1-9][0-9]{0,5}|(100|[1-9][0-9]?)%", v.strip()):
+        raise ValueError(f"must be a number of hosts (1 or more) or a percentage (1% to 100%), got {v!r}")
+    return v.strip()

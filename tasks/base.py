@@ -93,7 +93,7 @@ def render_usage_error(problems: list[str]) -> None:
 
 
 def operator_task(*, help: dict | None = None, connects: bool = True, check: Callable[..., list[str]] | None = None,
-                  **task_kwargs) -> Callable:
+                  fleet: Callable | None = None, **task_kwargs) -> Callable:
     """Declare a task. The body receives a :class:`Session` (or :class:`Offline` when
     ``connects=False``) instead of the Fabric context. ``check(**options)`` returns the problems
     with the task's own options; any problem is a usage error (exit 2) before any connection."""
@@ -125,7 +125,7 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
                     raise Exit(code=int(ExitCode.CONFIG))
             with interrupts.handled(), terminal.guarded(), runlog.opened(name):
                 try:
-                    return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs)
+                    return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs, fleet)
                 except KeyboardInterrupt as exc:        # before any host (e.g. while reading the config)
                     raise _interrupted(exc, None, None) from None
 
@@ -203,7 +203,7 @@ def begin(session: Session, t0: float) -> None:
     session.connect_seconds = time.monotonic() - t0
 
 
-def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
+def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs, fleet=None):
     try:
         settings, why = _settings_for(c, stage_arg)
     except ConfigError as exc:
@@ -213,7 +213,11 @@ def run_task(fn, c, stage_arg, accept_new, connects, args, kwargs):
     ui.set_redactor(Redactor(settings.secret_key_pattern, settings.secrets))
     if not connects:
         return _run_offline(fn, c, settings, args, kwargs)
-    for host in host_strings(c, settings):
+    hosts = host_strings(c, settings)
+    if fleet and len(hosts) > 1 and not isinstance(c, Connection):
+        # The stage's HOSTS as one fleet (tasks/fleet.py); -H hosts still run one after another.
+        return fleet(c, settings, why, hosts, accept_new, *args, **kwargs)
+    for host in hosts:
         _run_on_host(fn, c, settings, why, host, accept_new, args, kwargs)
 
 

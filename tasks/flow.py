@@ -33,10 +33,12 @@ from tasks.verify import smoke_checks
 INTERRUPT_CLEANUP_LIMIT = 45
 
 
-def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions) -> None:
-    rid = record_cmd.new_release_id()
+def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions, rid: str = "", held=None) -> None:
+    """``rid`` and ``held`` (a lock already taken, released by its taker) come from a fleet deploy
+    (tasks/fleet.py): one release id on every host, every host's lock taken before any changes."""
+    rid = rid or record_cmd.new_release_id()
     t0 = time.monotonic()
-    with DeployLock(s, opts.kind, opts.message, opts.lock_wait) as lock:   # refused: nothing recorded or changed
+    with held or DeployLock(s, opts.kind, opts.message, opts.lock_wait) as lock:   # refused: nothing recorded or changed
         s.lock = lock
         s.recorder = Recorder(s, rid)
         outcome, error = _run(s, rid, steps, opts, t0)

@@ -39,6 +39,12 @@ class _Out:
 
 
 OUT = _Out()
+# Per-thread line prefix: a fleet deploy runs one thread per host and prefixes its lines with the host.
+THREAD = threading.local()
+
+
+def set_prefix(text: str) -> None:
+    THREAD.prefix = text
 
 
 def set_redactor(redactor: Redactor) -> None:
@@ -62,6 +68,9 @@ def safe(text) -> str:
 
 def say(text: str = "", keep: bool = False) -> None:
     """Progress and results on stdout; under -q only what is ``keep`` (a run's outcome line)."""
+    prefix = getattr(THREAD, "prefix", "")
+    if prefix:          # a fleet's host thread: every line (the timing table too), so the host stays readable
+        text = "\n".join(prefix + line for line in str(text).split("\n"))
     text = safe(text)
     OUT.copy(text)
     if OUT.level >= 0 or keep:
@@ -69,7 +78,7 @@ def say(text: str = "", keep: bool = False) -> None:
 
 
 def warn(text: str) -> None:
-    text = safe(f"! {text}")
+    text = safe(getattr(THREAD, "prefix", "") + f"! {text}")
     OUT.copy(text)
     print(text, file=sys.stderr if OUT.level < 0 else OUT.stream, flush=True)
 
