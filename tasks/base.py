@@ -108,6 +108,8 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
             extra.append(inspect.Parameter("accept_new_host_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False))
 
         name = task_kwargs.get("name") or fn.__name__.replace("_", "-")
+        # A fleet form that needs the task's own body (tasks/fleetread.py Across) is bound to it here.
+        run_fleet = fleet.bind(fn) if hasattr(fleet, "bind") else fleet
 
         @functools.wraps(fn)
         def wrapper(c, *args, **kwargs):
@@ -125,7 +127,7 @@ def operator_task(*, help: dict | None = None, connects: bool = True, check: Cal
                     raise Exit(code=int(ExitCode.CONFIG))
             with interrupts.handled(), terminal.guarded(), runlog.opened(name):
                 try:
-                    return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs, fleet)
+                    return run_task(fn, c, stage_arg, accept_new, connects, args, kwargs, run_fleet)
                 except KeyboardInterrupt as exc:        # before any host (e.g. while reading the config)
                     raise _interrupted(exc, None, None) from None
 

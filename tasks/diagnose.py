@@ -12,6 +12,7 @@ from commands.diagnosis import Finding
 from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
+from tasks.fleetread import CHECK
 from tasks.hoststate import container_of, containers, http_check, logs_tail, wait_ready
 from tasks.locking import DeployLock
 from tasks.session import Session
@@ -141,7 +142,7 @@ def conclude(findings: list[Finding], s: Session, what: str, kind: str | None = 
     ui.say(f"{what}: no problem found")
 
 
-@operator_task()
+@operator_task(fleet=CHECK)
 def check_restarts(s: Session):
     """Common issue: restart loop (restart counts, OOMKilled, exit codes, Killed|Signal|Exit log lines, docker stats)."""
     findings = check_restart_loop(s)
@@ -149,7 +150,7 @@ def check_restarts(s: Session):
     conclude(findings, s, "restart loop check", kind="infrastructure")
 
 
-@operator_task(help={"fix": "restart postgres if it is not healthy, then test the connection again"})
+@operator_task(fleet=CHECK, help={"fix": "restart postgres if it is not healthy, then test the connection again"})
 def check_db(s: Session, fix=False):
     """Common issue: database connection failures (postgres state and logs, connection from the backend); --fix restarts postgres."""
     if fix:
@@ -161,7 +162,7 @@ def check_db(s: Session, fix=False):
     conclude(findings, s, "database check", kind="database")
 
 
-@operator_task()
+@operator_task(fleet=CHECK)
 def check_model_server(s: Session):
     """Common issue: model server timeout (memory use vs limit, last log lines, CONTEXT_SIZE advice)."""
     findings = check_model(s)
@@ -169,7 +170,7 @@ def check_model_server(s: Session):
     conclude(findings, s, "model server check", kind="infrastructure")
 
 
-@operator_task()
+@operator_task(fleet=CHECK)
 def diagnose(s: Session):
     """All Common Issues in one report: restart loop, database connection (no fix), model server timeout."""
     findings = []

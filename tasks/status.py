@@ -8,7 +8,7 @@ from commands import rollback_plan
 from commands import slots as slots_cmd
 from commands.docker import short_image_id
 from commands.health import evaluate
-from tasks import maintenance, slotstate, ui
+from tasks import fleetviews, maintenance, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.hoststate import containers, http_check, images_of
@@ -55,14 +55,24 @@ def release_dict(r) -> dict:
             "images_after": r.images_after or r.images_before}
 
 
-@operator_task(help={"json": "print the state as one JSON object on stdout"})
+def show_status(s: Session, json=False) -> dict:
+    """What ``fab status`` finds, printed unless ``json`` (the caller emits it then)."""
+    d = status_data(s, containers(s))
+    if not json:
+        say_status(d)
+    return d
+
+
+@operator_task(fleet=fleetviews.STATUS.with_body(show_status),
+               help={"json": "print the state as one JSON object on stdout (several HOSTS: one object for the fleet)"})
 def status(s: Session, json=False):
     """Services (state, health, restarts, image), the version served, the current release and the lock."""
-    states = containers(s)
-    d = status_data(s, states)
+    d = show_status(s, json)
     if json:
         ui.emit_json(d)
-        return
+
+
+def say_status(d: dict) -> None:
     ui.table([[c["service"], c["state"], c["health"] or "-", c["restarts"], c["image"], short_image_id(c["image_id"])]
               for c in d["services"]], ["service", "state", "health", "restarts", "image", "image id"])
     ui.say(f"health: {'all services running and healthy' if d['healthy'] else '; '.join(d['problems'])}")
@@ -95,21 +105,36 @@ def check_history_options(limit="10", **_) -> list[str]:
     return [problem] if problem else []
 
 
-@operator_task(help={"limit": "how many releases to show, newest last (a whole number, default 10)",
-                     "json": "print the releases and the rollback candidates as one JSON object on stdout"},
-               check=check_history_options)
-def history(s: Session, limit="10", json=False):
-    """Recent deploys and rollbacks from the host's release record: who, when, outcome, git, timings, bottleneck."""
+def history_data(rels, cands) -> dict:
+    return {"releases": [release_dict(r) | {"steps": r.steps} for r in rels],
+            "rollback_candidates": [dict(zip(("release", "when", "images", "source", "note"), c)) for c in cands]}
+
+
+def show_history(s: Session, limit="10", json=False) -> dict:
+    """What ``fab history`` finds, printed unless ``json`` (the caller emits it then)."""
     all_rels = load_releases(s)
     rels = all_rels[-int(str(limit).strip()):]
     if json:
-        cands = candidate_rows(all_rels, s.settings.services, running_images(s))
-        ui.emit_json({"releases": [release_dict(r) | {"steps": r.steps} for r in rels],
-                      "rollback_candidates": [dict(zip(("release", "when", "images", "source", "note"), c)) for c in cands]})
-        return
+        return history_data(rels, candidate_rows(all_rels, s.settings.services, running_images(s)))
     if not rels:
         ui.say(f"no releases recorded in {s.settings.releases_file}")
-        return
+        return history_data([], [])
+    return history_data(rels, say_history(s, rels, all_rels))
+
+
+@operator_task(fleet=fleetviews.HISTORY.with_body(show_history),
+               help={"limit": "how many releases to show, newest last (a whole number, default 10)",
+                     "json": "print the releases and the rollback candidates as one JSON object on stdout "
+                             "(several HOSTS: one object for the fleet)"},
+               check=check_history_options)
+def history(s: Session, limit="10", json=False):
+    """Recent deploys and rollbacks from the host's release record: who, when, outcome, git, timings, bottleneck."""
+    d = show_history(s, limit, json)
+    if json:
+        ui.emit_json(d)
+
+
+def say_history(s: Session, rels, all_rels) -> list:
     rows = []
     for r in rels:
         git = f"{r.git_before[:7]}->{r.git_after[:7]}" if r.git_after and r.git_after != r.git_before else (r.git_before[:7] or "-")
@@ -123,3 +148,4 @@ def history(s: Session, limit="10", json=False):
         ui.say("rollback candidates (healthy image sets, newest first; --to takes the release shown, - when none left it running):")
         ui.table([[r[0], r[1], r[2], r[4] or "-"] for r in cands[:8]],
                  ["release (--to)", "when", "images", "note"])
+    return cands

@@ -71,16 +71,39 @@ def say(text: str = "", keep: bool = False) -> None:
     prefix = getattr(THREAD, "prefix", "")
     if prefix:          # a fleet's host thread: every line (the timing table too), so the host stays readable
         text = "\n".join(prefix + line for line in str(text).split("\n"))
-    text = safe(text)
-    OUT.copy(text)
-    if OUT.level >= 0 or keep:
-        print(text, file=OUT.stream, flush=True)
+    _emit(safe(text), OUT.stream if OUT.level >= 0 or keep else None)
 
 
 def warn(text: str) -> None:
-    text = safe(getattr(THREAD, "prefix", "") + f"! {text}")
+    _emit(safe(getattr(THREAD, "prefix", "") + f"! {text}"), sys.stderr if OUT.level < 0 else OUT.stream)
+
+
+def _emit(text: str, stream) -> None:
+    """To the run log, and to ``stream`` (None: the log only); held instead while this thread holds."""
+    held = getattr(THREAD, "held", None)
+    if held is not None:
+        held.append((text, stream))
+        return
     OUT.copy(text)
-    print(text, file=sys.stderr if OUT.level < 0 else OUT.stream, flush=True)
+    if stream is not None:
+        print(text, file=stream, flush=True)
+
+
+def hold() -> None:
+    """This thread's lines are kept until :func:`release`: a fleet read prints each host's lines
+    together (tasks/fleetread.py), not interleaved with the other hosts' lines."""
+    THREAD.held = []
+
+
+def release() -> list:
+    held, THREAD.held = getattr(THREAD, "held", None) or [], None
+    return held
+
+
+def replay(held: list) -> None:
+    """Held lines, redacted again: a secret learned on another host meanwhile is hidden too."""
+    for text, stream in held:
+        _emit(OUT.redact(text), stream)
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:

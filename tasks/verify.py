@@ -8,6 +8,7 @@ from commands import health as health_cmd
 from tasks import messages, ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
+from tasks.fleetread import CHECK
 from tasks.hoststate import http_check
 from tasks.session import Session
 from tasks.steps import RunOptions
@@ -79,7 +80,7 @@ def verify_step(s: Session, opts: RunOptions | None = None) -> None:
     monitoring_link(s)
 
 
-@operator_task()
+@operator_task(fleet=CHECK)
 def smoke(s: Session):
     """Smoke tests: each SMOKE_URL must answer 2xx (curl on the host, and from here if configured)."""
     smoke_checks(s, step="smoke")
