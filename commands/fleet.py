@@ -5,7 +5,8 @@ over SSH is tasks/fleet.py.
 Outcomes of one host: ``success`` (new version, healthy), ``rolled_back`` (its own auto-rollback
 put the previous images back), ``failed`` (anything else), ``aborted`` (Ctrl-C/SIGTERM),
 ``not started`` (the policy started no batch for it), ``reverted`` (it had succeeded and the
-``revert`` policy put its previous images back), ``revert failed``."""
+``revert`` policy put its previous images back), ``revert failed``; and, in a fleet rollback,
+``unchanged`` (the host already served the fleet's target)."""
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 POLICIES = ("stop", "revert", "continue")
 SUCCESS, ROLLED_BACK, FAILED, ABORTED = "success", "rolled_back", "failed", "aborted"
 NOT_STARTED, REVERTED, REVERT_FAILED = "not started", "reverted", "revert failed"
+UNCHANGED = "unchanged"         # a fleet rollback: the host already served the target, nothing ran
 INTERRUPT_CODES = (129, 130, 143)
 ROLLBACK_FAILED_CODE = 8
 
@@ -81,13 +83,13 @@ def exit_code(results: list[tuple[str, str, int]]) -> int:
     """(host, outcome, exit code) in host order -> the fleet's exit code: 0 only if every host
     succeeded. An interrupt wins (the operator's signal), then a failed revert (the fleet may serve
     two versions), then the first failed host's own code."""
-    if results and all(o == SUCCESS for _, o, _ in results):
+    if results and all(o in (SUCCESS, UNCHANGED) for _, o, _ in results):
         return 0
     codes = [c for _, _, c in results]
     for special in (*INTERRUPT_CODES, ROLLBACK_FAILED_CODE):
         if special in codes:
             return special
-    return next((c for _, o, c in results if o not in (SUCCESS, NOT_STARTED, REVERTED) and c), 3)
+    return next((c for _, o, c in results if o not in (SUCCESS, UNCHANGED, NOT_STARTED, REVERTED) and c), 3)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tasks.errors import DeployError, ExitCode
 # The thread-driving helpers live in tasks/hostpool.py, shared with the fleet reads (tasks/fleetread.py).
 from tasks.hostpool import WAKE_EVERY, deferred_signals, wait_all  # noqa: F401
 from tasks.locking import DeployLock
-from tasks.rollback import ROLLBACK_STEPS
+from tasks.rollbackflow import ROLLBACK_STEPS
 from tasks.runstate import RunState
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
@@ -44,6 +44,7 @@ class Fleet:
     interrupt: BaseException | None = None          # the signal the operator sent, once sent
     pending: list = dataclasses.field(default_factory=list)     # the running batch's futures
     results: dict = dataclasses.field(default_factory=dict)     # host -> HostResult, as batches end
+    kind: str = "deploy"            # "rollback": a fleet rollback (tasks/fleetrollback.py), whose rollbacks are no reverts
 
 
 @dataclasses.dataclass
@@ -136,7 +137,7 @@ def run_host(fleet: Fleet, host: str, steps: Sequence[Step], opts: RunOptions, l
         ui.set_prefix("")
     b = timing_cmd.bottleneck(s.timer)
     result = dataclasses.replace(result, seconds=time.monotonic() - t0, bottleneck=b.label if b else "")
-    fleet.results[host] = as_revert(result) if opts.kind == "rollback" else result
+    fleet.results[host] = as_revert(result) if opts.kind == "rollback" and fleet.kind == "deploy" else result
 
 
 def as_revert(r: HostResult) -> HostResult:
