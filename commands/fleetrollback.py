@@ -61,8 +61,7 @@ def plan(records: Mapping[str, HostRecord], services: Sequence[str]) -> list[Hos
         out.append(HostTarget(host, ROLL, dict(own[0].images), own[0].source, own[0].release))
     if missing:
         raise NoTarget(f"the hosts' records disagree: the fleet's target ({describe(target)}) is not recorded as "
-                       f"healthy on {', '.join(missing)}; name one target for every host with --to, or roll hosts "
-                       "back one by one with fab -H HOST rollback")
+                       f"healthy on {', '.join(missing)}")
     return out
 
 

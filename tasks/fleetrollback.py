@@ -44,6 +44,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
         with contextlib.ExitStack() as stack:
             locks = take_locks(stack, fleet, opts)
             targets = choose_targets(fleet, to)
+            say_plan(targets, settings.services)
             jobs = {h: (planned_steps(t.images, t.source), opts, locks[h], fleet.rid)
                     for h, t in targets.items() if t.action == plan.ROLL}
             fleet.results.update({h: HostResult(h, fleet_plan.UNCHANGED) for h, t in targets.items() if t.action == plan.UNCHANGED})
@@ -67,7 +68,7 @@ def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
     errors = {h: r for h, r in read.items() if isinstance(r, DeployError)}
     if not errors and not to:
         try:
-            return {t.host: t for t in plan.plan({h: r for h, r in read.items()}, first(sessions).settings.services)}
+            return {t.host: t for t in plan.plan(read, first(sessions).settings.services)}
         except rollback_plan.NoTarget as problem:
             errors = {"the fleet": DeployError(
                 f"no valid rollback target for the fleet: {problem.why}", step="rollback", code=ExitCode.ROLLBACK_FAILED,
@@ -77,6 +78,12 @@ def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
     if errors:
         refuse(fleet, errors)
     return read
+
+
+def say_plan(targets: dict[str, plan.HostTarget], services) -> None:
+    for h, t in targets.items():
+        ui.say(f"fleet: {h}: " + ("already serves the target, nothing to do" if t.action == plan.UNCHANGED else
+               f"back to {describe_images({k: v for k, v in t.images.items() if k in services})} ({t.source})"))
 
 
 def first(sessions: dict[str, Session]) -> Session:
