@@ -8,7 +8,7 @@ import re
 import pytest
 from invoke import Exit, MockContext, Result
 
-from tasks import fleetread
+from tasks import fleetread, ui
 from tasks.diagnose import diagnose
 from tasks.errors import SETUP, DeployError, ExitCode
 from tasks.status import history, status
@@ -58,7 +58,8 @@ def fleet(mocker, monkeypatch, capsys):
         out, err = capsys.readouterr()
         return code, out, err
     run.remotes = remotes
-    return run
+    yield run
+    ui.set_json_mode(False)         # --json switched it on for the process
 
 
 def unreachable(host):

@@ -11,7 +11,7 @@ from commands import record
 from commands.timing import Timer
 from config import load_settings
 from tasks import fleet as fleet_mod
-from tasks import fleetdeploy, fleetrollback
+from tasks import fleetdeploy, fleetrollback, ui
 from tasks.errors import DeployError, ExitCode
 from tasks.rollback import rollback
 from tasks.steps import Step
@@ -78,7 +78,8 @@ def world(mocker, monkeypatch, capsys):
         out, err = capsys.readouterr()
         return code, out, err
 
-    return types.SimpleNamespace(run=run, log=log, hosts=hosts, fail=fail)
+    yield types.SimpleNamespace(run=run, log=log, hosts=hosts, fail=fail)
+    ui.set_json_mode(False)         # --json switched it on for the process: the tests after this one call run_flow directly
 
 
 def stopped_half_way(world):
