@@ -96,10 +96,12 @@ def read_fleet(c, settings: Settings, why: str, hosts: list[str], accept_new: bo
            + ("   [dry run: nothing will be changed]" if c.config.run.dry else ""))
     reports = {h: HostReport(h) for h in hosts}
     pool = futures.ThreadPoolExecutor(max_workers=len(hosts))
-    with engine.deferred_signals():        # a signal inside submit() would lose track of a started host
-        pending = {h: pool.submit(read_host, c, settings, h, accept_new, redactor, body, reports[h]) for h in hosts}
-    interrupt = None
+    interrupt, pending = None, {}
     try:
+        # A signal inside submit() would lose track of a started host: it is held back, and raised
+        # when the `with` ends (so inside this try).
+        with engine.deferred_signals():
+            pending = {h: pool.submit(read_host, c, settings, h, accept_new, redactor, body, reports[h]) for h in hosts}
         show_in_order(hosts, pending, reports)
     except KeyboardInterrupt as exc:
         interrupt = exc

@@ -3,7 +3,10 @@ through the real task wrapper, each host a scripted remote answering with captur
 host may be unreachable. What is asserted: each host's lines together and prefixed with it, the
 per-host table, the fleet split, one exit code, one JSON document."""
 import json
+import os
 import re
+import signal
+import threading
 
 import pytest
 from invoke import Exit, MockContext, Result
@@ -40,7 +43,7 @@ def fleet(mocker, monkeypatch, capsys):
     monkeypatch.setenv("DEPLOY_HOSTS", ",".join(HOSTS))
     remotes = {}
 
-    def run(task, scripts, **options):
+    def run(task, scripts, wrap_connect=None, **options):
         def connect(c, host, settings, accept_new=False):
             answer = scripts[host]
             if isinstance(answer, Exception):
@@ -50,6 +53,8 @@ def fleet(mocker, monkeypatch, capsys):
             cxn.run.side_effect = remotes[host]
             return cxn
         mocker.patch.object(fleetread, "connect", side_effect=connect)
+        if wrap_connect:
+            mocker.patch.object(fleetread, "connect", side_effect=wrap_connect(connect))
         code = 0
         try:
             task(MockContext(config=hermetic_config()), stage="production", **options)
@@ -188,3 +193,27 @@ def test_a_problem_and_an_unreachable_host_exit_with_the_first_hosts_code(fleet)
     assert code == ExitCode.CONNECTION
     code, _, _ = fleet(smoke, {"web-1": [bad], "web-2": unreachable("web-2"), "web-3": [bad]})
     assert code == ExitCode.UNHEALTHY
+
+
+def test_sigterm_while_reading_cuts_off_the_hosts_still_read_and_exits_143(fleet, mocker):
+    """web-2 hangs on its health URL until its connection is closed; SIGTERM arrives meanwhile."""
+    closed = threading.Event()
+
+    def hang(command):
+        os.kill(os.getpid(), signal.SIGTERM)        # the wrapper turns it into Terminated in the main thread
+        closed.wait(10)
+        raise OSError("Socket is closed")
+    hung = [*Containers(*all_of()).script(), (r"curl .*8000/health", hang), GIT_STATE, RECORD_READ, FREE]
+    def closing(real):
+        def connect(c, host, settings, accept_new=False):
+            cxn = real(c, host, settings, accept_new)
+            if host == "web-2":
+                cxn.close.side_effect = closed.set
+            return cxn
+        return connect
+    scripts = {"web-1": status_host(), "web-2": hung, "web-3": status_host()}
+    code, out, err = fleet(status, scripts, wrap_connect=closing)
+    assert code == ExitCode.TERMINATED
+    assert closed.is_set(), out + err
+    assert table(out)["web-2"][0] == "interrupted"
+    assert "Traceback" not in err and "Fleet: 3 hosts: NOT every host ok" in out
