@@ -28,7 +28,8 @@ def check_options(to="", **_) -> list[str]:
 @operator_task(fleet=rollback_fleet, help={"to": "release id or unique prefix (fab history): the images that release left serving healthily; "
                            "or an image tag (e.g. v1) or image ID. Default: one step back, the newest healthy image set "
                            "that differs from what runs now and that no later rollback moved away from",
-                     "json": "print the release record as JSON on stdout"}, check=check_options)
+                     "json": "print the release record as JSON on stdout (several HOSTS: one document for the fleet)"},
+               check=check_options)
 def rollback(s: Session, to="", json=False):
     """Rollback Procedure: one step back to the previous healthy images (or --to REF); wait healthy, smoke."""
     run_flow(s, ROLLBACK_STEPS, RunOptions("rollback", to=to, json_out=json))
