@@ -73,22 +73,24 @@ class Session:
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
             check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False,
-            interruptible: bool = False) -> Result:
+            interruptible: bool = False, bookkeeping: bool = False) -> Result:
         """Run one command on the host (through the executor); raise CommandFailed unless its exit
         code is in ok_codes.
 
         ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
         run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
         ``compose up`` half-way can leave no container serving) unless it is ``interruptible``
-        (``compose pull`` changes nothing that runs).
+        (``compose pull`` changes nothing that runs). A ``bookkeeping`` write (the release record,
+        the lock) changes nothing that runs either: what was observed stays valid.
         """
         timeout = timeout or self.settings.command_timeout
         if (self.echo and not quiet) or (self.dry and mutating):
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)
-        if mutating:
+        if mutating and not bookkeeping:
             self.state.observed = None       # what runs may change: observe again next time
+            self.state.container_ids.clear()
         result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible)
         if check and result.exited not in ok_codes:
             raise CommandFailed(command, result.exited, result.stdout, result.stderr)
