@@ -180,13 +180,15 @@ def observe(s: Session) -> Observation:
         return s.state.observed
     st = s.settings
     states = containers(s, st.services)
-    images = images_of(s, states, st.services)
     verdict = health_cmd.evaluate(st.services, states)
-    healthy, version = False, None
     slot, url = slotstate.serving(s)
+    running = not verdict.failed and all(c.status == "running" for c in states)
+    # The image records and the health URL at once (two channels); the URL only when it can matter.
+    images, check = s.concurrently(lambda: images_of(s, states, st.services),
+                                   lambda: http_check(s, url) if running else None)
+    healthy, version = False, None
     # Right after an HTTP-first health wait Docker may still say `starting`: the URL decides then.
-    if not verdict.failed and all(c.status == "running" for c in states):
-        check = http_check(s, url)
+    if check is not None:
         healthy = check.ok and health_cmd.evaluate_http_first(st.services, states, st.backend_service, check.ok).ready
         version = check.version
     s.state.observed = Observation(images, healthy, version, slot)

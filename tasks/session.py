@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
@@ -36,7 +36,9 @@ from tasks.executor import Executor, Result, SSHExecutor
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import open_connection, tune
-from tasks.worker import off_main_thread
+from tasks.worker import off_main_thread, read_slot, run_all
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -95,6 +97,19 @@ class Session:
         if check and result.exited not in ok_codes:
             raise CommandFailed(command, result.exited, result.stdout, result.stderr)
         return result
+
+    def concurrently(self, *fns: Callable[[], T]) -> list[T]:
+        """Independent reads at once, each on its own channel of the one SSH connection (paramiko
+        multiplexes channels): their results in order. What they share is safe from any thread:
+        ``run`` (the executor tracks only the main thread's command for Ctrl-C), the redactor
+        (copy-on-write), the state caches (one assignment each), ``ui.say`` (whole lines, the
+        fleet's host prefix carried over). Record writes and timed blocks stay with the caller.
+        Without a background executor (``fab plan``) they run one after another, in order; so do
+        reads started inside a concurrent read (one level: the order within a group stays known)."""
+        if len(fns) < 2 or not self.executor.background or read_slot() is not None:
+            return [fn() for fn in fns]      # a read inside a concurrent read: in order, in its thread
+        prefix = ui.current_prefix()
+        return run_all(fns, setup=lambda: ui.set_prefix(prefix))
 
     def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None,
                 headers: dict | None = None) -> web.HttpAnswer:
