@@ -55,7 +55,7 @@ class ScriptedHost:
         ok = lambda out="": (lambda c: Result(stdout=out, exited=0))       # noqa: E731
         return [
             (r"^for f in ", self.env_files),
-            (r"^if docker compose version", ok("v2 2.26.1\n")),
+            (r"^if v=\$\(docker compose version", ok("v2 2.26.1\n")),
             (r"echo acquired", ok("acquired\n")),
             (r"touch -- \S+/lock/heartbeat \)$", ok()),
             (r"echo released", ok("released\n")),
