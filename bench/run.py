@@ -346,7 +346,10 @@ def measure(args: argparse.Namespace) -> dict:
         for gen in args.generations:
             results["generations"][gen] = measure_generation(gen, args.rounds, results["strategy_available"], record_path)
         if args.strategy_rounds > 0 and results["strategy_available"]:
-            results["strategies"] = measure_strategies(args.strategy_rounds)
+            try:
+                results["strategies"] = measure_strategies(args.strategy_rounds)
+            except (Exception, subprocess.SubprocessError) as exc:     # keep the rounds measured so far
+                say(f"bench: the failed-requests rounds per strategy stopped: {exc.__class__.__name__}: {exc}")
         results["per_command"] = measure_per_command(10 if args.quick else 30, 1 if args.quick else 3)
         # The fleet row's slot: bench/fleet.py's figures go in results["fleet"] as {"tool", "anchor",
         # "ratio", "result"} (report.fleet_row shows them); until then the row says why there are none.
