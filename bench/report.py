@@ -324,19 +324,44 @@ def per_command_row(samples: Mapping[str, Sequence[float]] | None) -> dict:
                ms(tool), ms(openssh), fmt_ratio(ratio(tool, openssh)), "measured")
 
 
-def fleet_row(fleet_offered: bool) -> dict:
+def strategy_rows(strategies: Sequence[Mapping] | None) -> list[dict]:
+    """Failed requests per STRATEGY over consecutive deploys and rollbacks (bench/bluegreen.py's
+    rows: {"strategy", "deploys", "rollbacks", "requests", "failed", "bad_runs"}). Blue-green must
+    lose none (target 4), and every run must exit 0; recreate is reported."""
+    out = []
+    for r in strategies or []:
+        runs = f"{r['deploys']} deploys + {r['rollbacks']} rollbacks"
+        label = f"4. failed requests at 20/s, {r['strategy']}, {runs} in a row (bench/bluegreen.py)"
+        figure = f"{r['failed']}/{r['requests']}" + (f", {len(r['bad_runs'])} runs exited non-zero" if r["bad_runs"] else "")
+        if r["strategy"] == "blue-green":
+            result = ("pass" if r["failed"] == 0 and not r["bad_runs"] else "FAIL") + " (0 failed)"
+        else:
+            result = "measured"
+        out.append(row(label, figure, "-", "-", result))
+    return out
+
+
+FLEET_TARGET = "10. fleet: 3 hosts in parallel vs 1 host"
+
+
+def fleet_row(fleet_offered: bool, fleet: Mapping | None = None) -> dict:
+    """The fleet's row. ``fleet``: what bench/fleet.py measured, as {"tool", "anchor", "ratio",
+    "result"} (strings, its own figures); None until it is wired in."""
+    if fleet:
+        return row(fleet.get("target", FLEET_TARGET), str(fleet.get("tool", "-")), str(fleet.get("anchor", "-")),
+                   str(fleet.get("ratio", "-")), str(fleet.get("result", "measured")))
     if not fleet_offered:
-        return row("10. fleet: 3 hosts in parallel vs 1 host", NOT_AVAILABLE, "-", "-", NOT_AVAILABLE)
-    return row("10. fleet: 3 hosts in parallel vs 1 host", "not measured", "-", "-",
-               "not measured: sandbox/ctl has --hosts, bench/run.py has no fleet rounds yet")
+        return row(FLEET_TARGET, NOT_AVAILABLE, "-", "-", NOT_AVAILABLE)
+    return row(FLEET_TARGET, "not measured", "-", "-", "not measured: sandbox/ctl has --hosts, bench/run.py has no fleet rounds yet")
 
 
 def build_rows(results: Mapping) -> list[dict]:
     rows = []
     for gen, data in results.get("generations", {}).items():
         rows.extend(generation_rows(gen, data))
+    rows.extend(strategy_rows(results.get("strategies")))
     rows.append(per_command_row(results.get("per_command")))
-    rows.append(fleet_row(bool(results.get("fleet_available"))))
+    rows.append(fleet_row(bool(results.get("fleet_available")), results.get("fleet")))
     return rows
 
 

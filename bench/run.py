@@ -19,6 +19,7 @@ The sandbox is reset many times: run it under the sandbox lock for the whole run
 the Compose generation it found.
 
 Usage: .venv/bin/python bench/run.py [--rounds N] [--quick] [--json] [--save FILE] [--generations v2,v1]
+                                      [--strategy-rounds N]
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ SANDBOX_ROOT = Path(os.environ.get("SANDBOX_ROOT", "/var/lib/ai-doc-qa-sandbox")
 NEW_VERSION = "v2"
 PROXY = ("127.0.0.1", 8080, "/health")
 BACKEND = ("127.0.0.1", 8000, "/health")
+GREEN = ("127.0.0.1", 8002, "/health")      # STRATEGY=blue-green's second backend slot (BLUE_GREEN_HEALTH_URL)
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.05, 1.0          # 20 requests per second
 WATCH_INTERVAL, WATCH_TIMEOUT = 0.025, 0.5
 SETTLE = 0.5             # pollers run this long before a deploy starts and after it ends
@@ -188,21 +190,25 @@ def run_timed(argv: list[str], env: dict | None = None) -> Run:
     return Run(rc, start, end, sorted(lines, key=lambda l: l.at))
 
 
-def observed(argv: list[str], env: dict | None, record_path: str) -> tuple[Run, list[Sample], list[Sample], list]:
-    """One deploy with the prober, the health watcher and the record watcher running around it."""
+def observed(argv: list[str], env: dict | None, record_path: str,
+             backends: tuple = (BACKEND,)) -> tuple[Run, list[Sample], list[Sample], list]:
+    """One deploy with the prober, the health watchers (one per backend slot) and the record
+    watcher running around it. Returns the prober's samples and the watchers' merged."""
     prober = Poller(PROXY, PROBE_INTERVAL, PROBE_TIMEOUT)
-    watcher = Poller(BACKEND, WATCH_INTERVAL, WATCH_TIMEOUT)
+    watchers = [Poller(b, WATCH_INTERVAL, WATCH_TIMEOUT) for b in backends]
     record = RecordWatcher(record_path)
-    for t in (prober, watcher, record):
+    threads = (prober, *watchers, record)
+    for t in threads:
         t.start()
     time.sleep(SETTLE)
     try:
         run = run_timed(argv, env)
         time.sleep(SETTLE)
     finally:
-        for t in (prober, watcher, record):
+        for t in threads:
             t.stop()
-    return run, prober.samples, watcher.samples, record.lines
+    health = sorted((x for w in watchers for x in w.samples), key=lambda x: x.sent)
+    return run, prober.samples, health, record.lines
 
 
 # ---- rounds ---------------------------------------------------------------------------------------------
@@ -213,12 +219,16 @@ def tool_argv() -> list[str]:
 
 def tool_round(record_path: str, env: dict | None = None) -> dict:
     starting_state()
-    run, probes, health, record = observed(tool_argv(), env, record_path)
+    # Blue-green: the new version starts in the other slot, so both slots are watched.
+    slots = (BACKEND, GREEN) if (env or {}).get("DEPLOY_STRATEGY") == "blue-green" else (BACKEND,)
+    run, probes, health, record = observed(tool_argv(), env, record_path, slots)
     events = report.last_release([e for _, e in record])
     first_new = report.first_answer(health, NEW_VERSION, run.start)
     noticed_at, source = report.tool_noticed(record, run.lines)
     failed, total = report.count_failures(probes, run.start, run.end)
-    ok = run.rc == 0 and report.outcome(events) == "success" and report.last_version(health) == NEW_VERSION
+    # What serves at the end is what the proxy answers (under blue-green the first slot is stopped:
+    # its last answer, v1, said nothing about what serves; that made every b/g round "FAILED (rc 0)").
+    ok = run.rc == 0 and report.outcome(events) == "success" and report.last_version(probes) == NEW_VERSION
     return {"ok": ok, "rc": run.rc, "wall": run.wall, "failed": failed, "total": total,
             "noticed": None if noticed_at is None or first_new is None else noticed_at - first_new,
             "noticed_source": source, "change_window": report.change_window(events),
@@ -233,7 +243,7 @@ def anchor_round(record_path: str) -> dict:
     first_new = report.first_answer(health, NEW_VERSION, run.start)
     healthy = report.first_line(run.lines, report.RUNBOOK_HEALTHY)
     failed, total = report.count_failures(probes, run.start, run.end)
-    ok = run.rc == 0 and report.last_version(health) == NEW_VERSION
+    ok = run.rc == 0 and report.last_version(probes) == NEW_VERSION
     return {"ok": ok, "rc": run.rc, "wall": run.wall, "failed": failed, "total": total,
             "noticed": None if healthy is None or first_new is None else healthy.at - first_new,
             "noticed_source": "output", "change_window": out.change_window, "steps": out.steps,
@@ -277,6 +287,20 @@ def measure_generation(gen: str, rounds: int, bluegreen: bool, record_path: str)
     return data
 
 
+def measure_strategies(rounds: int) -> list[dict]:
+    """Failed requests per STRATEGY (bench/bluegreen.py): ``rounds`` deploys and rollbacks in a
+    row each, on Compose v2, with the prober at 20 requests per second through the proxy."""
+    from bench import bluegreen
+    ctl("compose", "v2")
+    rows = []
+    for strategy in ("blue-green", "recreate"):
+        rows.append(bluegreen.run_strategy(strategy, rounds))
+        r = rows[-1]
+        say(f"bench: [strategy {strategy}] {r['deploys']} deploys + {r['rollbacks']} rollbacks: "
+            f"{r['failed']}/{r['requests']} requests failed; runs exited non-zero: {r['bad_runs'] or 'none'}")
+    return rows
+
+
 def measure_per_command(n: int, blocks: int) -> dict:
     from bench import ssh_commands
     samples = ssh_commands.compare(n, blocks)
@@ -294,9 +318,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of the table")
     p.add_argument("--save", metavar="FILE", help="also write the JSON results to FILE")
     p.add_argument("--generations", default="v2,v1", help="Compose generations to measure, in order (default v2,v1)")
+    p.add_argument("--strategy-rounds", type=int, default=10,
+                   help="deploys and rollbacks in a row per STRATEGY for the failed-requests rows (bench/bluegreen.py; "
+                        "default 10, --quick 2, 0 skips them)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds = 1
+        args.strategy_rounds = min(args.strategy_rounds, 2)
     args.generations = [g.strip() for g in args.generations.split(",") if g.strip()]
     if args.rounds < 1 or any(g not in ("v2", "v1") for g in args.generations):
         p.error("--rounds must be >= 1 and --generations a list of v2, v1")
@@ -317,7 +345,15 @@ def measure(args: argparse.Namespace) -> dict:
     try:
         for gen in args.generations:
             results["generations"][gen] = measure_generation(gen, args.rounds, results["strategy_available"], record_path)
+        if args.strategy_rounds > 0 and results["strategy_available"]:
+            try:
+                results["strategies"] = measure_strategies(args.strategy_rounds)
+            except (Exception, subprocess.SubprocessError) as exc:     # keep the rounds measured so far
+                say(f"bench: the failed-requests rounds per strategy stopped: {exc.__class__.__name__}: {exc}")
         results["per_command"] = measure_per_command(10 if args.quick else 30, 1 if args.quick else 3)
+        # The fleet row's slot: bench/fleet.py's figures go in results["fleet"] as {"tool", "anchor",
+        # "ratio", "result"} (report.fleet_row shows them); until then the row says why there are none.
+        results["fleet"] = None
     finally:
         say(f"bench: leaving the sandbox reset, on Compose {original}")
         ctl("compose", original)

@@ -16,9 +16,11 @@ V2 = "docker compose"
 V1 = "docker-compose"
 
 # One round trip that says which Compose the host has; prints "v2 <version>" or "v1 <version>" or "none".
+# Each generation is started once (its version kept from the check that it works): docker-compose
+# v1 is a Python program that takes ~0.6 s to start, and the probe used to start it twice.
 PROBE_COMPOSE = (
-    "if docker compose version --short >/dev/null 2>&1; then echo v2 $(docker compose version --short); "
-    "elif docker-compose version --short >/dev/null 2>&1; then echo v1 $(docker-compose version --short); "
+    "if v=$(docker compose version --short 2>/dev/null); then echo v2 $v; "
+    "elif v=$(docker-compose version --short 2>/dev/null); then echo v1 $v; "
     "else echo none; fi"
 )
 

@@ -114,7 +114,7 @@ class Redactor:
         self.no_secret: set[str] = set()   # names whose value is a yes/no word: not redacted by value
         self.ordinary: set[str] = set()    # names whose value is a plain word or number: redacted everywhere
         self.reported: set[str] = set()    # names of no_secret and ordinary already reported
-        self._regex: re.Pattern | None = None
+        self._regex: tuple[set[str], re.Pattern] | None = None   # (the values it was built from, the regex)
         self.add_many(secrets)
 
     def is_secret_key(self, key: str) -> bool:
@@ -136,8 +136,9 @@ class Redactor:
             self.ordinary.add(name)
         new = forms(value) - self._values
         if new:
-            self._values |= new
-            self._regex = None
+            # A new set, not an update in place: a redaction running in another thread (concurrent
+            # reads, tasks/session.py) keeps iterating the set it took.
+            self._values = self._values | new
         # Each line of a multi-line value (a PEM key) may be printed on its own.
         if "\n" in value or "\r" in value:
             for line in value.splitlines():
@@ -200,12 +201,14 @@ class Redactor:
             return text
         if not isinstance(text, str):
             text = str(text)
-        if self._values:
-            if self._regex is None:
-                # Longest first, so a secret that contains another is replaced whole.
-                alts = sorted(self._values, key=len, reverse=True)
-                self._regex = re.compile("|".join(re.escape(v) for v in alts))
-            text = self._regex.sub(REDACTED, text)
+        values, cached = self._values, self._regex
+        if values:
+            if cached is None or cached[0] is not values:
+                # Longest first, so a secret that contains another is replaced whole. Built from
+                # the set taken above: a value added meanwhile makes the next call build again.
+                alts = sorted(values, key=len, reverse=True)
+                cached = self._regex = (values, re.compile("|".join(re.escape(v) for v in alts)))
+            text = cached[1].sub(REDACTED, text)
         # Values never seen: by their shape.
         return self._by_shape(text)
 

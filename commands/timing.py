@@ -22,6 +22,9 @@ class Timing:
 @dataclass
 class Timer:
     timings: list[Timing] = field(default_factory=list)
+    # Issue 9, target 6: from the first command that changes what serves to the new version serving
+    # healthily. Overlaps the steps (it is not one of them): shown under the total, not summed.
+    change_window: float | None = None
 
     def add(self, step: str, sub: str | None, seconds: float, ok: bool = True) -> Timing:
         t = Timing(step, sub, round(seconds, 3), ok)
@@ -90,6 +93,9 @@ def table(timer: Timer) -> str:
             s = sub.seconds / total
             rows.append([f"  · {sub.sub}" + ("" if sub.ok else "  (failed)"), f"{sub.seconds:.2f}", f"{s * 100:.1f}%", bar(s)])
     rows.append(["total", f"{timer.total():.2f}", "100.0%", ""])
+    if timer.change_window is not None:
+        w = timer.change_window
+        rows.append(["change window", f"{w:.2f}", f"{w / total * 100:.1f}%", "first change of what serves -> new version healthy"])
     # Sub-steps are indented under their step; tabulate strips leading spaces unless told not to.
     return tabulate(rows, headers=["step", "seconds", "share", ""], colalign=("left", "right", "right", "left"),
                     disable_numparse=True, preserve_whitespace=True)

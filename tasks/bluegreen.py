@@ -17,7 +17,7 @@ from tasks.slotstate import slot_states
 
 
 def _run(s: Session, command: str, what: str, step: str) -> None:
-    s.state.services_touched = True
+    s.state.touch()
     try:
         s.run(command, timeout=s.settings.up_timeout, mutating=True)
     except CommandFailed as failed:

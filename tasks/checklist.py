@@ -85,9 +85,10 @@ def check_env(s: Session, remote: str) -> list[Item]:
     parsed = {n: env_file(s, n) for n in st.env_files}
     items = [items_cmd.env_keys_differ(st.env_files, parsed)]
     if st.env_example:
-        text = s.read_file(st.env_example)      # placeholders, not secrets: not taught to the redactor
+        # Placeholders, not secrets: not taught to the redactor.
+        text, incoming = s.concurrently(lambda: s.read_file(st.env_example),
+                                        lambda: s.run(git_cmd.show_file(st.app_dir, remote, st.env_example)).stdout)
         example_now = envdiff.parse_env(text) if text is not None else None
-        incoming = s.run(git_cmd.show_file(st.app_dir, remote, st.env_example)).stdout
         live_name = st.env_files[0] if st.env_files else ""
         items += items_cmd.env_documented(live_name, parsed.get(live_name), st.env_example, example_now,
                                           envdiff.parse_env(incoming) if incoming.strip() else None, remote)
@@ -127,8 +128,11 @@ def run_checklist(s: Session, message: str = "") -> list[Item]:
         raise DeployError.from_command(failed, "git fetch failed, so the incoming release cannot be checked",
                                        step="checklist", state="nothing changed",
                                        next_step=f"check the git remote from the host: git -C {st.app_dir} fetch {st.git_remote}") from None
-    return [*check_migrations(s, remote), *check_env(s, remote), check_rollback_target(s), check_monitoring(s),
-            check_oncall(s, message)]
+    # Independent reads at once (each its own SSH channel); on-call last: it reports what is pending.
+    migrations, env, rollback, monitoring = s.concurrently(
+        lambda: check_migrations(s, remote), lambda: check_env(s, remote),
+        lambda: check_rollback_target(s), lambda: check_monitoring(s))
+    return [*migrations, *env, rollback, monitoring, check_oncall(s, message)]
 
 
 def checked(s: Session, message: str) -> list[Item]:

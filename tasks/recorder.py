@@ -40,7 +40,7 @@ class Recorder(NullRecorder):
         if s.dry or s.dead:
             return          # nothing can be written to an unreachable host; the error block says so
         try:
-            s.run(record_cmd.append(s.settings.releases_file, text), mutating=True)
+            s.run(record_cmd.append(s.settings.releases_file, text), mutating=True, bookkeeping=True)
         except (CommandFailed, DeployError) as exc:
             ui.warn(f"could not append to the release record {s.settings.releases_file}: {exc}")
 

@@ -8,6 +8,7 @@ Used by ``fab rollback``, by the automatic rollback and by the clean-up after an
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 from commands import docker as docker_cmd
@@ -21,12 +22,23 @@ from tasks.session import Session
 def up(s: Session, services: Sequence[str] = (), *, no_deps: bool = False, step: str = "services") -> None:
     """``compose up -d`` of deployed services: from here on, what serves may have changed."""
     st = s.settings
-    s.state.services_touched = True
+    s.state.touch()
     try:
         s.run(s.compose.up(services, no_deps=no_deps), timeout=st.up_timeout, mutating=True)
     except CommandFailed as failed:
         raise DeployError.from_command(failed, "docker compose up failed", step=f"{step} › up",
                                        code=ExitCode.UNHEALTHY, next_step=messages.status(s.host)) from None
+
+
+def end_change_window(s: Session) -> None:
+    """A version serves healthily again (the new one after a switch; the restored one after a
+    rollback, measured from the run's first change): the change window (issue 9, target 6) ends
+    here. It goes into the timing table and the release record (event ``change_window``)."""
+    if s.state.changed_at is None or s.dry:
+        return
+    seconds = round(time.monotonic() - s.state.changed_at, 3)
+    s.timer.change_window = seconds
+    s.recorder.write("change_window", seconds=seconds, strategy=s.settings.strategy)
 
 
 def restore(s: Session, target: dict, *, step: str) -> dict:
@@ -43,7 +55,7 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
         ui.say("      every service already runs the target image")
         return current
     bring_back_pruned(s, plan.changes, step)
-    s.state.services_touched = True
+    s.state.touch()
     for c in plan.changes:
         ui.say(f"      {c.service}: {c.ref} -> image {docker_cmd.short_image_id(c.want['id'])}")
         s.run(docker_cmd.tag(c.want["id"], c.ref), mutating=True)
@@ -55,6 +67,7 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
                          f"{messages.rollback_to(s.host)}")
     check = wait_http(s, st.health_url, st.health_timeout, step=step)
     s.state.version = check.version
+    end_change_window(s)
     return images_of(s, containers(s, st.services), st.services)
 
 
@@ -64,7 +77,7 @@ def _restore_slots(s: Session, target: dict, plan: policy.RestorePlan, step: str
     or started, and only then the other slot stops. Never neither slot."""
     st = s.settings
     bring_back_pruned(s, plan.changes, step)
-    s.state.services_touched = True
+    s.state.touch()
     for c in plan.changes:
         ui.say(f"      {c.service}: {c.ref} -> image {docker_cmd.short_image_id(c.want['id'])}")
         s.run(docker_cmd.tag(c.want["id"], c.ref), mutating=True)
@@ -74,6 +87,7 @@ def _restore_slots(s: Session, target: dict, plan: policy.RestorePlan, step: str
         wait_ready(s, others, st.health_timeout, what="the rolled-back services did not become healthy", step=step)
     bluegreen.settle(s, target[st.backend_service]["id"], _slot_that_served(s, target), step)
     s.state.version = wait_http(s, slotstate.serving(s)[1], st.health_timeout, step=step).version
+    end_change_window(s)
     return images_of(s, containers(s, st.services), st.services)
 
 

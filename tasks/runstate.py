@@ -3,6 +3,7 @@ recorded before anything changed. The flow and the steps write it; error blocks,
 record's ``end`` line and the outcome line read it (:meth:`RunState.describe`)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -26,13 +27,21 @@ class RunState:
     after: Observation | None = None   # what an automatic rollback restored
     slot: str = ""                     # STRATEGY=blue-green: the backend slot this run left serving
     services_touched: bool = False     # a command that changes what serves has run
+    changed_at: float | None = None    # monotonic time of the first such command (the change window's start)
     failed_step: str = ""              # the step of the flow that failed
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change
+    container_ids: dict = field(default_factory=dict)   # Compose services -> container IDs; dropped by any change
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
     inconsistent_warned: bool = False  # releases whose events do not add up were reported once already
     env_files: dict = field(default_factory=dict)   # name -> parsed env file (None: missing), read once
+
+    def touch(self) -> None:
+        """A command that changes what serves is about to run: the change window starts (once)."""
+        self.services_touched = True
+        if self.changed_at is None:
+            self.changed_at = time.monotonic()
 
     def describe(self, override: str | None = None) -> str:
         base = override or self.serving or "not determined yet"

@@ -15,7 +15,7 @@ from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
 from tasks.hoststate import containers, describe_images, images_of, label, wait_http, wait_ready
-from tasks.restore import up
+from tasks.restore import end_change_window, up
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -101,6 +101,7 @@ def switch(s: Session) -> dict:
         ui.say(f"      {downtime.describe(st.smoke_urls[0])}")
         s.recorder.write("downtime", url=st.smoke_urls[0], probes=downtime.probes, failed=downtime.failed,
                          longest_seconds=downtime.longest)
+    end_change_window(s)
     images = images_of(s, states, st.services) if states else {}
     s.state.serving = "serving the new version " + label(images, check.version)
     s.state.version = check.version

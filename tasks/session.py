@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
@@ -36,7 +36,9 @@ from tasks.executor import Executor, Result, SSHExecutor
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import open_connection, tune
-from tasks.worker import off_main_thread
+from tasks.worker import off_main_thread, read_slot, run_all
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,26 +75,41 @@ class Session:
     # -- running commands -----------------------------------------------------------------------
     def run(self, command: str, *, timeout: float | None = None, mutating: bool = False,
             check: bool = True, ok_codes: tuple[int, ...] = (0,), quiet: bool = False,
-            interruptible: bool = False) -> Result:
+            interruptible: bool = False, bookkeeping: bool = False) -> Result:
         """Run one command on the host (through the executor); raise CommandFailed unless its exit
         code is in ok_codes.
 
         ``mutating`` commands are printed, not run, under ``fab --dry``: reads still run, so a dry
         run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
         ``compose up`` half-way can leave no container serving) unless it is ``interruptible``
-        (``compose pull`` changes nothing that runs).
+        (``compose pull`` changes nothing that runs). A ``bookkeeping`` write (the release record,
+        the lock) changes nothing that runs either: what was observed stays valid.
         """
         timeout = timeout or self.settings.command_timeout
         if (self.echo and not quiet) or (self.dry and mutating):
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)
-        if mutating:
+        if mutating and not bookkeeping:
             self.state.observed = None       # what runs may change: observe again next time
+            self.state.container_ids.clear()
         result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible)
         if check and result.exited not in ok_codes:
             raise CommandFailed(command, result.exited, result.stdout, result.stderr)
         return result
+
+    def concurrently(self, *fns: Callable[[], T]) -> list[T]:
+        """Independent reads at once, each on its own channel of the one SSH connection (paramiko
+        multiplexes channels): their results in order. What they share is safe from any thread:
+        ``run`` (the executor tracks only the main thread's command for Ctrl-C), the redactor
+        (copy-on-write), the state caches (one assignment each), ``ui.say`` (whole lines, the
+        fleet's host prefix carried over). Record writes and timed blocks stay with the caller.
+        Without a background executor (``fab plan``) they run one after another, in order; so do
+        reads started inside a concurrent read (one level: the order within a group stays known)."""
+        if len(fns) < 2 or not self.executor.background or read_slot() is not None:
+            return [fn() for fn in fns]      # a read inside a concurrent read: in order, in its thread
+        prefix = ui.current_prefix()
+        return run_all(fns, setup=lambda: ui.set_prefix(prefix))
 
     def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None,
                 headers: dict | None = None) -> web.HttpAnswer:

@@ -47,6 +47,10 @@ def set_prefix(text: str) -> None:
     THREAD.prefix = text
 
 
+def current_prefix() -> str:
+    return getattr(THREAD, "prefix", "")
+
+
 def set_redactor(redactor: Redactor) -> None:
     OUT.redact = redactor
 

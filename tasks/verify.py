@@ -17,15 +17,14 @@ from tasks.steps import RunOptions
 def smoke_checks(s: Session, *, step: str = "verify › smoke") -> list[health_cmd.HttpCheck]:
     """Every SMOKE_URL must answer 2xx. Raises DeployError(UNHEALTHY) listing every failure."""
     st = s.settings
-    results = []
     if s.dry:
         for url in st.smoke_urls:
             ui.say(f"[dry] would check {url}: {health_cmd.curl(url, st.smoke_timeout)}")
-        return results
-    for url in st.smoke_urls:
-        results.append(("host", http_check(s, url)))
-        if st.smoke_from_operator:
-            results.append(("operator", operator_check(url, st.smoke_timeout, s.request)))
+        return []
+    checks = [(where, url) for url in st.smoke_urls for where in ("host", "operator") if where == "host" or st.smoke_from_operator]
+    results = list(zip([w for w, _ in checks], s.concurrently(*(
+        (lambda url=url: http_check(s, url)) if where == "host" else
+        (lambda url=url: operator_check(url, st.smoke_timeout, s.request)) for where, url in checks))))
     rows = [[where, c.url, c.status or "-", f"{c.seconds:.3f}", "ok" if c.ok else f"FAIL: {c.error}"] for where, c in results]
     ui.table(rows, ["from", "url", "status", "seconds", "result"])
     failed = [(w, c) for w, c in results if not c.ok]
@@ -52,8 +51,8 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     st = s.settings
     pattern = re.compile(st.log_error_pattern)
     findings = []
-    for svc in st.services:
-        r = s.run(s.compose.logs(svc, st.log_tail), check=False)
+    tails = s.concurrently(*(lambda svc=svc: s.run(s.compose.logs(svc, st.log_tail), check=False) for svc in st.services))
+    for svc, r in zip(st.services, tails):
         # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
         for line in ui.lines(r.stdout + "\n" + r.stderr, s.redactor):
             if pattern.search(line):

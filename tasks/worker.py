@@ -9,7 +9,7 @@ on in its thread (the clean-up lets it finish or kills it) and the transport sta
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Sequence
 
 
 class Job:
@@ -46,3 +46,45 @@ class Job:
 
 def off_main_thread(fn: Callable):
     return Job(fn).wait()
+
+
+# Which concurrent read a thread runs: (group, index), for tests that put the commands of one
+# group back in the order the plan shows them (tests/tasks/test_plan_matches_deploy.py).
+SLOT = threading.local()
+_groups = iter(range(1, 1 << 62))
+
+
+def read_slot() -> tuple[int, int] | None:
+    return getattr(SLOT, "slot", None)
+
+
+def run_all(fns: Sequence[Callable], setup: Callable[[], None] = lambda: None) -> list:
+    """Call every ``fn`` at once, each in its own thread (``setup`` first, in that thread), and
+    return their results in order; if any raised, raise the first one (in ``fns`` order) once all
+    have ended, so no read is still running when the caller goes on. The waiting thread only waits
+    (Ctrl-C lands there, see above); an interrupted wait leaves the reads to finish on their own."""
+    group = next(_groups)
+    jobs = []
+    for i, fn in enumerate(fns):
+        box: dict = {}
+        done = threading.Event()
+
+        def work(fn=fn, box=box, done=done, i=i):
+            SLOT.slot = (group, i)
+            try:
+                setup()
+                box["result"] = fn()
+            except BaseException as exc:          # handed to the waiting thread as is
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"read-{group}-{i}", daemon=True).start()
+        jobs.append((box, done))
+    for _, done in jobs:
+        while not done.wait(0.25):
+            pass
+    for box, _ in jobs:
+        if "error" in box:
+            raise box["error"]
+    return [box["result"] for box, _ in jobs]

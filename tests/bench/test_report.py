@@ -222,6 +222,25 @@ def test_build_rows_and_table():
     assert "up" in steps and "0.30 s" in steps
 
 
+def test_strategy_rows_judge_blue_green_and_report_recreate():
+    rows = report.strategy_rows([
+        {"strategy": "blue-green", "deploys": 10, "rollbacks": 10, "requests": 1500, "failed": 0, "bad_runs": []},
+        {"strategy": "recreate", "deploys": 10, "rollbacks": 10, "requests": 1400, "failed": 61, "bad_runs": []},
+        {"strategy": "blue-green", "deploys": 2, "rollbacks": 2, "requests": 300, "failed": 0, "bad_runs": ["deploy 2: exit 7"]}])
+    assert (rows[0]["tool"], rows[0]["result"]) == ("0/1500", "pass (0 failed)")
+    assert "10 deploys + 10 rollbacks" in rows[0]["target"]
+    assert (rows[1]["tool"], rows[1]["result"]) == ("61/1400", "measured")
+    assert (rows[2]["tool"], rows[2]["result"]) == ("0/300, 1 runs exited non-zero", "FAIL (0 failed)")
+    assert report.strategy_rows(None) == []
+
+
+def test_the_fleet_row_shows_what_bench_fleet_measured():
+    row = report.fleet_row(True, {"tool": "7.10 s", "anchor": "5.20 s", "ratio": "1.37x", "result": "pass (<= 1.5x)"})
+    assert (row["target"], row["tool"], row["ratio"], row["result"]) == (report.FLEET_TARGET, "7.10 s", "1.37x", "pass (<= 1.5x)")
+    rows = report.build_rows({"generations": {}, "fleet_available": True, "fleet": {"tool": "1 s"}})
+    assert by_target(rows, "10. fleet")["tool"] == "1 s"
+
+
 def test_fleet_row_when_the_sandbox_offers_hosts_but_the_bench_does_not_measure_them():
     assert report.fleet_row(True)["result"].startswith("not measured")
     assert report.per_command_row(None)["result"] == "not measured"

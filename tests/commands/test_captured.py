@@ -71,6 +71,19 @@ def test_migrate_script_output():
     assert failed.after is None and "ProgrammingError" in failed.upgrade
 
 
+def test_migrate_script_output_of_one_python_process():
+    """Captured on the sandbox (v1 -> v2): MIGRATE_SCRIPT running the four alembic commands in one
+    Python process prints what the four CLI calls printed: the same sections, log lines, revisions."""
+    m = alembic.parse_migrate(captured("alembic-migrate-one-process-v1-to-v2.txt"))
+    assert m.before == ["0001"] and m.after == ["0002"]
+    assert "Running upgrade 0001 -> 0002, add summary column to documents" in m.upgrade
+    assert [(e.down, e.up, e.flags) for e in m.history] == [("0001", "0002", "head"), ("<base>", "0001", "")]
+    # The database refused connections (exit 1): the failed upgrade's traceback, no revision after.
+    failed = alembic.parse_migrate(captured("alembic-migrate-one-process-db-refused.txt"))
+    assert failed.before == [] and failed.after is None and failed.history == []
+    assert "sqlalchemy.exc.OperationalError" in failed.upgrade and "Connection refused" in failed.upgrade
+
+
 def test_stats():
     stats = docker.parse_stats(captured("docker-stats-no-stream-json.txt"))
     names = {s.name for s in stats}

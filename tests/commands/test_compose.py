@@ -1,5 +1,6 @@
 import shlex
 
+from commands import compose
 from commands.compose import Compose, parse_compose_probe, parse_ps_ids
 
 V2 = Compose("docker compose", "/app/ai-doc-qa", "docker-compose.production.yml")
@@ -53,3 +54,22 @@ def test_ps_ids_ignore_warnings():
            "3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a\n\n"
            "0123456789ab\n")
     assert parse_ps_ids(out) == ["3f2c1a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a", "0123456789ab"]
+
+
+def test_the_compose_probe_starts_docker_compose_v1_once(tmp_path):
+    """docker-compose v1 takes ~0.6 s to start: the probe ran it twice (once to see that it works,
+    once for its version). Run here with stand-ins for docker (no compose plugin) and docker-compose."""
+    import subprocess
+    calls = tmp_path / "calls"
+    (tmp_path / "docker").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "docker-compose").write_text(f"#!/bin/sh\necho run >> {calls}\necho 1.29.2\n")
+    for f in ("docker", "docker-compose"):
+        (tmp_path / f).chmod(0o755)
+    r = subprocess.run(["/bin/sh", "-c", compose.PROBE_COMPOSE], capture_output=True, text=True,
+                       env={"PATH": str(tmp_path)})
+    assert parse_compose_probe(r.stdout) == ("docker-compose", "1.29.2")
+    assert calls.read_text().count("run") == 1
+    (tmp_path / "docker-compose").unlink()
+    r = subprocess.run(["/bin/sh", "-c", compose.PROBE_COMPOSE], capture_output=True, text=True,
+                       env={"PATH": str(tmp_path)})
+    assert r.stdout == "none\n"

@@ -11,7 +11,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from tests.integration.conftest import ALL_OUTPUT, APP_DIR, PROXY, SANDBOX_ROOT, flat
+from tests.integration.conftest import ALL_OUTPUT, APP_DIR, CTL, PROXY, SANDBOX_ROOT, flat
 
 STAGING = ["--stage", "staging"]
 FAST_LOCK = {"DEPLOY_LOCK_HEARTBEAT": "1", "DEPLOY_LOCK_STALE_AFTER": "4"}
@@ -411,13 +411,34 @@ def test_unreadable_env_file_stops_the_run_and_says_which_file_and_why(sandbox):
     assert "Traceback" not in out
 
 
+# Holds an exclusive lock on the documents table for 15 s (in the backend container, with its
+# DATABASE_URL): the v2 migration's ALTER TABLE waits for it, as behind a long-running transaction.
+HOLD_TABLE_LOCK = (
+    "import os, sys, time\n"
+    "import sqlalchemy as sa\n"
+    "with sa.create_engine(os.environ['DATABASE_URL']).connect() as c:\n"
+    "    with c.begin():\n"
+    "        c.execute(sa.text('LOCK TABLE documents IN ACCESS EXCLUSIVE MODE'))\n"
+    "        print('locked', flush=True)\n"
+    "        time.sleep(15)\n"
+)
+
+
 def test_a_hung_command_ends_with_a_clear_timeout_error(sandbox):
-    """MIGRATE_TIMEOUT=1 against a migration step that needs ~3 s: the remote command is killed on
-    the host (coreutils timeout), the operator gets an error block, the lock is released."""
+    """MIGRATE_TIMEOUT=1 against a migration that waits for a table lock (the migration step alone
+    takes ~0.6 s now that alembic starts once, too little to rely on for a 1 s timeout): the remote
+    command is killed on the host (coreutils timeout), the operator gets an error block, the lock
+    is released."""
     sandbox.reset()
     sandbox.ctl("version", "v2")
-    t0 = time.monotonic()
-    r = sandbox.fab("deploy", *STAGING, env={"DEPLOY_MIGRATE_TIMEOUT": "1"})
+    holder = subprocess.Popen([str(CTL), "compose-exec", "exec", "-T", "backend", "python3", "-c", HOLD_TABLE_LOCK],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        t0 = time.monotonic()
+        r = sandbox.fab("deploy", *STAGING, env={"DEPLOY_MIGRATE_TIMEOUT": "1"})
+    finally:
+        holder.communicate(timeout=60)      # the transaction ends by itself (killing the client would not end it)
     out = flat(r)
     assert r.returncode == 3, out
     assert time.monotonic() - t0 < 90

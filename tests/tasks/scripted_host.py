@@ -55,7 +55,7 @@ class ScriptedHost:
         ok = lambda out="": (lambda c: Result(stdout=out, exited=0))       # noqa: E731
         return [
             (r"^for f in ", self.env_files),
-            (r"^if docker compose version", ok("v2 2.26.1\n")),
+            (r"^if v=\$\(docker compose version", ok("v2 2.26.1\n")),
             (r"echo acquired", ok("acquired\n")),
             (r"touch -- \S+/lock/heartbeat \)$", ok()),
             (r"echo released", ok("released\n")),
@@ -75,7 +75,7 @@ class ScriptedHost:
             (r" show origin/main:\.env\.example", ok(EXAMPLE)),
             (r"^if \[ -f \S+/\.env\.example \]", ok(EXAMPLE)),
             (r" (exec|run --rm) -T backend alembic current$", self.current),
-            (r" (exec|run --rm) -T backend sh -c 'echo @@before", self.migrate),
+            (r" (exec|run --rm) -T backend sh -c 'py=\$\(command -v python3", self.migrate),
             (r" exec -T postgres sh -c ", ok("/var/run/postgresql:5432 - accepting connections\n")),
             (r" pull --quiet ", self.pull),
             (r" up -d", self.up),

@@ -44,8 +44,39 @@ def test_containers_reads_ps_ids_then_inspects_them(host):
     assert sorted(c.service for c in found) == ["backend", "proxy"]
     backend = next(c for c in found if c.service == "backend")
     assert backend.env == {"APP_ENV": "production"} and backend.image_id == BACKEND_V1
-    assert remote.commands[-2] == f"{COMPOSE} ps -a -q -- backend proxy"
-    assert remote.commands[-1].startswith("docker inspect -- ") and len(remote.commands[-1].split()) == 5
+    assert remote.commands[-2] == f"{COMPOSE} ps -a -q -- postgres redis backend model_server proxy"
+    assert remote.commands[-1].startswith("docker inspect -- ") and len(remote.commands[-1].split()) == 8
+
+
+def test_container_ids_are_resolved_once_until_something_changes(host):
+    """Issue 9: one Compose call per run of reads, not one per read or poll (a Compose start costs
+    ~0.6 s on v1); ``docker inspect`` reads the state fresh each time; a change drops the IDs."""
+    s, remote = host(*Containers(*all_of()).script())
+    assert [c.service for c in hoststate.containers(s, ["backend"])] == ["backend"]
+    assert hoststate.backend_running(s)
+    assert sorted(c.service for c in hoststate.containers(s, ["model_server", "proxy", "backend"])) == [
+        "backend", "model_server", "proxy"]
+    assert [c for c in remote.commands if " ps " in c] == [f"{COMPOSE} ps -a -q -- postgres redis backend model_server proxy"]
+    assert len([c for c in remote.commands if c.startswith("docker inspect")]) == 3
+    s.run(f"{COMPOSE} up -d", mutating=True)
+    hoststate.containers(s, ["backend"])
+    assert len([c for c in remote.commands if " ps " in c]) == 2
+    s.run("bookkeeping", mutating=True, bookkeeping=True)         # the record, the lock: nothing that runs changed
+    hoststate.containers(s, ["backend"])
+    assert len([c for c in remote.commands if " ps " in c]) == 2
+
+
+def test_a_container_removed_since_its_id_was_read_is_resolved_again(host):
+    everything = Containers(*all_of())
+    gone = {"n": 0}
+
+    def inspect(command):
+        gone["n"] += 1
+        return Result(stdout="", stderr="Error: No such object", exited=1) if gone["n"] == 2 else everything.inspect(command)
+    s, remote = host((r" ps -a -q", everything.ps("all")), (r"^docker inspect", inspect))
+    hoststate.containers(s, ["backend"])
+    assert [c.service for c in hoststate.containers(s, ["backend"])] == ["backend"]
+    assert len([c for c in remote.commands if " ps " in c]) == 2
 
 
 def test_no_container_means_no_docker_inspect(host):

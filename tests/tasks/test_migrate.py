@@ -2,10 +2,12 @@
 commands in order, the revision before and after (from captured alembic output), and the state a
 failure leaves (services never touched)."""
 import os
+import shlex
 
 import pytest
 from invoke import Result
 
+from commands import alembic as alembic_cmd
 from tasks import migrate as migrate_mod
 from tasks.errors import DeployError
 from tasks.migrate import migrate
@@ -13,8 +15,8 @@ from tests.conftest import CAPTURED, captured
 from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, LOCK, Containers, all_of, flat, records, run_task
 
 COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
-MIGRATE = r"exec -T backend sh -c 'echo @@before"
-FIRST_DEPLOY = r"run --rm -T backend sh -c 'echo @@before"
+MIGRATE = r"exec -T backend sh -c 'py=\$\(command -v python3"
+FIRST_DEPLOY = r"run --rm -T backend sh -c 'py=\$\(command -v python3"
 
 
 def alembic(name):
@@ -49,7 +51,7 @@ def test_migrate_starts_the_database_waits_and_upgrades_in_one_round_trip(mocker
     steps = [c for c in remote.commands if c.startswith(COMPOSE) and (" up " in c or " exec " in c)]
     assert steps[0] == f"{COMPOSE} up -d -- postgres redis"
     assert steps[1] == f"{COMPOSE} exec -T postgres sh -c 'pg_isready -U postgres'"
-    assert steps[2].startswith(f"{COMPOSE} exec -T backend sh -c 'echo @@before; alembic current 2>&1; ")
+    assert steps[2] == f"{COMPOSE} exec -T backend sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)}"
     assert "      migrations applied: database at revision 0002 (was 0001)" in out
     assert "      alembic history (newest first):" in out
     assert "        0001 -> 0002 (head)  add summary column to documents" in out

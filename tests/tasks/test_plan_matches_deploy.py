@@ -8,17 +8,21 @@ What legitimately differs between two runs is normalised, explicitly (see ``norm
 - per host: the answers themselves (container IDs, image IDs, commits, the registry of the image
   references): the scripted host is not the plan world;
 - the downtime probe runs in a thread beside the switch in a deploy, so where its start lands
-  among the main thread's commands is not fixed: it is compared as present once, not by position.
+  among the main thread's commands is not fixed: it is compared as present once, not by position;
+- independent reads run at once in a deploy (Session.concurrently), one after another in the
+  plan: the commands of one such group are put back in the group's order (``in_group_order``),
+  each read's own commands keeping theirs.
 """
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from invoke import Exit, MockContext
 
 from config import load_settings
-from tasks import base, web
+from tasks import base, web, worker
 from tasks import executor as executor_mod
 from tasks.conftest import Remote, hermetic_config
 from tasks.deploy import deploy
@@ -50,6 +54,28 @@ def normalised(commands: list[str]) -> tuple[list[str], int]:
     return [c for c in out if not PROBE_LOOP.match(c)], sum(1 for c in out if PROBE_LOOP.match(c))
 
 
+def in_group_order(entries: list[tuple[tuple[int, int] | None, str]]) -> list[str]:
+    """(read slot, command) in the order the host saw them -> the commands, with those of each
+    concurrent group (consecutive, same group) ordered by their read's index, stably."""
+    out: list[str] = []
+    block: list[tuple[tuple[int, int], str]] = []
+    for slot, command in [*entries, (None, None)]:
+        if block and (slot is None or slot[0] != block[0][0][0]):
+            out.extend(c for _, c in sorted(block, key=lambda e: e[0][1]))
+            block = []
+        if slot is not None:
+            block.append((slot, command))
+        elif command is not None:
+            out.append(command)
+    return out
+
+
+def test_in_group_order_sorts_within_a_group_only():
+    entries = [(None, "a"), ((7, 1), "r1"), ((7, 0), "r0-first"), ((7, 1), "r1-second"), ((7, 0), "r0-second"),
+               (None, "b"), ((8, 1), "s1"), ((8, 0), "s0")]
+    assert in_group_order(entries) == ["a", "r0-first", "r0-second", "r1", "r1-second", "b", "s0", "s1"]
+
+
 def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     """`fab deploy --stage production` as the CLI runs it, against scripted hosts: production,
     and staging (the checklist asks it whether the pending migrations were applied there)."""
@@ -59,24 +85,38 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     staging = ScriptedHost(st.services, st.dependency_services, database="0002")
     remotes = [Remote(prod.script()), Remote(staging.script())]
     remotes[1].commands = remotes[0].commands               # one log, in the order the commands ran
+    slots: list = []                                        # the read slot of each command in that log
+    logging = threading.Lock()
+
+    def answering(remote):
+        def run(command, **kw):
+            with logging:
+                result = remote(command, **kw)
+                slots.append(worker.read_slot())
+            return result
+        return run
     cxns = []
     for r in remotes:
         cxn = mocker.Mock()
-        cxn.run.side_effect = r
+        cxn.run.side_effect = answering(r)
         cxn.is_connected = True
         cxns.append(cxn)
     mocker.patch.object(base, "connect", return_value=cxns[0])
     mocker.patch.object(executor_mod, "connect", return_value=cxns[1])
 
     def request(method, url, **kw):                         # from this machine: logged as the plan shows it
-        remotes[0].commands.append(f"{method} {url}")
+        with logging:
+            remotes[0].commands.append(f"{method} {url}")
+            slots.append(worker.read_slot())
         return web.HttpAnswer(url, 200, 0.01, "ok")
     mocker.patch.object(web, "request", side_effect=request)
     try:
         deploy(MockContext(config=hermetic_config()), stage="production")
     except Exit:
         pass                    # the auto-rollback path ends with exit 7, as it should
-    return remotes[0].commands
+    assert len(slots) == len(remotes[0].commands)
+    assert any(slot is not None for slot in slots)          # reads did run at once (and were put back in order)
+    return in_group_order(list(zip(slots, remotes[0].commands)))
 
 
 @pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])

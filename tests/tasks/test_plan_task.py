@@ -56,7 +56,7 @@ def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
         "connect", "start", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
     cmds = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.strip().startswith("#")]
     pull, up = cmds.index(V2.pull(["backend", "model_server", "proxy"])), cmds.index(V2.up())
-    record_images = cmds.index(V2.ps_ids(["backend", "model_server", "proxy"]))
+    record_images = cmds.index(V2.ps_ids(["postgres", "redis", "backend", "model_server", "proxy"]))
     migrate = cmds.index(V2.exec("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT]))
     assert record_images < pull < migrate < up     # images recorded before any pull (runbook note 3); pulled before migrating
     assert git.merge_ff_only("/app/ai-doc-qa", "origin/main") in cmds
@@ -103,8 +103,8 @@ def test_the_commands_that_change_the_host_are_marked():
     assert {git.merge_ff_only(st.app_dir, "origin/main"), V2.pull(st.services), V2.up(), V2.up(st.dependency_services),
             V2.exec("backend", ["sh", "-c", alembic.MIGRATE_SCRIPT]), lock.release(st.lock_dir, "<token>"),
             lock.heartbeat(st.lock_dir, "<token>")} <= changes
-    reads = {git.state(st.app_dir), git.fetch(st.app_dir, "origin", "main"), V2.ps_ids(st.services), lock.status(st.lock_dir)}
-    assert not reads & changes and {git.state(st.app_dir), V2.ps_ids(st.services)} <= {e.command for e in es}
+    reads = {git.state(st.app_dir), git.fetch(st.app_dir, "origin", "main"), V2.ps_ids([*st.dependency_services, *st.services]), lock.status(st.lock_dir)}
+    assert not reads & changes and {git.state(st.app_dir), V2.ps_ids([*st.dependency_services, *st.services])} <= {e.command for e in es}
 
 
 def deploy_host_commands(out: str) -> list[str]:

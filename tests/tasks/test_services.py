@@ -1,5 +1,7 @@
 """Runbook 3 (fab services) through the task layer and the real flow (lock, record) on a scripted
 host: pull, up, wait until healthy with the downtime measured; a failed pull restarts nothing."""
+import re
+
 import pytest
 from invoke import Result
 
@@ -57,6 +59,19 @@ def test_services_pulls_switches_and_reports_the_downtime_it_measured(mocker, ca
     assert evs[-1]["serving"].startswith("serving the new version v2 (backend 43ddce2e4145")
     # the probe was stopped through its stop file
     assert any(c.startswith("touch /tmp/ai-doc-qa-") and c.endswith("-probe") for c in remote.commands)
+
+
+def test_every_switch_reports_its_change_window(mocker, capsys):
+    """Issue 9, target 6: from the first command that changes what serves (``up``) to the new
+    version serving healthily, in the release record and under the timing table."""
+    code, out, err, remote = run_task(mocker, capsys, services, Host().script())
+    assert code == 0, err
+    evs = records(remote)
+    [window] = [e for e in evs if e["event"] == "change_window"]
+    assert window["seconds"] >= 0 and window["strategy"] == "recreate"
+    names = [e["event"] + ":" + str(e.get("sub")) for e in evs]
+    assert names.index("step:up") < names.index("change_window:None") < names.index("end:None")
+    assert re.search(r"^change window +\d+\.\d\d +\d+\.\d%  first change of what serves -> new version healthy$", out, re.M)
 
 
 def test_a_failed_pull_restarts_nothing_and_says_the_old_containers_still_serve(mocker, capsys):
