@@ -108,8 +108,8 @@ class Session:
         reads started inside a concurrent read (one level: the order within a group stays known)."""
         if len(fns) < 2 or not self.executor.background or read_slot() is not None:
             return [fn() for fn in fns]      # a read inside a concurrent read: in order, in its thread
-        prefix = ui.current_prefix()
-        return run_all(fns, setup=lambda: ui.set_prefix(prefix))
+        context = ui.thread_context()
+        return run_all(fns, setup=lambda: ui.adopt(context))
 
     def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None,
                 headers: dict | None = None) -> web.HttpAnswer:

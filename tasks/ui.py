@@ -51,6 +51,16 @@ def current_prefix() -> str:
     return getattr(THREAD, "prefix", "")
 
 
+def thread_context() -> tuple:
+    """What a helper thread of this one must share: the host prefix and the held lines (a fleet
+    read's concurrent reads must be held with their host's lines, not printed among other hosts')."""
+    return getattr(THREAD, "prefix", ""), getattr(THREAD, "held", None)
+
+
+def adopt(context: tuple) -> None:
+    THREAD.prefix, THREAD.held = context     # list.append is atomic: the threads may share one list
+
+
 def set_redactor(redactor: Redactor) -> None:
     OUT.redact = redactor
 

@@ -73,6 +73,20 @@ def test_the_fleet_host_prefix_reaches_the_reads(settings, mocker, capsys):
     assert sorted(capsys.readouterr().out.splitlines()) == ["[web-1] one", "[web-1] two"]
 
 
+def test_a_fleet_reads_held_lines_keep_the_concurrent_reads_lines(settings, mocker, capsys):
+    """A fleet read holds each host's lines until the host is done (tasks/fleetread.py): the lines
+    of that host's concurrent reads are held with them, not printed among the other hosts' lines."""
+    s = session(settings, mocker, lambda c, **kw: Result(stdout="", exited=0))
+    ui.hold()
+    try:
+        s.concurrently(lambda: ui.say("one"), lambda: ui.say("two"))
+        printed_while_held = capsys.readouterr().out
+    finally:
+        held = ui.release()
+    assert printed_while_held == ""
+    assert sorted(text for text, _ in held) == ["one", "two"]
+
+
 def test_a_secret_learnt_while_another_thread_redacts_is_hidden_next_time():
     """The redactor is shared by concurrent reads: a value added between two calls is never lost
     to a regex built from the older set (copy-on-write values, the regex cached with its set)."""
