@@ -163,5 +163,5 @@ def test_preview_runs_the_deploy_tasks_own_body_with_its_defaults():
 
     from tasks.plan import DEPLOY
     assert DEPLOY is inspect.unwrap(deploy_mod.deploy.body)
-    assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel"]
+    assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel", "version"]
     assert dataclasses.is_dataclass(PlanWorld())
