@@ -62,3 +62,68 @@ def test_check_tag_accepts_docker_tags(tag):
 def test_check_tag_refuses(tag):
     with pytest.raises(UnsafeValue):
         check_tag(tag)
+
+
+from commands.compose import Compose  # noqa: E402
+from commands.policy import plan_restore  # noqa: E402
+from commands.record import releases  # noqa: E402
+from commands.record_schema import validate  # noqa: E402
+from commands.versions import refs_using, restore_value, split_ref, unset_variable_command  # noqa: E402
+
+R = "127.0.0.1:5000/ai-doc-qa/backend"
+
+
+def test_compose_with_the_tag_overrides_the_env_file_for_one_command():
+    c = Compose("docker compose", "/srv/app", "dc.yml", env=("IMAGE_TAG", "v2"))
+    assert c.config_images() == "cd /srv/app && IMAGE_TAG=v2 docker compose -f dc.yml config --images"
+
+
+def test_refs_using_is_what_changes_with_the_value():
+    a = {f"{R}:v2", "127.0.0.1:5000/ai-doc-qa/proxy:latest"}
+    b = {f"{R}:x", "127.0.0.1:5000/ai-doc-qa/proxy:latest"}
+    assert refs_using(a, b) == [f"{R}:v2"]
+
+
+def test_split_ref():
+    assert split_ref(f"{R}:v2") == (R, "v2")
+    assert split_ref("127.0.0.1:5000/x") == ("127.0.0.1:5000/x", "")
+    assert split_ref(f"{R}@sha256:" + "a" * 64)[1] == ""
+
+
+def _img(tag, i):
+    return {"ref": f"{R}:{tag}", "id": "sha256:" + i * 64}
+
+
+def test_rollback_of_a_release_deployed_by_tag_sets_the_variable_back():
+    """The defect: rollback re-pointed backend:v2 at v1's image and left IMAGE_TAG=v2."""
+    target, current = {"backend": _img("v1", "1")}, {"backend": _img("v2", "2")}
+    assert restore_value(target, current, ["backend"], "v2") == "v1"
+    plan = plan_restore(["backend"], target, current, set(), target_refs=True)
+    assert plan.changes[0].ref == f"{R}:v1"          # never backend:v2
+
+
+def test_without_the_variable_the_tag_is_re_pointed_as_before():
+    target, current = {"backend": _img("latest", "1")}, {"backend": _img("latest", "2")}
+    assert restore_value(target, current, ["backend"], "") is None
+    assert restore_value(target, current, ["backend"], "latest") is None
+    assert plan_restore(["backend"], target, current, set()).changes[0].ref == f"{R}:latest"
+
+
+def test_restore_value_refuses_another_repository():
+    target = {"backend": {"ref": "other/backend:v1", "id": "sha256:" + "1" * 64}}
+    assert restore_value(target, {"backend": _img("v2", "2")}, ["backend"], "v2") is None
+
+
+def test_unset_variable_removes_only_its_line(tmp_path):
+    (tmp_path / ".env").write_text("A=1\nIMAGE_TAG=v2\nB=2\n")
+    assert _sh(unset_variable_command(str(tmp_path), "IMAGE_TAG")).returncode == 0
+    assert (tmp_path / ".env").read_text() == "A=1\nB=2\n"
+    assert os.listdir(tmp_path) == [".env"]
+
+
+def test_the_record_keeps_the_version_and_refuses_a_hostile_tag():
+    base = {"v": 1, "release": "r1", "at": ""}
+    lines = [{**base, "event": "start"}, {**base, "event": "version", "variable": "IMAGE_TAG", "tag": "v2", "previous": "v1"},
+             {**base, "event": "version_restored", "variable": "IMAGE_TAG", "tag": "v1"}]
+    assert releases(lines)[0].version == {"variable": "IMAGE_TAG", "tag": "v2", "previous": "v1", "restored": "v1"}
+    assert validate({**base, "event": "version", "variable": "IMAGE_TAG", "tag": "v2;rm"})

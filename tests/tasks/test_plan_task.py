@@ -165,3 +165,12 @@ def test_preview_runs_the_deploy_tasks_own_body_with_its_defaults():
     assert DEPLOY is inspect.unwrap(deploy_mod.deploy.body)
     assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel", "version"]
     assert dataclasses.is_dataclass(PlanWorld())
+
+
+def test_deploy_version_must_be_a_docker_tag():
+    assert deploy_mod.check_options(version=None) == []
+    assert deploy_mod.check_options(version="v2") == []
+    assert deploy_mod.check_options(version="")
+    assert deploy_mod.check_options(version="$(reboot)")
+    assert [x.name for x in deploy_mod.steps_for("v2")][:2] == ["version", "checklist"]
+    assert deploy_mod.steps_for(None) == deploy_mod.DEPLOY_STEPS
