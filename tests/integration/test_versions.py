@@ -125,3 +125,30 @@ def test_a_missing_tag_is_refused_and_nothing_changes(sandbox):
     assert (APP_DIR / ".env").read_bytes() == before_env
     assert (sandbox.image_id("backend"), sandbox.head()) == (before_id, head)
     assert configured_backend(sandbox) == f"{REPO}:latest" and not sandbox.lock_held()
+
+
+def serving_slot(sandbox) -> str:
+    """STRATEGY=blue-green: the one backend slot whose container runs."""
+    up = [svc for svc in ("backend", "backend_green")
+          if sandbox.docker("ps", "-q", "--filter", f"label=com.docker.compose.service={svc}").split()]
+    assert len(up) == 1, up
+    return up[0]
+
+
+def test_blue_green_version_deploy_and_rollback_tags_tell_the_truth(sandbox):
+    """Both slots read the same variable: the slot that serves after each run runs backend:TAG."""
+    blue_green = {"DEPLOY_STRATEGY": "blue-green"}
+    sandbox.reset()
+    assert sandbox.fab("deploy", *STAGING, "--version", "v1", env=blue_green).returncode == 0
+    sandbox.ctl("version", "v2")
+    r = sandbox.fab("deploy", *STAGING, "--version", "v2", env=blue_green)
+    assert r.returncode == 0, flat(r)
+    slot = serving_slot(sandbox)
+    assert env_tag() == "v2" and sandbox.image_id(slot) == local_id(sandbox, f"{REPO}:v2") and sandbox.version() == "v2"
+    v2 = local_id(sandbox, f"{REPO}:v2")
+    r = sandbox.fab("rollback", *STAGING, env=blue_green)
+    assert r.returncode == 0, flat(r)
+    back = serving_slot(sandbox)
+    assert back != slot and env_tag() == "v1" and configured_backend(sandbox) == f"{REPO}:v1"
+    assert sandbox.image_id(back) == local_id(sandbox, f"{REPO}:v1") and sandbox.version() == "v1"
+    assert local_id(sandbox, f"{REPO}:v2") == v2 and "v2" in tags_of(sandbox, v2)
