@@ -15,6 +15,8 @@ from config.validators import check_tag, check_variable
 
 V2 = "docker compose"
 V1 = "docker-compose"
+# A service's image in Compose v1's ``config`` output (services at two spaces, their keys at four).
+V1_IMAGE_LINE = "s/^    image: *//p"
 
 # One round trip that says which Compose the host has; prints "v2 <version>" or "v1 <version>" or "none".
 PROBE_COMPOSE = (
@@ -74,8 +76,12 @@ class Compose:
         return self._cmd("pull --quiet", services)
 
     def config_images(self) -> str:
-        """The image of every service, one per line, with the variables resolved."""
-        return self._cmd("config --images")
+        """The image of every service, one per line, with the variables resolved. Compose v1 has no
+        ``config --images``: its whole resolved file is filtered on the host (it holds the env
+        files' values, so it never leaves the host); ``$(...)`` keeps its exit status."""
+        if self.command == V2:
+            return self._cmd("config --images")
+        return cd(self.app_dir, f"out=$({self._base()} config) && printf '%s\\n' \"$out\" | sed -n {q(V1_IMAGE_LINE)}")
 
     def up(self, services: Sequence[str] = (), no_deps: bool = False) -> str:
         return self._cmd("up -d" + (" --no-deps" if no_deps else ""), services)

@@ -78,6 +78,15 @@ def test_compose_with_the_tag_overrides_the_env_file_for_one_command():
     assert c.config_images() == "cd /srv/app && IMAGE_TAG=v2 docker compose -f dc.yml config --images"
 
 
+def test_compose_v1_has_no_config_images_so_the_image_lines_are_filtered_on_the_host():
+    """The defect: `docker-compose config --images` does not exist in Compose v1 (1.29), so a
+    --version deploy on a v1 host failed its tag check. The resolved file holds the env files'
+    values: only the image lines leave the host."""
+    c = Compose("docker-compose", "/srv/app", "dc.yml", env=("IMAGE_TAG", "v2"))
+    assert c.config_images() == ("cd /srv/app && out=$(IMAGE_TAG=v2 docker-compose -f dc.yml config) && "
+                                 "printf '%s\\n' \"$out\" | sed -n 's/^    image: *//p'")
+
+
 def test_refs_using_is_what_changes_with_the_value():
     a = {f"{R}:v2", "127.0.0.1:5000/ai-doc-qa/proxy:latest"}
     b = {f"{R}:x", "127.0.0.1:5000/ai-doc-qa/proxy:latest"}

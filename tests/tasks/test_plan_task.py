@@ -203,9 +203,11 @@ def test_plan_version_shows_the_tag_check_first_and_the_env_write_right_before_u
     assert versions_cmd.unset_variable_command("/app/ai-doc-qa", "IMAGE_TAG") in failing     # set back: it was unset
 
 
+@pytest.mark.parametrize("compose", [compose_cmd.V2, compose_cmd.V1])
 @pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
-def test_the_plan_world_knows_every_command_of_a_version_deploy(world):
-    p = preview(load_settings("production", {}), world, compose_cmd.V2, "v2")
+def test_the_plan_world_knows_every_command_of_a_version_deploy(world, compose):
+    st = dataclasses.replace(load_settings("production", {}), compose_command=compose)
+    p = preview(st, world, compose, "v2")
     assert [c.command for c in p.calls if c.answer is None] == []
 
 
