@@ -136,3 +136,15 @@ def test_the_record_keeps_the_version_and_refuses_a_hostile_tag():
              {**base, "event": "version_restored", "variable": "IMAGE_TAG", "tag": "v1"}]
     assert releases(lines)[0].version == {"variable": "IMAGE_TAG", "tag": "v2", "previous": "v1", "restored": "v1"}
     assert validate({**base, "event": "version", "variable": "IMAGE_TAG", "tag": "v2;rm"})
+
+
+def test_parse_images_on_both_generations_captured_output():
+    """Real output of Compose.config_images with IMAGE_TAG=v2 on the staging host: v2's
+    `config --images`, v1's filtered `config` (which also lists the blue-green slot, in file order)."""
+    from commands.versions import parse_images
+    from tests.conftest import captured
+    v2 = parse_images(captured("compose-v2-config-images-tag-v2.txt"))
+    v1 = parse_images(captured("compose-v1-config-images-tag-v2.txt"))
+    assert v1 == v2 == {f"{R}:v2", "127.0.0.1:5000/ai-doc-qa/model-server:latest", "127.0.0.1:5000/ai-doc-qa/proxy:latest",
+                        "127.0.0.1:5000/ai-doc-qa/postgres:15", "127.0.0.1:5000/ai-doc-qa/redis:7"}
+    assert refs_using(v1, {x.replace(":v2", ":x") for x in v1}) == [f"{R}:v2"]
