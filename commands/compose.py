@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from commands.shell import cd, check_path, check_service, join, q
+from config.validators import check_tag, check_variable
 
 V2 = "docker compose"
 V1 = "docker-compose"
+# A service's image in Compose v1's ``config`` output (services at two spaces, their keys at four).
+V1_IMAGE_LINE = "s/^    image: *//p"
 
 # One round trip that says which Compose the host has; prints "v2 <version>" or "v1 <version>" or "none".
 # Each generation is started once (its version kept from the check that it works): docker-compose
@@ -42,6 +45,9 @@ class Compose:
     app_dir: str
     file: str
     project: str | None = None
+    # One ``NAME=value`` before the compose command (``fab deploy --version``): it overrides the same
+    # variable in the app dir's .env for this command only (Compose: the shell wins over .env).
+    env: tuple[str, str] | None = None
 
     def __post_init__(self):
         if self.command not in (V1, V2):
@@ -51,6 +57,8 @@ class Compose:
 
     def _base(self) -> str:
         parts = f"{self.command} -f {q(self.file)}"
+        if self.env:
+            parts = f"{check_variable(self.env[0])}={q(check_tag(self.env[1]))} {parts}"
         if self.project:
             parts += f" -p {q(check_service(self.project, 'COMPOSE_PROJECT'))}"
         return parts
@@ -68,6 +76,14 @@ class Compose:
     def pull(self, services: Sequence[str] = ()) -> str:
         # --quiet keeps progress bars out of captured output in both generations.
         return self._cmd("pull --quiet", services)
+
+    def config_images(self) -> str:
+        """The image of every service, one per line, with the variables resolved. Compose v1 has no
+        ``config --images``: its whole resolved file is filtered on the host (it holds the env
+        files' values, so it never leaves the host); ``$(...)`` keeps its exit status."""
+        if self.command == V2:
+            return self._cmd("config --images")
+        return cd(self.app_dir, f"out=$({self._base()} config) && printf '%s\\n' \"$out\" | sed -n {q(V1_IMAGE_LINE)}")
 
     def up(self, services: Sequence[str] = (), no_deps: bool = False) -> str:
         return self._cmd("up -d" + (" --no-deps" if no_deps else ""), services)

@@ -57,10 +57,12 @@ class RestorePlan:
         return [c.service for c in self.changes] + list(self.restart)
 
 
-def plan_restore(services, target: dict, current: dict, running: set) -> RestorePlan:
+def plan_restore(services, target: dict, current: dict, running: set, target_refs: bool = False) -> RestorePlan:
     """What putting ``target`` (service -> {ref, id, digests}) back takes, given the images that run
     now and the services whose container runs and is not unhealthy. Services the target does not
-    name are left alone."""
+    name are left alone. ``target_refs``: the target's own recorded references are pointed at its
+    IDs (the variable of ``fab deploy --version`` was set back, so Compose resolves those); else
+    the references the services use now (a mutable tag such as ``latest``)."""
     changes, restart = [], []
     for svc in services:
         want = target.get(svc)
@@ -68,7 +70,8 @@ def plan_restore(services, target: dict, current: dict, running: set) -> Restore
             continue
         have = current.get(svc) or {}
         if have.get("id") != want["id"]:
-            changes.append(Change(svc, want, have.get("ref") or want.get("ref")))
+            ref = (want.get("ref") or have.get("ref")) if target_refs else (have.get("ref") or want.get("ref"))
+            changes.append(Change(svc, want, ref))
         elif svc not in running:
             restart.append(svc)
     return RestorePlan(tuple(changes), tuple(restart))

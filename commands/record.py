@@ -160,6 +160,8 @@ class Release:
     error: dict = field(default_factory=dict)
     serving: str = ""
     migrations: dict = field(default_factory=dict)
+    # fab deploy --version: {variable, tag, previous ("" = unset), restored (set back to, if it was)}
+    version: dict = field(default_factory=dict)
     # Why this release's events do not add up (then it is never evidence for a rollback target), or "".
     problem: str = ""
 
@@ -184,6 +186,10 @@ def _fold(r: Release, d: Mapping) -> None:
         r.steps.append({k: d.get(k) for k in ("step", "sub", "seconds", "ok")})
     elif ev == "migrations":
         r.migrations = {k: d.get(k) for k in ("before", "after")}
+    elif ev == "version":
+        r.version = {**r.version, "variable": d["variable"], "tag": d["tag"], "previous": d.get("previous") or ""}
+    elif ev == "version_restored":
+        r.version = {**r.version, "variable": d["variable"], "restored": d["tag"]}
     elif ev == "lock_takeover":          # written by unlock --force under a release id of its own
         r.kind, r.outcome, r.started = "lock_takeover", "-", d.get("at", "")
         r.who = d["who"] if isinstance(d.get("who"), str) else ""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from commands.shell import UnsafeValue, check_image
+from config.validators import check_tag, check_variable
 
 SCHEMA_VERSION = 1
 OUTCOMES = ("success", "failed", "rolled_back", "aborted")
@@ -74,6 +75,17 @@ def _is_revisions(v) -> bool:
     return v is None or isinstance(v, str) or _is_str_list(v)
 
 
+def _checks(check: Callable[[str], str], allow_empty: bool = False) -> Callable[[object], bool]:
+    def ok(v) -> bool:
+        if allow_empty and v in ("", None):
+            return True
+        try:
+            return isinstance(v, str) and bool(check(v))
+        except UnsafeValue:
+            return False
+    return ok
+
+
 def _is_image_ref(v) -> bool:
     try:
         return isinstance(v, str) and bool(check_image(v))
@@ -108,6 +120,11 @@ SCHEMA: dict[str, dict[str, tuple[bool, Callable[[object], bool], str]]] = {
     "end": {"outcome": (True, lambda v: v in OUTCOMES, "one of " + ", ".join(OUTCOMES)),
             "seconds": (False, _is_seconds, "a number of seconds"), "bottleneck": (False, _is_opt_str, "a string"),
             "error": (False, _is_dict, "an object"), "serving": (False, _is_opt_str, "a string")},
+    # fab deploy --version (docs/versions.md): the tag, and the variable's value before ("" = unset).
+    "version": {"variable": (True, _checks(check_variable), "a variable name"), "tag": (True, _checks(check_tag), "a docker tag"),
+                "previous": (False, _checks(check_tag, allow_empty=True), "a docker tag or empty")},
+    "version_restored": {"variable": (True, _checks(check_variable), "a variable name"),
+                         "tag": (True, _checks(check_tag, allow_empty=True), "a docker tag or empty")},
 }
 SCHEMA["images_after"] = SCHEMA["images_before"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from config import types as t
-from config.validators import check_ref, check_remote, check_service, check_url
+from config.validators import check_ref, check_remote, check_service, check_url, check_variable
 
 STAGE, CONTACT, GLOBAL = "stage", "contact", "global"
 
@@ -82,7 +82,9 @@ GROUPS = (
           Key("SERVICES", t.listing(service, allow_empty=False), Strs, "backend,model_server,proxy",
               "Services the deploy pulls, records, restarts and rolls back."),
           Key("DEPENDENCY_SERVICES", services, Strs, "postgres,redis",
-              "Services the migration step starts first and the deploy never rolls back.")),
+              "Services the migration step starts first and the deploy never rolls back."),
+          Key("IMAGE_TAG_VARIABLE", t.checked(check_variable), Str, "IMAGE_TAG",
+              "`fab deploy --version TAG` writes TAG to this variable in APP_DIR/.env (docs/versions.md).")),
     group("Health, smoke tests, monitoring",
           Key("HEALTH_URL", url, Str, "http://localhost:8000/health",
               "Checked with curl ON THE HOST, so localhost means the server."),

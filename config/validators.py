@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UnsafeValue", "check_ref", "check_service", "check_path", "check_url", "check_image", "check_remote"]
+__all__ = ["UnsafeValue", "check_ref", "check_service", "check_path", "check_url", "check_image", "check_remote",
+           "check_tag", "check_variable"]
 
 
 class UnsafeValue(ValueError):
@@ -31,6 +32,9 @@ _IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"   # :tag
     r"(?:@sha256:[a-f0-9]{64})?$"                # @digest
 )
+# Docker's own tag grammar, and a shell/Compose variable name.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IMAGE_ID = re.compile(r"^(?:sha256:)?[a-f0-9]{12,64}$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?$")
 
@@ -77,4 +81,17 @@ def check_image(value: str, role: str = "image") -> str:
 def check_url(value: str, role: str = "URL") -> str:
     if not value or _CONTROL.search(value) or " " in value or not _URL.match(value):
         raise UnsafeValue(f"{role} {value!r} must be an http:// or https:// URL without spaces or shell metacharacters")
+    return value
+
+
+def check_tag(value: str, role: str = "--version") -> str:
+    if not _TAG.fullmatch(value or ""):
+        raise UnsafeValue(f"{role} {value!r} is not a docker tag (letters, digits, _ . -; at most 128; "
+                          "not starting with . or -)")
+    return value
+
+
+def check_variable(value: str, role: str = "IMAGE_TAG_VARIABLE") -> str:
+    if not _VARIABLE.fullmatch(value or ""):
+        raise UnsafeValue(f"{role} {value!r} is not a Compose variable name (letters, digits, _; not starting with a digit)")
     return value

@@ -22,7 +22,7 @@ from commands.shell import q
 from config import Settings
 from tasks import ui, web
 from tasks.base import Offline, begin, operator_task
-from tasks.deploy import deploy
+from tasks.deploy import check_options, deploy
 from tasks.errors import SETUP, DeployError, ExitCode
 from tasks.executor import Result
 from tasks.plananswers import Answer, Answers
@@ -92,8 +92,9 @@ class Preview:
     stopped: DeployError | None  # how the run ended, if not in success
 
 
-def preview(st: Settings, world: PlanWorld, compose: str) -> Preview:
-    """Run ``fab deploy`` (its body, after what every task does first) in the plan world."""
+def preview(st: Settings, world: PlanWorld, compose: str, version: str | None = None) -> Preview:
+    """Run ``fab deploy`` (its body, after what every task does first) in the plan world;
+    ``version``: ``fab deploy --version``."""
     t0 = time.monotonic()           # as a deploy times its connect (and then records a "connect" step)
     calls: list[Call] = []
     s = Session(st, st.hosts[0], None, executor=PlanExecutor(Answers(PlanHost(st, world, compose)), calls),
@@ -103,7 +104,7 @@ def preview(st: Settings, world: PlanWorld, compose: str) -> Preview:
         try:
             begin(s, t0)
             connect = len(calls)
-            DEPLOY(s)
+            DEPLOY(s, version=version)
         except DeployError as err:
             stopped = err
     ends = [line for line in s.recorder.lines if line.get("event") == "end"]
@@ -129,8 +130,10 @@ def ending(p: Preview) -> str:
     return f"it ends{at}: {p.outcome or 'failed'} (exit {int(p.stopped.code)}): {p.stopped.what}"
 
 
-@operator_task(connects=False, help={"compose": "compose command to show: 'docker compose' (v2) or docker-compose (v1)"})
-def plan(o: Offline, compose=""):
+@operator_task(connects=False, check=check_options, help={
+    "compose": "compose command to show: 'docker compose' (v2) or docker-compose (v1)",
+    "version": "show `fab deploy --version TAG`: the registry check of the tag and the .env write (docs/versions.md)"})
+def plan(o: Offline, compose="", version=None):
     """Offline preview: every command `fab deploy` would run for the stage, in order, without connecting."""
     st = o.settings
     if compose and compose not in (compose_cmd.V1, compose_cmd.V2):
@@ -141,8 +144,8 @@ def plan(o: Offline, compose=""):
     if compose and st.compose_command != "auto":
         st = dataclasses.replace(st, compose_command=compose)
     host = st.hosts[0]
-    main, *others = (preview(st, world, cmd) for world in (PlanWorld(), *(w for _, w in PATHS)))
-    say_header(st, host, compose, main)
+    main, *others = (preview(st, world, cmd, version) for world in (PlanWorld(), *(w for _, w in PATHS)))
+    say_header(st, host, compose, main, version)
     shown = entries(main, host)
     for line in plan_cmd.render(shown):
         ui.say(line)
@@ -153,13 +156,19 @@ def plan(o: Offline, compose=""):
     say_notes([main, *others])
 
 
-def say_header(st: Settings, host: str, compose: str, main: Preview) -> None:
-    ui.say(f"Plan for `fab deploy` on stage {st.stage} ({', '.join(st.hosts)}), app dir {q(st.app_dir)}; nothing is run.")
+def say_header(st: Settings, host: str, compose: str, main: Preview, version: str | None = None) -> None:
+    what = f"fab deploy --version {version}" if version is not None else "fab deploy"
+    ui.say(f"Plan for `{what}` on stage {st.stage} ({', '.join(st.hosts)}), app dir {q(st.app_dir)}; nothing is run.")
     ui.say("It is the deploy itself, run against the plan world (tasks/planworld.py): a healthy host running the previous "
            "release, the checkout one commit behind, one pending migration, the lock free. Shown for "
            f"{host}; {ending(main)}.")
     if st.compose_command == "auto" and not compose:
         ui.say("Compose is detected on the host (COMPOSE_COMMAND=auto); shown as `docker compose`. --compose docker-compose shows v1.")
+    if version is not None:
+        var = st.image_tag_variable
+        ui.say(f"--version {version}: step [version] pulls each image that uses {var} with tag {version} before anything "
+               f"changes (one missing: nothing changed, exit 3); pull and migrate run with {var}={version}; the .env gets "
+               f"{var}={version} right before `up` ([services]). The plan world's .env does not set {var} yet.")
 
 
 def say_notes(previews: list[Preview]) -> None:

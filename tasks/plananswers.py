@@ -3,6 +3,7 @@
 builders instead of keeping its own copy of their text. See tasks/planworld.py for the world."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -11,7 +12,8 @@ from typing import Callable
 
 from commands import alembic, docker, files, git, health, lock, record
 from commands import compose as compose_cmd
-from commands.shell import q
+from commands import versions as versions_cmd
+from commands.shell import cd, q
 from tasks.planworld import COMPOSE_VERSIONS, NEW_COMMIT, OLD_COMMIT, PlanHost
 
 MARK, NUM, HEX = "PLANMARKA", 987654321, "abcdefabcdef"
@@ -19,6 +21,7 @@ URL, STOP_FILE, PATH = "http://planmark.invalid/x", "/tmp/PLANMARKB", "/PLANMARK
 HOLDER, RECORD_LINE = {"m": MARK}, '{"m": 1}'
 MIGRATE_ARGV = ["sh", "-c", alembic.MIGRATE_SCRIPT]
 TOKEN, JSON_LINE = "<token>", "<json line>"      # how the plan shows the per-run values
+REF = "planmark.invalid/planmark:planmark"      # an image reference marker (a valid reference)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,27 @@ class Answers:
              lambda _: Answer(stdout="released\n", what="release the deploy lock (only if it is still this run's)", changes=True,
                               display=lock.release(st.lock_dir, TOKEN))),
             (Shape(record.append(st.releases_file, RECORD_LINE), q(RECORD_LINE)), self.record),
+            *self._version_shapes(),
+        ]
+
+    def _version_shapes(self) -> list[tuple[Shape, Callable[..., Answer]]]:
+        """``fab deploy --version`` (docs/versions.md): the .env's variable, the images that use it,
+        the registry check, the write and the write back."""
+        h, c, st = self.host, self.c, self.host.settings
+        var, app = st.image_tag_variable, st.app_dir
+        with_mark = dataclasses.replace(c, env=(var, MARK))
+        return [
+            (Shape(versions_cmd.read_variable_command(app, var)), lambda: Answer(
+                stdout=f"{h.env_tag}\n" if h.env_tag else "", what=f"{var} in the .env now (that line only): the value to go back to")),
+            (Shape(with_mark.config_images(), MARK), lambda t: Answer(
+                stdout=h.config_images(words(t)[0]), what=f"the images of the compose file with {var}={words(t)[0]}: those that use it")),
+            (Shape(docker.pull(REF), REF), lambda r: Answer(
+                what=f"is {words(r)[0]} in the registry? pulled through the daemon `up` uses; nothing changed if it is missing")),
+            (Shape(versions_cmd.set_variable_command(app, var, MARK), MARK), lambda t: Answer(
+                stdout=h.set_env_tag(words(t)[0]),
+                what=f"{var}={words(t)[0]} into the .env (a copy, that line replaced, mv): Compose and the operator see it")),
+            (Shape(versions_cmd.unset_variable_command(app, var)), lambda: Answer(
+                stdout=h.set_env_tag(""), what=f"{var} out of the .env again (it was absent before this run)")),
         ]
 
     def answer(self, command: str) -> Answer | None:
@@ -147,7 +171,17 @@ class Answers:
                 return respond(*groups)
         if command.endswith(" ; true"):
             return self.image_inspect(command)
-        return None
+        return self.with_tag(command)
+
+    def with_tag(self, command: str) -> Answer | None:
+        """A compose command of a --version run before the .env write: ``VAR=TAG`` before it (the
+        shell wins over the .env), answered as the same command without."""
+        var, prefix = self.host.settings.image_tag_variable, cd(self.host.settings.app_dir, "")
+        m = re.fullmatch(rf"({re.escape(prefix)}){re.escape(var)}=(\S+) ({re.escape(self.c.command)} .*)", command, re.S)
+        plain = self.answer(m.group(1) + m.group(3)) if m else None
+        if plain is None:
+            return None
+        return dataclasses.replace(plain, what=f"{plain.what} ({var}={words(m.group(2))[0]}: the new tag, the .env unchanged)")
 
     # -- answers that need more than one line -------------------------------------------------------
     def alembic_current(self, runs: bool) -> Answer:

@@ -82,6 +82,7 @@ class PlanHost:
     tags: dict = field(default_factory=dict)           # image reference -> image ID
     versions: dict = field(default_factory=dict)       # image ID -> release name
     generation: int = 0
+    env_tag: str = ""           # IMAGE_TAG_VARIABLE in the app dir's .env: unset (a first --version deploy)
 
     def __post_init__(self):
         self.database = self.world.database
@@ -134,6 +135,10 @@ class PlanHost:
         self.tags[ref] = iid
         return ""
 
+    def set_env_tag(self, tag: str) -> str:
+        self.env_tag = tag
+        return ""
+
     def merge(self) -> str:
         self.head = NEW_COMMIT
         return ""
@@ -174,6 +179,11 @@ class PlanHost:
                 lines.append(json.dumps({"id": iid, "digests": [f"{repo}@sha256:{_hex('digest ' + iid)}"],
                                          "tags": [r for r, i in self.tags.items() if i == iid]}))
         return "\n".join(lines)
+
+    def config_images(self, tag: str) -> str:
+        """``VAR=TAG compose config --images``: the incoming release's image uses the variable."""
+        return "".join((image_ref(svc).rsplit(":", 1)[0] + ":" + tag if svc == self.changed else image_ref(svc)) + "\n"
+                       for svc in self.all_services)
 
     def ps_ids(self, services: list[str]) -> str:
         return "".join(f"{c.id}\n" for svc, c in self.containers.items() if not services or svc in services)

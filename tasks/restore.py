@@ -13,7 +13,7 @@ from typing import Sequence
 
 from commands import docker as docker_cmd
 from commands import policy
-from tasks import bluegreen, messages, slotstate, ui
+from tasks import bluegreen, messages, slotstate, ui, versions
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hoststate import containers, images_of, wait_http, wait_ready
 from tasks.session import Session
@@ -48,7 +48,8 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     states = containers(s, st.services)
     current = images_of(s, states, st.services)
     running = {c.service for c in states if c.status == "running" and c.health in (None, "healthy", "starting")}
-    plan = policy.plan_restore(st.services, target, current, running)
+    by_tag = versions.restore_variable(s, target, current)      # fab deploy --version: the variable first
+    plan = policy.plan_restore(st.services, target, current, running, target_refs=by_tag)
     if slotstate.enabled(s) and target.get(st.backend_service):
         return _restore_slots(s, target, plan, step)
     if plan.nothing_to_do:

@@ -28,6 +28,7 @@ class RunState:
     slot: str = ""                     # STRATEGY=blue-green: the backend slot this run left serving
     services_touched: bool = False     # a command that changes what serves has run
     changed_at: float | None = None    # monotonic time of the first such command (the change window's start)
+    tag_change: tuple[str, str] | None = None   # --version: (variable, its value before this run; "" = unset)
     failed_step: str = ""              # the step of the flow that failed
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change

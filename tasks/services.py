@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from commands import health as health_cmd
-from tasks import bluegreen, slotstate, ui
+from tasks import bluegreen, slotstate, ui, versions
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
@@ -84,6 +84,7 @@ def switch(s: Session) -> dict:
     probe = DowntimeProbe(s, st.smoke_urls[0])
     try:
         probe.start()
+        versions.write_before_up(s)
         if slotstate.enabled(s):
             states, check = _switch_slots(s)
         else:

@@ -16,6 +16,7 @@ class RunOptions:
     to: str = ""                                # rollback target
     json_out: bool = False                      # print the release record as JSON at the end
     lock_wait: float | None = None              # seconds to wait for another run's lock (None: LOCK_WAIT)
+    version: str = ""                           # fab deploy --version: the image tag deployed
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from invoke import Exit, MockContext
 
 from commands import alembic, git, health, lock
 from commands import compose as compose_cmd
+from commands import versions as versions_cmd
 from config import load_settings
 from tasks import deploy as deploy_mod
 from tasks.conftest import hermetic_config
@@ -163,5 +164,54 @@ def test_preview_runs_the_deploy_tasks_own_body_with_its_defaults():
 
     from tasks.plan import DEPLOY
     assert DEPLOY is inspect.unwrap(deploy_mod.deploy.body)
-    assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel"]
+    assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel", "version"]
     assert dataclasses.is_dataclass(PlanWorld())
+
+
+def test_deploy_version_must_be_a_docker_tag():
+    assert deploy_mod.check_options(version=None) == []
+    assert deploy_mod.check_options(version="v2") == []
+    assert deploy_mod.check_options(version="")
+    assert deploy_mod.check_options(version="$(reboot)")
+    assert [x.name for x in deploy_mod.steps_for("v2")][:2] == ["version", "checklist"]
+    assert deploy_mod.steps_for(None) == deploy_mod.DEPLOY_STEPS
+
+
+def section(out: str, step: str) -> list[str]:
+    """The commands of one step of the plan's main path."""
+    lines = main_part(out).split(f"\n[{step}]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [x.strip() for x in lines if not x.strip().startswith("#")]
+
+
+def test_plan_version_shows_the_tag_check_first_and_the_env_write_right_before_up(capsys):
+    """Issue 10: `fab plan --version v2` is the --version deploy: the registry check as the first
+    step, pull and migrate with IMAGE_TAG=v2, the .env written right before `up`."""
+    out = run_plan(capsys, version="v2")
+    assert "Plan for `fab deploy --version v2`" in out and "it ends: success" in out
+    assert re.findall(r"^\[([a-z -]+)\]$", main_part(out), re.M) == [
+        "connect", "start", "version", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
+    version = section(out, "version")
+    assert versions_cmd.read_variable_command("/app/ai-doc-qa", "IMAGE_TAG") in version
+    assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).config_images() in version
+    assert "docker pull --quiet registry.example.com/ai-doc-qa/backend:v2" in version
+    assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).pull(["backend", "model_server", "proxy"]) in section(out, "pull")
+    services = section(out, "services")
+    write = services.index(versions_cmd.set_variable_command("/app/ai-doc-qa", "IMAGE_TAG", "v2"))
+    assert write < services.index(V2.up())            # the .env changes when the services switch, not before
+    assert "# IMAGE_TAG=v2 into the .env" in out
+    failing = out.split("auto-rollback when AUTO_ROLLBACK=true")[1]
+    assert versions_cmd.unset_variable_command("/app/ai-doc-qa", "IMAGE_TAG") in failing     # set back: it was unset
+
+
+@pytest.mark.parametrize("compose", [compose_cmd.V2, compose_cmd.V1])
+@pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
+def test_the_plan_world_knows_every_command_of_a_version_deploy(world, compose):
+    st = dataclasses.replace(load_settings("production", {}), compose_command=compose)
+    p = preview(st, world, compose, "v2")
+    assert [c.command for c in p.calls if c.answer is None] == []
+
+
+def test_plan_version_that_is_not_a_tag_is_a_usage_error(capsys):
+    with pytest.raises(Exit) as exc:
+        run_plan(capsys, version="v2;reboot")
+    assert exc.value.code == 2 and "is not a docker tag" in capsys.readouterr().err
