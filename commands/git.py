@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from commands.shell import check_path, check_ref, check_remote, q
+from commands.shell import UnsafeValue, check_path, check_ref, check_remote, q
 
 
 def _git(app_dir: str, args: str) -> str:
@@ -121,6 +121,18 @@ def show_files(app_dir: str, ref: str, paths: list[str]) -> str:
     names = " ".join(q(p) for p in paths)
     return (f"for f in {names}; do echo {q(SOURCE_MARKER)}\"$f\"; "
             + _git(app_dir, f"show {q(ref + ':')}\"$f\" 2>/dev/null") + f" || echo {q(NO_SOURCE_MARKER)}\"$f\"; echo; done")
+
+
+def quotable_paths(paths: list[str]) -> list[str]:
+    """The paths :func:`show_files` accepts (no quotes, ``$``, backslashes...): a revision file with
+    such a name in the repo is left unread, so the checklist asks a person to review it."""
+    out = []
+    for p in paths:
+        try:
+            out.append(check_path(p, "path", absolute=False))
+        except UnsafeValue:
+            pass
+    return out
 
 
 def parse_show_files(stdout: str, paths: list[str]) -> dict[str, str]:

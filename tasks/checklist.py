@@ -62,8 +62,8 @@ def check_breaking(s: Session, remote: str, todo) -> Item:
     release about to be pulled), read in one command; nothing is read when nothing is pending."""
     st = s.settings
     sources = {}
-    if todo:
-        paths = [m.path for m in todo]
+    paths = git_cmd.quotable_paths([m.path for m in todo])
+    if paths:
         sources = git_cmd.parse_show_files(s.run(git_cmd.show_files(st.app_dir, remote, paths)).stdout, paths)
     reports = safety.analyse_pending(todo, sources, st.reviewed_migrations)
     return items_cmd.migrations_breaking(reports, st.strategy, st.reviewed_migrations, st.stage)
