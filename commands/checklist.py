@@ -8,7 +8,9 @@ from typing import Mapping, Sequence
 
 from commands import alembic as alembic_cmd
 from commands import envdiff
+from commands import migration_safety as safety
 from commands.git import Migration
+from commands.migration_findings import MigrationReport
 
 MIGRATIONS = "Database migrations reviewed"
 ENV = "New environment variables documented"
@@ -22,6 +24,9 @@ class Item:
     ok: bool
     detail: str
     skipped: bool = False
+    blocks: bool = False        # blocks whatever CHECKLIST_BLOCKING says (migrations_breaking under blue-green)
+    notes: tuple[str, ...] = ()  # one line per finding (file:line, operation, why), shown below the table
+    fix: str = ""               # the next step when this item blocks ("" = the generic one)
 
 
 def migrations_pending(graph: Sequence[Migration], current: list[str] | None, why: str, remote: str) -> Item:
@@ -46,6 +51,31 @@ def migrations_untested(graph: Sequence[Migration], todo: Sequence[Migration], s
     if untested:
         return Item(name, runbook, False, f"UNTESTED: {', '.join(untested)} not applied on {stage} (at {', '.join(staged)}); deploy there first")
     return Item(name, runbook, True, f"all pending revisions are applied on {stage} (at {', '.join(staged)})")
+
+
+def migrations_breaking(reports: Sequence[MigrationReport], strategy: str, reviewed: Sequence[str] = (),
+                        stage: str = "") -> Item:
+    """Pending revisions whose operations break the code still serving: a warning under
+    ``recreate``, a block under ``blue-green`` (both releases serve), unless marked reviewed."""
+    v = safety.verdict(reports, strategy)
+    return Item("migrations_breaking", MIGRATIONS, v.ok, v.detail, blocks=v.blocks, notes=tuple(safety.explain(reports)),
+                fix=review_fix([r.revision for r in reports if r.breaking], reviewed, stage))
+
+
+def review_fix(revisions: Sequence[str], reviewed: Sequence[str], stage: str) -> str:
+    """How to let a deploy run breaking revisions once a person has reviewed them."""
+    if not revisions:
+        return ""
+    listed = ",".join(dict.fromkeys([*reviewed, *revisions]))
+    return (f"review {', '.join(revisions)} (the lines above say what breaks the code still serving), then mark each "
+            f"reviewed: the comment '# {safety.REVIEW_MARK} <who/why>' in its revision file (committed and pushed), "
+            f"or REVIEWED_MIGRATIONS={listed} in config/{stage}.env; then run: fab deploy --stage {stage}")
+
+
+def migrations_breaking_unknown(why: str) -> Item:
+    """The database revision is unknown, so which revisions will run is too: warn, never block
+    (migrations_pending says the same; a backend that does not run has no old code to break)."""
+    return Item("migrations_breaking", MIGRATIONS, False, f"cannot tell which revisions are pending ({why})")
 
 
 def env_keys_differ(names: Sequence[str], parsed: Mapping[str, dict | None]) -> Item:
@@ -105,7 +135,7 @@ def results(items: Sequence[Item], blocking: Sequence[str]) -> tuple[list[list[s
     for it in items:
         if it.ok:
             result = "skip" if it.skipped else "ok"
-        elif it.name in blocking:
+        elif it.blocks or it.name in blocking:
             result = "BLOCK"
             blockers.append(it)
         else:

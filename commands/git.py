@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from commands.shell import check_path, check_ref, check_remote, q
+from commands.shell import UnsafeValue, check_path, check_ref, check_remote, q
 
 
 def _git(app_dir: str, args: str) -> str:
@@ -106,3 +106,57 @@ def parse_migration_headers(stdout: str) -> list[Migration]:
         if rev:
             out.append(Migration(rev[0], keys.get("down_revision") or (), path))
     return out
+
+
+SOURCE_MARKER = "@@ai-doc-qa-source@@"
+NO_SOURCE_MARKER = "@@ai-doc-qa-no-source@@"
+
+
+def show_files(app_dir: str, ref: str, paths: list[str]) -> str:
+    """Several files at ``ref`` in one round trip (the pending migrations' source), each after a
+    marker line naming it; a path missing at ``ref`` is named after NO_SOURCE_MARKER instead. The
+    ``echo`` after each file ends a last line that has no newline, so the next marker starts a line."""
+    for p in paths:
+        check_path(p, "path", absolute=False)
+    names = " ".join(q(p) for p in paths)
+    return (f"for f in {names}; do echo {q(SOURCE_MARKER)}\"$f\"; "
+            + _git(app_dir, f"show {q(ref + ':')}\"$f\" 2>/dev/null") + f" || echo {q(NO_SOURCE_MARKER)}\"$f\"; echo; done")
+
+
+def quotable_paths(paths: list[str]) -> list[str]:
+    """The paths :func:`show_files` accepts (no quotes, ``$``, backslashes...): a revision file with
+    such a name in the repo is left unread, so the checklist asks a person to review it."""
+    out = []
+    for p in paths:
+        try:
+            out.append(check_path(p, "path", absolute=False))
+        except UnsafeValue:
+            pass
+    return out
+
+
+def parse_show_files(stdout: str, paths: list[str]) -> dict[str, str]:
+    """{path: text} of what :func:`show_files` printed for ``paths`` (missing ones are left out).
+
+    A marker line counts only when it names the next path asked for, in order: a file whose text
+    happens to hold a marker line cannot pass another file's text off as its own."""
+    expected = list(paths)
+    chunks: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if expected and line == SOURCE_MARKER + expected[0]:
+            current = expected.pop(0)
+            chunks[current] = []
+        elif current is not None and line == NO_SOURCE_MARKER + current and not chunks[current]:
+            del chunks[current]
+            current = None
+        elif current is not None:
+            chunks[current].append(line)
+    return {p: _without_echo(lines) for p, lines in chunks.items()}
+
+
+def _without_echo(lines: list[str]) -> str:
+    """A file's text without the empty line the builder's ``echo`` added after it."""
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    return "".join(line + "\n" for line in lines)

@@ -130,6 +130,11 @@ GROUPS = (
               "slots (BACKEND_SERVICE and BLUE_GREEN_SLOT, each with its own health URL) behind a proxy that\n"
               "retries the other one; a deploy starts the idle slot, waits until it is healthy, then stops the\n"
               "old one (docs/blue-green.md says what the compose file and the proxy need)."),
+          Key("REVIEWED_MIGRATIONS", t.listing(t.revision_id), Strs, "",
+              "Alembic revision ids whose operations break the code still serving (dropping or renaming a\n"
+              "column or table, changing a type, a NOT NULL column without a server default) and that a person\n"
+              "has reviewed: the migrations_breaking checklist item no longer blocks them under blue-green.\n"
+              "A comment `# deploy: reviewed-breaking-change <who/why>` in the revision file does the same."),
           Key("BLUE_GREEN_SLOT", service, Str, "backend_green",
               "Under STRATEGY=blue-green: the compose service of the second backend slot."),
           Key("BLUE_GREEN_HEALTH_URL", url, Str, "http://localhost:8002/health",

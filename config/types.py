@@ -167,7 +167,7 @@ def contact(v: str) -> tuple[str, str, str]:
 
 CHECKLIST_ITEMS = (
     "migrations_pending", "migrations_untested", "env_keys_differ", "env_undocumented",
-    "env_missing_for_release", "rollback_target", "monitoring", "oncall_notified",
+    "env_missing_for_release", "rollback_target", "monitoring", "oncall_notified", "migrations_breaking",
 )
 
 
@@ -177,6 +177,13 @@ def checklist_items(v: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown checklist item(s) {', '.join(bad)}; known: {', '.join(CHECKLIST_ITEMS)}")
     return items
+
+
+def revision_id(v: str) -> str:
+    """An alembic revision id as ``alembic current`` prints it (letters, digits, ``_``)."""
+    if not re.fullmatch(r"[0-9A-Za-z_]{1,64}", v):
+        raise ValueError(f"not an alembic revision id: {v!r} (letters, digits and _ only)")
+    return v
 
 
 def batch_size(v: str) -> str:

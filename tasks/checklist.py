@@ -1,7 +1,9 @@
 """Pre-Deployment Checklist, automated. Each runbook line becomes checks with evidence:
 
 - Database migrations reviewed and tested -> migrations_pending (listed for review, current vs
-  head) and, for production, migrations_untested (pending revisions the staging host has not applied)
+  head), migrations_breaking (pending revisions whose operations break the code still serving:
+  a warning under STRATEGY=recreate, a block under blue-green unless marked reviewed) and, for
+  production, migrations_untested (pending revisions the staging host has not applied)
 - New environment variables documented -> env_keys_differ, env_undocumented, env_missing_for_release
 - Rollback plan documented -> rollback_target (the images now running, recordable and healthy)
 - Monitoring dashboards ready -> monitoring (HTTP GET of MONITORING_URL)
@@ -15,6 +17,7 @@ from commands import alembic as alembic_cmd
 from commands import checklist as items_cmd
 from commands import envdiff
 from commands import git as git_cmd
+from commands import migration_safety as safety
 from commands.checklist import Item
 from config import ConfigError, load_settings
 from tasks import slotstate, ui
@@ -45,12 +48,25 @@ def check_migrations(s: Session, remote: str) -> list[Item]:
     current, why = current_db_revision(s)
     items = [items_cmd.migrations_pending(graph, current, why, remote)]
     if current is None:
-        return items
+        return [*items, items_cmd.migrations_breaking_unknown(why)]
     todo = alembic_cmd.pending(graph, current)
     s.state.pending_migrations = [m.revision for m in todo]
+    items.append(check_breaking(s, remote, todo))
     if st.tested_on_stage:
         items.append(check_tested_on(s, graph, todo))
     return items
+
+
+def check_breaking(s: Session, remote: str, todo) -> Item:
+    """Pending revisions that break the code still serving, from their source at ``remote`` (the
+    release about to be pulled), read in one command; nothing is read when nothing is pending."""
+    st = s.settings
+    sources = {}
+    paths = git_cmd.quotable_paths([m.path for m in todo])
+    if paths:
+        sources = git_cmd.parse_show_files(s.run(git_cmd.show_files(st.app_dir, remote, paths)).stdout, paths)
+    reports = safety.analyse_pending(todo, sources, st.reviewed_migrations)
+    return items_cmd.migrations_breaking(reports, st.strategy, st.reviewed_migrations, st.stage)
 
 
 def check_tested_on(s: Session, graph, todo) -> Item:
@@ -140,13 +156,26 @@ def checked(s: Session, message: str) -> list[Item]:
     items = run_checklist(s, message)
     rows, blockers = items_cmd.results(items, s.settings.checklist_blocking)
     ui.table(rows, ["runbook item", "check", "result", "detail"])
-    s.recorder.write("checklist", items=[{"check": i.name, "ok": i.ok, "detail": i.detail} for i in items])
+    for line in (n for i in items if not i.ok and i not in blockers for n in i.notes):
+        ui.warn(line)
+    s.recorder.write("checklist", items=[{"check": i.name, "ok": i.ok, "detail": i.detail, **({"notes": list(i.notes)} if i.notes else {})}
+                                         for i in items])
     if blockers:
         raise DeployError(
             f"{len(blockers)} blocking checklist item(s) failed: " + "; ".join(f"{b.name}: {b.detail}" for b in blockers),
             step="checklist", code=ExitCode.CHECKLIST, state="nothing was changed (the checklist runs before any change)",
-            next_step="fix the items above (CHECKLIST_BLOCKING in the stage config says which items block), then re-run fab deploy")
+            details=[n for b in blockers for n in b.notes], next_step=blocked_next_step(blockers))
     return items
+
+
+def blocked_next_step(blockers: list[Item]) -> str:
+    """What to do about the blocking items: each item's own fix (how to mark a breaking migration
+    reviewed), else the generic one."""
+    generic = "fix the items above (CHECKLIST_BLOCKING in the stage config says which items block), then re-run fab deploy"
+    fixes = [b.fix for b in blockers if b.fix]
+    if not fixes:
+        return generic
+    return "; ".join(fixes) + ("" if len(fixes) == len(blockers) else f". Other blocking items: {generic}")
 
 
 def checklist_step(s: Session, opts: RunOptions) -> None:

@@ -130,6 +130,8 @@ class Answers:
             (Shape(health.probe_stop(STOP_FILE), STOP_FILE), lambda _: Answer(what="stop the downtime probe")),
             (Shape(files.read_file(PATH), PATH), lambda p: self.read_file(words(p)[0])),
             (Shape(files.read_files([PATH]), PATH), lambda g: self.read_files(words(g))),
+            (Shape(git.show_files(st.app_dir, git.remote_ref(st.git_remote, st.git_branch), [PATH.lstrip("/")]),
+                   PATH.lstrip("/")), lambda g: self.show_files(words(g))),
             (Shape(lock.acquire(st.lock_dir, HOLDER), q(json.dumps(HOLDER, sort_keys=True))), self.acquire),
             (Shape(lock.heartbeat(st.lock_dir, MARK), MARK),
              lambda _: Answer(what="prove the deploy lock is still this run's (touches its heartbeat)", changes=True,
@@ -210,6 +212,13 @@ class Answers:
             text = self.host.file(p)
             out.append(f"{files.FILE_MARKER}{p}\n" + (f"{files.MISSING_MARKER}{p}\n" if text is None else text) + "\n")
         return Answer(stdout="".join(out), what="the env files, read once: their secret values are hidden from every output")
+
+    def show_files(self, paths: list[str]) -> Answer:
+        out = []
+        for p in paths:
+            text = self.host.migration_source(p)
+            out.append(f"{git.SOURCE_MARKER}{p}\n" + (f"{git.NO_SOURCE_MARKER}{p}\n" if text is None else text) + "\n")
+        return Answer(stdout="".join(out), what="the pending revisions' source at the incoming ref: what breaks the code still serving")
 
     def image_inspect(self, command: str) -> Answer | None:
         piece = Shape(docker.image_inspect([HEX]).removesuffix(" ; true"), HEX)

@@ -200,6 +200,16 @@ class PlanHost:
         return "".join(f"{remote}:{path}/{name}:revision = '{rev}'\n{remote}:{path}/{name}:down_revision = "
                        + (f"'{down}'" if down else "None") + "\n" for rev, down, name, _ in MIGRATIONS)
 
+    def migration_source(self, path: str) -> str | None:
+        """The incoming release's revision file: each adds what its message says, safely (nullable)."""
+        for rev, down, name, message in MIGRATIONS:
+            if path == f"{self.settings.migrations_path}/{name}":
+                body = ("op.create_table('documents', sa.Column('id', sa.Integer, primary_key=True))" if down is None
+                        else "op.add_column('documents', sa.Column('summary', sa.Text, nullable=True))")
+                return (f'"""{message}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\nrevision = {rev!r}\n'
+                        f"down_revision = {down!r}\n\n\ndef upgrade():\n    {body}\n")
+        return None
+
     def file(self, path: str) -> str | None:
         st = self.settings
         app = st.app_dir.rstrip("/")
