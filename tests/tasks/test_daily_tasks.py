@@ -16,7 +16,7 @@ from tasks.maintenance import NEVER_STALE
 from tasks.session import operator
 from tasks.stream import LineSink
 from tests.tasks.scripted import COMPOSE_V2, flat, run_task
-from tests.tasks.test_lock_tasks import HOLDER, held
+from tests.tasks.test_lock_tasks import HOLDER, STATUS, held
 
 
 def run_fab(mocker, capsys, argv, answer):
@@ -154,3 +154,32 @@ def test_verbose_echoes_every_remote_command(mocker, capsys):
     code, out, err, seen = run_fab(mocker, capsys, ["-v", "lock", "--stage", "production"], ("", 0))
     assert code == 0
     assert "$ ( [ -d /app/ai-doc-qa/.deploy/lock ]" in out and "deploy lock: free" in out
+
+
+def test_a_secret_in_the_maintenance_message_is_not_written_to_the_host(mocker, capsys):
+    """Seen on staging: `fab lock --acquire -m "... staging-secret-key"` stored the secret as is in
+    the lock's holder.json (mode 0644 on the host), from where a takeover record copies it."""
+    secret = "sentinel-maint-5e6f7a8b9c"
+    mocker.patch("tasks.base.learn_secrets", lambda s: s.redactor.add_env({"SECRET_KEY": secret}))
+    code, out, err, remote = run_task(mocker, capsys, lock, [(r"echo acquired", "acquired\n")], acquire=True,
+                                      message=f"rotating {secret}")
+    assert code == 0, err
+    [take] = [c for c in remote.commands if "echo acquired" in c]
+    assert secret not in take and "rotating [REDACTED]" in take
+
+
+def test_lock_acquire_and_release_with_json_print_the_lock_state_as_json(mocker, capsys):
+    """Seen on staging: `fab lock --acquire -m M --json` printed nothing on stdout (its progress
+    went to stderr, as --json asks), so a script parsing stdout failed."""
+    code, out, err, remote = run_task(mocker, capsys, lock, [(r"echo acquired", "acquired\n"), held(0, MAINTENANCE)],
+                                      acquire=True, message="disk swap", json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["held"] and d["maintenance"] and "token" not in d["holder"]
+    assert "maintenance lock taken" in err
+    mine = {**MAINTENANCE, "who": operator()}
+    answers = iter([held(5, mine)[1], "free\n"])          # read before the release, then after it
+    code, out, err, remote = run_task(mocker, capsys, lock, [RELEASE, (STATUS, lambda c: next(answers))],
+                                      release=True, json=True)
+    assert code == 0, err
+    assert json.loads(out)["held"] is False
