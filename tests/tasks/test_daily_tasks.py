@@ -10,7 +10,8 @@ from invoke import Result
 import fabfile
 from commands.secrets import Redactor
 from tasks import base, program, ui
-from tasks.daily import Deduplicated, check_exec_options, stamp
+from tasks.daily import Deduplicated, check_exec_options, exec_task, logs, restart, stamp
+from tasks.errors import ExitCode
 from tasks.locktasks import check_lock_options, lock
 from tasks.maintenance import NEVER_STALE
 from tasks.session import operator
@@ -183,3 +184,54 @@ def test_lock_acquire_and_release_with_json_print_the_lock_state_as_json(mocker,
                                       release=True, json=True)
     assert code == 0, err
     assert json.loads(out)["held"] is False
+
+
+def blue_green_host(monkeypatch):
+    """STRATEGY=blue-green after a deploy: backend_green serves, the old slot `backend` is stopped."""
+    from tests.tasks.scripted import Containers, container
+    monkeypatch.setenv("DEPLOY_STRATEGY", "blue-green")
+    blue = container("docker-inspect-backend-healthy.json", "backend", Status="exited", Running=False)
+    green = container("docker-inspect-backend-healthy.json", "backend", image="sha256:" + "9" * 64)
+    green["Id"] = "b" * 64
+    green["Config"]["Labels"]["com.docker.compose.service"] = "backend_green"
+    return Containers(blue, green)
+
+
+def test_restart_backend_under_blue_green_restarts_the_serving_slot_not_the_stopped_one(mocker, capsys, monkeypatch):
+    """Seen on staging: after a blue-green deploy (v2 in backend_green), `fab restart backend`
+    started the stopped old slot on v1, and the proxy answered v1 and v2 in turn."""
+    from tests.tasks.scripted import LOCK
+    host = blue_green_host(monkeypatch)
+    code, out, err, remote = run_task(mocker, capsys, restart, [*LOCK, *host.script()], service="backend")
+    assert code == 0, err
+    [restarted] = [c for c in remote.commands if " restart " in c]
+    assert restarted.endswith("restart -- backend_green")
+    assert "backend is served by slot backend_green (STRATEGY=blue-green)" in out
+    assert "backend_green: running, healthy" in out
+
+
+def test_exec_and_logs_of_backend_under_blue_green_reach_the_serving_slot(mocker, capsys, monkeypatch):
+    host = blue_green_host(monkeypatch)
+    mocker.patch("tasks.base.learn_secrets")
+    streamed = []
+
+    def fake_stream(s, command, timeout=0, emit=None):
+        streamed.append(command)
+        return 0
+    mocker.patch("tasks.daily.stream", fake_stream)
+    program.REMAINDER = "alembic current"
+    code, out, err, remote = run_task(mocker, capsys, exec_task, host.script(), service="backend")
+    assert code == 0, err
+    assert streamed[-1].endswith("exec -T backend_green sh -c 'alembic current'")
+    code, out, err, remote = run_task(mocker, capsys, logs, host.script(), service="backend,proxy")
+    assert code == 0, err
+    assert streamed[-1].endswith("--tail=100 -- proxy backend backend_green")
+
+
+def test_a_failed_restart_names_a_logs_command_that_runs(mocker, capsys):
+    """The block said `fab -H HOST logs backend`, which fab refuses (logs takes --service)."""
+    from tests.tasks.scripted import LOCK, Containers, container
+    host = Containers(container("docker-inspect-backend-healthy.json", "backend", Status="exited", Running=False))
+    code, out, err, remote = run_task(mocker, capsys, restart, [*LOCK, *host.script()], service="backend")
+    assert code == ExitCode.UNHEALTHY
+    assert "Next: fab -H deploy@ai-doc-qa.example.com logs --service backend, then" in flat(err)
