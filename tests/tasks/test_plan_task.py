@@ -165,3 +165,17 @@ def test_preview_runs_the_deploy_tasks_own_body_with_its_defaults():
     assert DEPLOY is inspect.unwrap(deploy_mod.deploy.body)
     assert list(inspect.signature(DEPLOY).parameters) == ["s", "json", "lock_wait", "message", "show", "parallel"]
     assert dataclasses.is_dataclass(PlanWorld())
+
+
+@pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
+def test_plan_under_blue_green_shows_the_slot_switch_and_knows_every_command(world):
+    """Seen: `DEPLOY_STRATEGY=blue-green fab plan` died with a traceback (exit 1: KeyError on the
+    second slot's image), and `compose stop` of the old slot was a command the world did not know."""
+    st = load_settings("production", {"DEPLOY_STRATEGY": "blue-green"})
+    p = preview(st, world, compose_cmd.V2)
+    assert [c.command for c in p.calls if c.answer is None] == []
+    commands = [c.command for c in p.calls]
+    first_slot = "backend" if not world.running else "backend_green"     # nothing runs: the first idle slot
+    assert V2.up([first_slot], no_deps=True) in commands
+    if world == PlanWorld():
+        assert p.outcome == "success" and V2.stop(["backend"]) in commands
