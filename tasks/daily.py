@@ -157,9 +157,12 @@ def exec_task(s: Session, service=None, interactive=False, timeout=0.0):
     if s.dry:
         ui.say(f"[dry] would run: {command}")
         return
-    code = stream(s, command, timeout or s.settings.command_timeout)
-    if code == 124:
-        ui.warn(f"the command was stopped after {timeout or s.settings.command_timeout:g} s (--timeout)")
+    limit = timeout or s.settings.command_timeout
+    started = time.monotonic()
+    code = stream(s, command, limit)
+    # 124 is also the command's own exit code (`exit 124`): said to be the timeout only once it ran that long
+    if code == 124 and time.monotonic() - started >= limit:
+        ui.warn(f"the command was stopped after {limit:g} s (--timeout)")
     if code != 0:
         raise Exit(code=code)
 

@@ -235,3 +235,14 @@ def test_a_failed_restart_names_a_logs_command_that_runs(mocker, capsys):
     code, out, err, remote = run_task(mocker, capsys, restart, [*LOCK, *host.script()], service="backend")
     assert code == ExitCode.UNHEALTHY
     assert "Next: fab -H deploy@ai-doc-qa.example.com logs --service backend, then" in flat(err)
+
+
+def test_exec_of_a_command_that_exits_124_by_itself_is_not_called_a_timeout(mocker, capsys):
+    """Seen on staging: `fab exec backend -- 'exit 124'` warned "the command was stopped after
+    60 s (--timeout)" at once (coreutils timeout also exits 124)."""
+    mocker.patch("tasks.base.learn_secrets")
+    mocker.patch("tasks.daily.stream", return_value=124)
+    program.REMAINDER = "exit 124"
+    code, out, err, remote = run_task(mocker, capsys, exec_task, [], service="backend")
+    assert code == 124
+    assert "--timeout" not in out + err
