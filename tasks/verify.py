@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from commands import health as health_cmd
-from tasks import messages, ui, web
+from tasks import messages, slotstate, ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
 from tasks.hoststate import http_check
@@ -51,7 +51,10 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     st = s.settings
     pattern = re.compile(st.log_error_pattern)
     findings = []
+    backend = slotstate.exec_service(s) if slotstate.enabled(s) else st.backend_service
     for svc in st.services:
+        # blue/green: the serving slot's logs; `logs backend` read the old slot the switch had stopped
+        svc = backend if svc == st.backend_service else svc
         r = s.run(s.compose.logs(svc, st.log_tail), check=False)
         # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
         for line in ui.lines(r.stdout + "\n" + r.stderr, s.redactor):

@@ -179,3 +179,11 @@ def test_plan_under_blue_green_shows_the_slot_switch_and_knows_every_command(wor
     assert V2.up([first_slot], no_deps=True) in commands
     if world == PlanWorld():
         assert p.outcome == "success" and V2.stop(["backend"]) in commands
+
+
+def test_verify_under_blue_green_scans_the_logs_of_the_serving_slot():
+    """Seen in the blue-green plan: verify read `logs backend`, the old slot the switch had just
+    stopped, so the new slot's errors were never looked at."""
+    st = load_settings("production", {"DEPLOY_STRATEGY": "blue-green"})
+    commands = [c.command for c in preview(st, PlanWorld(), compose_cmd.V2).calls]
+    assert V2.logs("backend_green", st.log_tail) in commands and V2.logs("backend", st.log_tail) not in commands
