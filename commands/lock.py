@@ -254,4 +254,10 @@ def describe(state: LockState) -> str:
     beat = f"{age} s ago" if age >= 0 else "never"
     return (f"held by {h.get('who', '?')} from {h.get('from', '?')} (pid {h.get('pid', '?')}), "
             f"stage {h.get('stage', '?')}, {h.get('task', '?')} started {h.get('started', '?')}, "
-            f"last heartbeat {beat}" + (f"; message: {h['message']}" if h.get("message") else ""))
+            f"last heartbeat {beat}" + (f"; message: {one_line(h['message'])}" if h.get("message") else ""))
+
+
+def one_line(text: str) -> str:
+    """A holder's message on one line: a newline in it printed lines of its own under `fab lock`,
+    which could pass for the tool's (a forged "STALE: take it over with ...")."""
+    return " ".join(str(text).split())

@@ -65,7 +65,7 @@ def log_field() -> list[tuple[str, str]]:
     """The error block's last line: the run's full log (everything printed, and the SSH library's
     own messages), on the operator's machine."""
     log = runlog.CURRENT
-    if log is None or isinstance(log.handler, runlog.logging.NullHandler):
+    if log is None or not log.usable:
         return []
     return [("Log", f"{log.path}" + (" (with the SSH library's own messages)" if log.has_warnings else ""))]
 

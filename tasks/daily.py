@@ -8,8 +8,9 @@ import time
 
 from invoke import Exit
 
+from commands import slots as slots_cmd
 from commands.compose import V2, check_since
-from tasks import interrupts, messages, program, ui
+from tasks import interrupts, messages, program, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import SETUP, DeployError, ExitCode
 from tasks.hoststate import wait_ready
@@ -34,6 +35,19 @@ def known_services(s: Session, names: str) -> list[str]:
     return wanted
 
 
+def serving_slot(s: Session, service: str) -> str:
+    """Under STRATEGY=blue-green the backend is two Compose services: ``backend`` stands for the
+    slot that serves. Seen on staging: `fab restart backend` with backend_green serving STARTED the
+    stopped old slot, and the proxy then answered v1 and v2 in turn; `fab exec backend` failed
+    with "service backend is not running"."""
+    if not slotstate.enabled(s) or service != s.settings.backend_service:
+        return service
+    slot = slotstate.exec_service(s)
+    if slot != service:
+        ui.say(f"{service} is served by slot {slot} (STRATEGY=blue-green)")
+    return slot
+
+
 def check_logs_options(since="", **_) -> list[str]:
     try:
         check_since(since) if since else None
@@ -56,6 +70,8 @@ LOGS_HELP = {
 def logs(s: Session, service="", follow=False, since="", lines=100):
     """The services' logs (docker compose logs, with timestamps), redacted; -f follows them until Ctrl-C."""
     services = known_services(s, service)
+    if slotstate.enabled(s):           # the backend's lines are in whichever slot served at the time
+        services = slots_cmd.with_slots(services, slots_cmd.pair(s.settings), s.settings.backend_service)
     if follow:
         return follow_logs(s, services, lines, since)
     command = s.compose.follow_logs(services, lines, since)
@@ -136,14 +152,17 @@ def exec_task(s: Session, service=None, interactive=False, timeout=0.0):
     """Run `-- COMMAND` in a service's running container; output redacted, exit code passed through.
 
     The command runs by `sh -c` through `docker compose exec -T`."""
-    svc = known_services(s, service)[0]
+    svc = serving_slot(s, known_services(s, service)[0])
     command = s.compose.exec_sh(svc, program.REMAINDER.strip())
     if s.dry:
         ui.say(f"[dry] would run: {command}")
         return
-    code = stream(s, command, timeout or s.settings.command_timeout)
-    if code == 124:
-        ui.warn(f"the command was stopped after {timeout or s.settings.command_timeout:g} s (--timeout)")
+    limit = timeout or s.settings.command_timeout
+    started = time.monotonic()
+    code = stream(s, command, limit)
+    # 124 is also the command's own exit code (`exit 124`): said to be the timeout only once it ran that long
+    if code == 124 and time.monotonic() - started >= limit:
+        ui.warn(f"the command was stopped after {limit:g} s (--timeout)")
     if code != 0:
         raise Exit(code=code)
 
@@ -152,12 +171,14 @@ def exec_task(s: Session, service=None, interactive=False, timeout=0.0):
                positional=["service"])
 def restart(s: Session, service=None):
     """Restart one service under the deploy lock, then wait until it is running and healthy."""
-    svc = known_services(s, service)[0]
+    name = known_services(s, service)[0]
     st = s.settings
-    with DeployLock(s, "restart", message=f"restart {svc}"):
+    with DeployLock(s, "restart", message=f"restart {name}"):
+        svc = serving_slot(s, name)         # under the lock: a deploy cannot switch slots meanwhile
         ui.say(f"restarting {svc} ...")
         s.run(s.compose.restart([svc]), mutating=True, timeout=st.up_timeout)
+        # `logs --service`: logs takes no positional service (`fab logs backend` names no task)
         states = wait_ready(s, [svc], st.health_timeout, what=f"{svc} after restart", step="restart",
-                            next_step=f"{messages.fab(s.host, 'logs ' + svc)}, then {messages.diagnose(s.host)}")
+                            next_step=f"{messages.fab(s.host, 'logs --service ' + name)}, then {messages.diagnose(s.host)}")
     for c in states:
         ui.say(f"{svc}: {c.status}" + (f", {c.health}" if c.health else "") + f" (container {c.name})")

@@ -15,7 +15,7 @@ LOCK_HELP = {
     "release": "give back a maintenance lock taken with --acquire by you (another operator's needs --force)",
     "message": "why the lock is taken (shown to whoever is refused)",
     "force": "with --release: release another operator's maintenance lock",
-    "json": "print the lock's state as JSON on stdout",
+    "json": "print the lock's state as JSON on stdout (with --acquire/--release: the state after)",
 }
 
 
@@ -35,11 +35,11 @@ def lock(s: Session, acquire=False, release=False, message="", force=False, json
     """Show the deploy lock; take or give back a maintenance lock (--acquire -m MSG / --release).
 
     Shown: free, or who holds it, since when, and how fresh its heartbeat is."""
-    if acquire:
-        return maintenance.acquire(s, message)
-    if release:
-        return maintenance.release(s, force)
-    state = read_state(s)
+    if acquire or release:
+        maintenance.acquire(s, message) if acquire else maintenance.release(s, force)
+        if not json:
+            return
+    state = read_state(s)     # also after --acquire/--release with --json: stdout is JSON, never empty
     if json:
         ui.emit_json(maintenance.as_dict(state, s.settings.lock_stale_after))
         return

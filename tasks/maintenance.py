@@ -22,7 +22,8 @@ NEVER_STALE = 10 * 365 * 86400      # seconds: the holder's own promise, read by
 def holder(s: Session, message: str) -> dict:
     st = s.settings
     return {"token": secrets.token_hex(8), "who": operator(), "from": os.uname().nodename, "pid": os.getpid(),
-            "stage": st.stage, "task": TASK, "started": record_cmd.utc_now(), "message": message,
+            # redacted: the holder file is readable on the host, and is copied into a takeover record
+            "stage": st.stage, "task": TASK, "started": record_cmd.utc_now(), "message": s.redactor(message),
             "lock_heartbeat": NEVER_STALE, "lock_stale_after": NEVER_STALE}
 
 

@@ -116,6 +116,7 @@ class Answers:
         return [
             (Shape(c.ps_ids([MARK]), MARK), lambda g: Answer(stdout=h.ps_ids(words(g)), what=f"the containers of {', '.join(words(g))}")),
             (Shape(c.up([MARK]), MARK), lambda g: Answer(stdout=h.up(words(g)), what=f"start {', '.join(words(g))}")),
+            (Shape(c.stop([MARK]), MARK), lambda g: Answer(stdout=h.stop(words(g)), what=f"stop {', '.join(words(g))}")),
             (Shape(c.up([MARK], no_deps=True), MARK),
              lambda g: Answer(stdout=h.up(words(g)), what=f"recreate {', '.join(words(g))} alone, on the images now tagged")),
             (Shape(c.logs(MARK, NUM), MARK, NUM),

@@ -54,6 +54,7 @@ class Container:
     ref: str
     image_id: str
     healthy: bool = True
+    running: bool = True               # False once `compose stop`ped (a blue/green slot): still listed by ps -a
 
 
 def _hex(text: str, n: int = 64) -> str:
@@ -108,11 +109,24 @@ class PlanHost:
         self.tags[image_ref(svc)] = iid
         self.versions[iid] = version
 
+    def ref(self, svc: str) -> str:
+        """Under STRATEGY=blue-green the second slot runs the backend's image (Compose's
+        ``image:`` of both slots is the same); `fab plan` died on a KeyError without this."""
+        st = self.settings
+        same = st.strategy == "blue-green" and svc == st.blue_green_slot
+        return image_ref(st.backend_service if same else svc)
+
     def _recreate(self, svc: str) -> None:
         self.generation += 1
-        iid = self.tags[image_ref(svc)]
-        healthy = self.world.healthy_after_up or self.versions[iid] == "v1" or svc != self.changed
-        self.containers[svc] = Container(_hex(f"container {self.settings.stage} {svc} {self.generation}"), svc, image_ref(svc), iid, healthy)
+        ref = self.ref(svc)
+        iid = self.tags[ref]
+        healthy = self.world.healthy_after_up or self.versions[iid] == "v1" or svc not in (self.changed, self.ref_slot)
+        self.containers[svc] = Container(_hex(f"container {self.settings.stage} {svc} {self.generation}"), svc, ref, iid, healthy)
+
+    @property
+    def ref_slot(self) -> str:
+        """The second blue/green slot ("" under recreate): unhealthy like the backend in that variant."""
+        return self.settings.blue_green_slot if self.settings.strategy == "blue-green" else ""
 
     def by_id(self, cid: str) -> Container | None:
         return next((c for c in self.containers.values() if c.id == cid), None)
@@ -127,8 +141,17 @@ class PlanHost:
         """``compose up -d``: create what is missing, recreate what runs another image."""
         for svc in services or self.all_services:
             c = self.containers.get(svc)
-            if c is None or c.image_id != self.tags.get(image_ref(svc)):
+            if c is None or c.image_id != self.tags.get(self.ref(svc)):
                 self._recreate(svc)
+            elif not c.running:
+                c.running = True
+        return ""
+
+    def stop(self, services: list[str]) -> str:
+        """``compose stop``: the blue/green switch stops the slot that served."""
+        for svc in services:
+            if svc in self.containers:
+                self.containers[svc].running = False
         return ""
 
     def tag(self, iid: str, ref: str) -> str:
@@ -153,7 +176,8 @@ class PlanHost:
     # -- what it answers ---------------------------------------------------------------------------
     def serving(self) -> tuple[int, str]:
         """(curl exit code, body + status line) of any URL the backend serves."""
-        c = self.containers.get(self.changed)
+        slots = (self.containers.get(svc) for svc in (self.changed, self.ref_slot) if svc)
+        c = next((x for x in slots if x and x.running), None)
         if c is None:
             return 7, ""
         if not c.healthy:
@@ -164,7 +188,7 @@ class PlanHost:
         found = [c for c in map(self.by_id, ids) if c]
         return json.dumps([{
             "Id": c.id, "Name": f"/ai-doc-qa-{c.service}-1", "Image": c.image_id, "RestartCount": 0,
-            "State": {"Status": "running", "Running": True, "OOMKilled": False, "ExitCode": 0,
+            "State": {"Status": "running" if c.running else "exited", "Running": c.running, "OOMKilled": False, "ExitCode": 0,
                       "Health": {"Status": "healthy" if c.healthy else "unhealthy",
                                  "Log": [{"Output": "ok" if c.healthy else "HTTP 500"}]}},
             "Config": {"Image": c.ref, "Labels": {"com.docker.compose.service": c.service}},

@@ -49,12 +49,30 @@ class _SafeFormatter(logging.Formatter):
         return ui.safe(super().format(record))
 
 
+def _private(path, flags):
+    """The log holds what the run printed and the SSH library's messages: for its owner only, also
+    in a logs directory that someone made readable by others."""
+    return os.open(path, flags, 0o600)
+
+
 class _QuietFileHandler(logging.FileHandler):
     worst = logging.NOTSET               # the highest level written, for the error block
+    failed = False                       # the file could not be created: the run goes on without it
+
+    def _open(self):
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=_private)
 
     def emit(self, record):
+        if self.failed:
+            return
         self.worst = max(self.worst, record.levelno)
-        super().emit(record)
+        try:
+            super().emit(record)
+        except OSError:
+            # FileHandler opens the file (delay=True) outside its own error handling: a logs
+            # directory the user cannot write (made by a run under sudo, read-only, full) must
+            # cost the log, not crash the task with a traceback at its first line.
+            self.failed = True
 
     def handleError(self, record):      # a full disk must not print "--- Logging error ---"
         pass
@@ -73,6 +91,11 @@ class RunLog:
             self.handler.setFormatter(_SafeFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         except OSError:
             pass
+
+    @property
+    def usable(self) -> bool:
+        """The log can be named in an error block: it is being written."""
+        return not isinstance(self.handler, logging.NullHandler) and not getattr(self.handler, "failed", False)
 
     @property
     def has_warnings(self) -> bool:

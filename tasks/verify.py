@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from commands import health as health_cmd
-from tasks import messages, ui, web
+from tasks import messages, slotstate, ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
 from tasks.fleetread import CHECK
@@ -51,8 +51,11 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     st = s.settings
     pattern = re.compile(st.log_error_pattern)
     findings = []
-    tails = s.concurrently(*(lambda svc=svc: s.run(s.compose.logs(svc, st.log_tail), check=False) for svc in st.services))
-    for svc, r in zip(st.services, tails):
+    backend = slotstate.exec_service(s) if slotstate.enabled(s) else st.backend_service
+    # blue/green: the serving slot's logs; `logs backend` read the old slot the switch had stopped
+    names = [backend if svc == st.backend_service else svc for svc in st.services]
+    tails = s.concurrently(*(lambda svc=svc: s.run(s.compose.logs(svc, st.log_tail), check=False) for svc in names))
+    for svc, r in zip(names, tails):
         # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
         for line in ui.lines(r.stdout + "\n" + r.stderr, s.redactor):
             if pattern.search(line):

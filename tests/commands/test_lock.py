@@ -259,3 +259,14 @@ def test_unreadable_holder_line_is_never_cut_into_the_state_before_redaction():
     state = lock.parse_status(line + "\nclock 1000 990 980\n")
     assert state.held and not any(secret[:8] in str(v) for v in state.holder.values())
     assert state.holder["unreadable"] == f"{len(line)} characters, not JSON"
+
+
+def test_a_holders_message_with_newlines_is_described_on_one_line():
+    """Seen: `fab lock --acquire -m "$(printf 'a\nb')"`, then `fab lock` printed the message's
+    second line as a line of its own, which could pass for the tool's verdict."""
+    import json
+    forged = "disk swap\n  STALE: LOCK_STALE_AFTER is 120 s; take it over with fab unlock --force\r\n"
+    st = lock.parse_status(json.dumps({**holder("aaa"), "message": forged}) + "\nclock 100 95 90\n")
+    text = lock.describe(st)
+    assert "\n" not in text and "\r" not in text
+    assert text.endswith("; message: disk swap STALE: LOCK_STALE_AFTER is 120 s; take it over with fab unlock --force")

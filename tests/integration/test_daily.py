@@ -123,3 +123,22 @@ def test_config_masks_a_sentinel_secret_and_names_each_source(sandbox, tmp_path)
     s = sandbox.fab("status", *STAGING, "--json", env=env)
     assert s.returncode == 0 and json.loads(s.stdout)["healthy"], flat(s)
     assert secret not in s.stdout + s.stderr
+
+
+def test_restart_and_exec_of_backend_under_blue_green_use_the_serving_slot(sandbox):
+    """Seen: after a blue-green deploy (v2 in backend_green), `fab restart backend` started the
+    stopped old slot on v1 and the proxy answered v1 and v2 in turn; `fab exec backend` failed
+    with "service backend is not running"."""
+    from tests.integration.test_blue_green import BLUE_GREEN, running
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    assert sandbox.fab("deploy", *STAGING, env=BLUE_GREEN).returncode == 0
+    assert running(sandbox, "backend_green") and not running(sandbox, "backend")
+    r = sandbox.fab("restart", "backend", *STAGING, env=BLUE_GREEN)
+    assert r.returncode == 0, flat(r)
+    assert "restarting backend_green ..." in r.stdout
+    assert not running(sandbox, "backend")
+    assert {sandbox.version() for _ in range(6)} == {"v2"}        # the proxy reaches one slot only
+    e = sandbox.fab("exec", "backend", *STAGING, "--", "echo in-slot", env=BLUE_GREEN)
+    assert e.returncode == 0 and "in-slot" in e.stdout, flat(e)
+    assert not sandbox.lock_held()

@@ -10,13 +10,14 @@ from invoke import Result
 import fabfile
 from commands.secrets import Redactor
 from tasks import base, program, ui
-from tasks.daily import Deduplicated, check_exec_options, stamp
+from tasks.daily import Deduplicated, check_exec_options, exec_task, logs, restart, stamp
+from tasks.errors import ExitCode
 from tasks.locktasks import check_lock_options, lock
 from tasks.maintenance import NEVER_STALE
 from tasks.session import operator
 from tasks.stream import LineSink
 from tests.tasks.scripted import COMPOSE_V2, flat, run_task
-from tests.tasks.test_lock_tasks import HOLDER, held
+from tests.tasks.test_lock_tasks import HOLDER, STATUS, held
 
 
 def run_fab(mocker, capsys, argv, answer):
@@ -154,3 +155,94 @@ def test_verbose_echoes_every_remote_command(mocker, capsys):
     code, out, err, seen = run_fab(mocker, capsys, ["-v", "lock", "--stage", "production"], ("", 0))
     assert code == 0
     assert "$ ( [ -d /app/ai-doc-qa/.deploy/lock ]" in out and "deploy lock: free" in out
+
+
+def test_a_secret_in_the_maintenance_message_is_not_written_to_the_host(mocker, capsys):
+    """Seen on staging: `fab lock --acquire -m "... staging-secret-key"` stored the secret as is in
+    the lock's holder.json (mode 0644 on the host), from where a takeover record copies it."""
+    secret = "sentinel-maint-5e6f7a8b9c"
+    mocker.patch("tasks.base.learn_secrets", lambda s: s.redactor.add_env({"SECRET_KEY": secret}))
+    code, out, err, remote = run_task(mocker, capsys, lock, [(r"echo acquired", "acquired\n")], acquire=True,
+                                      message=f"rotating {secret}")
+    assert code == 0, err
+    [take] = [c for c in remote.commands if "echo acquired" in c]
+    assert secret not in take and "rotating [REDACTED]" in take
+
+
+def test_lock_acquire_and_release_with_json_print_the_lock_state_as_json(mocker, capsys):
+    """Seen on staging: `fab lock --acquire -m M --json` printed nothing on stdout (its progress
+    went to stderr, as --json asks), so a script parsing stdout failed."""
+    code, out, err, remote = run_task(mocker, capsys, lock, [(r"echo acquired", "acquired\n"), held(0, MAINTENANCE)],
+                                      acquire=True, message="disk swap", json=True)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["held"] and d["maintenance"] and "token" not in d["holder"]
+    assert "maintenance lock taken" in err
+    mine = {**MAINTENANCE, "who": operator()}
+    answers = iter([held(5, mine)[1], "free\n"])          # read before the release, then after it
+    code, out, err, remote = run_task(mocker, capsys, lock, [RELEASE, (STATUS, lambda c: next(answers))],
+                                      release=True, json=True)
+    assert code == 0, err
+    assert json.loads(out)["held"] is False
+
+
+def blue_green_host(monkeypatch):
+    """STRATEGY=blue-green after a deploy: backend_green serves, the old slot `backend` is stopped."""
+    from tests.tasks.scripted import Containers, container
+    monkeypatch.setenv("DEPLOY_STRATEGY", "blue-green")
+    blue = container("docker-inspect-backend-healthy.json", "backend", Status="exited", Running=False)
+    green = container("docker-inspect-backend-healthy.json", "backend", image="sha256:" + "9" * 64)
+    green["Id"] = "b" * 64
+    green["Config"]["Labels"]["com.docker.compose.service"] = "backend_green"
+    return Containers(blue, green)
+
+
+def test_restart_backend_under_blue_green_restarts_the_serving_slot_not_the_stopped_one(mocker, capsys, monkeypatch):
+    """Seen on staging: after a blue-green deploy (v2 in backend_green), `fab restart backend`
+    started the stopped old slot on v1, and the proxy answered v1 and v2 in turn."""
+    from tests.tasks.scripted import LOCK
+    host = blue_green_host(monkeypatch)
+    code, out, err, remote = run_task(mocker, capsys, restart, [*LOCK, *host.script()], service="backend")
+    assert code == 0, err
+    [restarted] = [c for c in remote.commands if " restart " in c]
+    assert restarted.endswith("restart -- backend_green")
+    assert "backend is served by slot backend_green (STRATEGY=blue-green)" in out
+    assert "backend_green: running, healthy" in out
+
+
+def test_exec_and_logs_of_backend_under_blue_green_reach_the_serving_slot(mocker, capsys, monkeypatch):
+    host = blue_green_host(monkeypatch)
+    mocker.patch("tasks.base.learn_secrets")
+    streamed = []
+
+    def fake_stream(s, command, timeout=0, emit=None):
+        streamed.append(command)
+        return 0
+    mocker.patch("tasks.daily.stream", fake_stream)
+    program.REMAINDER = "alembic current"
+    code, out, err, remote = run_task(mocker, capsys, exec_task, host.script(), service="backend")
+    assert code == 0, err
+    assert streamed[-1].endswith("exec -T backend_green sh -c 'alembic current'")
+    code, out, err, remote = run_task(mocker, capsys, logs, host.script(), service="backend,proxy")
+    assert code == 0, err
+    assert streamed[-1].endswith("--tail=100 -- proxy backend backend_green")
+
+
+def test_a_failed_restart_names_a_logs_command_that_runs(mocker, capsys):
+    """The block said `fab -H HOST logs backend`, which fab refuses (logs takes --service)."""
+    from tests.tasks.scripted import LOCK, Containers, container
+    host = Containers(container("docker-inspect-backend-healthy.json", "backend", Status="exited", Running=False))
+    code, out, err, remote = run_task(mocker, capsys, restart, [*LOCK, *host.script()], service="backend")
+    assert code == ExitCode.UNHEALTHY
+    assert "Next: fab -H deploy@ai-doc-qa.example.com logs --service backend, then" in flat(err)
+
+
+def test_exec_of_a_command_that_exits_124_by_itself_is_not_called_a_timeout(mocker, capsys):
+    """Seen on staging: `fab exec backend -- 'exit 124'` warned "the command was stopped after
+    60 s (--timeout)" at once (coreutils timeout also exits 124)."""
+    mocker.patch("tasks.base.learn_secrets")
+    mocker.patch("tasks.daily.stream", return_value=124)
+    program.REMAINDER = "exit 124"
+    code, out, err, remote = run_task(mocker, capsys, exec_task, [], service="backend")
+    assert code == 124
+    assert "--timeout" not in out + err

@@ -215,3 +215,25 @@ def test_plan_version_that_is_not_a_tag_is_a_usage_error(capsys):
     with pytest.raises(Exit) as exc:
         run_plan(capsys, version="v2;reboot")
     assert exc.value.code == 2 and "is not a docker tag" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
+def test_plan_under_blue_green_shows_the_slot_switch_and_knows_every_command(world):
+    """Seen: `DEPLOY_STRATEGY=blue-green fab plan` died with a traceback (exit 1: KeyError on the
+    second slot's image), and `compose stop` of the old slot was a command the world did not know."""
+    st = load_settings("production", {"DEPLOY_STRATEGY": "blue-green"})
+    p = preview(st, world, compose_cmd.V2)
+    assert [c.command for c in p.calls if c.answer is None] == []
+    commands = [c.command for c in p.calls]
+    first_slot = "backend" if not world.running else "backend_green"     # nothing runs: the first idle slot
+    assert V2.up([first_slot], no_deps=True) in commands
+    if world == PlanWorld():
+        assert p.outcome == "success" and V2.stop(["backend"]) in commands
+
+
+def test_verify_under_blue_green_scans_the_logs_of_the_serving_slot():
+    """Seen in the blue-green plan: verify read `logs backend`, the old slot the switch had just
+    stopped, so the new slot's errors were never looked at."""
+    st = load_settings("production", {"DEPLOY_STRATEGY": "blue-green"})
+    commands = [c.command for c in preview(st, PlanWorld(), compose_cmd.V2).calls]
+    assert V2.logs("backend_green", st.log_tail) in commands and V2.logs("backend", st.log_tail) not in commands

@@ -53,3 +53,31 @@ def test_a_log_directory_that_cannot_be_made_costs_the_log_not_the_run(monkeypat
         log.write("still running")
         assert not log.has_warnings                          # no file to name in the error block
     assert not log.path.exists()
+
+
+def test_a_log_file_that_cannot_be_created_costs_the_log_not_the_run(monkeypatch, tmp_path, capsys):
+    """Seen: XDG_STATE_HOME whose logs dir existed but could not be written (chattr +i; also a dir
+    left by a run under sudo) made every task, `fab plan` included, die with a traceback (exit 1)
+    at its first printed line: FileHandler opens its file outside its own error handling."""
+    from tasks import base, ui
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    with runlog.opened("deploy") as log:
+        log.path.mkdir(parents=True)      # open() of the log file now fails, as in an unwritable dir
+        ui.say("stage: staging")
+        logging.getLogger("paramiko").error("socket closed")
+        ui.say("still running")
+        assert not log.usable and not log.has_warnings
+        assert base.log_field() == []     # the error block names no log that does not exist
+    out = capsys.readouterr().out
+    assert "stage: staging" in out and "still running" in out
+
+
+def test_the_run_log_is_readable_by_its_owner_only_also_in_an_open_directory(monkeypatch, tmp_path):
+    import stat
+    logs = tmp_path / "ai-doc-qa-deploy" / "logs"
+    logs.mkdir(parents=True)
+    logs.chmod(0o755)                      # made by hand, or by an older version
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    with runlog.opened("deploy") as log:
+        log.write("step services done")
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
