@@ -8,12 +8,24 @@ from __future__ import annotations
 from commands.shell import q
 from config.validators import check_tag, check_variable
 
-__all__ = ["check_tag", "check_variable", "read_variable_command", "set_variable_command"]
+__all__ = ["check_tag", "check_variable", "parse_value", "read_variable_command", "set_variable_command"]
+
 
 def read_variable_command(app_dir: str, variable: str) -> str:
-    """Print the variable's value in the .env (empty if absent); only that line is read, never the file."""
+    """Print the variable's raw value in the .env (empty if absent); only that line is read, never the
+    file. ``export VAR=`` counts too: Compose reads it as ``VAR=``. :func:`parse_value` unquotes it."""
     check_variable(variable)
-    return f"sed -n {q('s/^' + variable + '=//p')} {q(app_dir + '/.env')} 2>/dev/null | tail -n 1"
+    return f"sed -n -E {q('s/^(export[[:space:]]+)?' + variable + '=//p')} {q(app_dir + '/.env')} 2>/dev/null | tail -n 1"
+
+
+def parse_value(stdout: str) -> str:
+    """The value as Compose reads it from :func:`read_variable_command`'s output: without the quotes
+    (``"v1"``, ``'v1'``), a trailing `` # comment`` and the CR of a CRLF file. Without this a quoted
+    value is not a tag, and putting it back on a rollback failed."""
+    value = stdout.strip()
+    if len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]:
+        return value[1:-1]
+    return value.split(" #", 1)[0].split("\t#", 1)[0].strip()
 
 
 def set_variable_command(app_dir: str, variable: str, tag: str) -> str:

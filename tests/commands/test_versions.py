@@ -18,7 +18,7 @@ def test_set_variable_command_exact():
 
 def test_read_variable_command_exact():
     assert read_variable_command("/srv/app", "IMAGE_TAG") == (
-        "sed -n 's/^IMAGE_TAG=//p' /srv/app/.env 2>/dev/null | tail -n 1")
+        "sed -n -E 's/^(export[[:space:]]+)?IMAGE_TAG=//p' /srv/app/.env 2>/dev/null | tail -n 1")
 
 
 def _sh(cmd):
