@@ -43,7 +43,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
     try:
         with contextlib.ExitStack() as stack:
             locks = take_locks(stack, fleet, opts)
-            targets = choose_targets(fleet, to)
+            targets = choose_targets(fleet, to, json)
             say_plan(targets, settings.services)
             jobs = {h: (planned_steps(t.images, t.source), opts, locks[h], fleet.rid)
                     for h, t in targets.items() if t.action == plan.ROLL}
@@ -59,7 +59,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
     raise_exit(code)
 
 
-def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
+def choose_targets(fleet: Fleet, to: str, json: bool = False) -> dict[str, plan.HostTarget]:
     """Every host's target, read at once under the locks; any host without one: an error block per
     such host and exit 8, with nothing changed on any host (the locks are released by the caller)."""
     sessions = fleet.sessions
@@ -76,7 +76,7 @@ def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
                 next_step="name one target for every host: fab rollback --to <release id | image tag | image id> "
                           "(fab history lists each host's releases and rollback candidates)")}
     if errors:
-        refuse(fleet, errors)
+        refuse(fleet, errors, json)
     return read
 
 
@@ -110,17 +110,25 @@ def read_host(s: Session, to: str):
         return err
     except CommandFailed as failed:
         return DeployError.from_command(failed, "reading the host failed", step="rollback", code=ExitCode.ROLLBACK_FAILED)
+    except Exception as exc:        # a bug (a record the parser chokes on...): this host refuses, not a traceback
+        return DeployError(f"unexpected error reading the host: {exc!r}", step="rollback", code=ExitCode.BUG)
     finally:
         ui.set_prefix("")
 
 
-def refuse(fleet: Fleet, errors: dict[str, DeployError]) -> None:
+def refuse(fleet: Fleet, errors: dict[str, DeployError], json: bool = False) -> None:
     for host, err in errors.items():
         err.state = "nothing was changed on any host (every host's lock is released)"
         err.next_step = (err.next_step or "") + "; or roll hosts back one by one: fab -H HOST rollback"
         s = fleet.sessions.get(host) or first(fleet.sessions)
         render_error(err, s.settings, host, s)
-    raise Exit(code=int(next(iter(errors.values())).code))
+    code = int(next(iter(errors.values())).code)
+    if json:        # --json promises one document, a refusal too: every host not started, the errors on theirs
+        whole = errors.get("the fleet")
+        fleet.results.update({h: HostResult(h, fleet_plan.NOT_STARTED, int((errors.get(h) or whole).code), errors.get(h) or whole)
+                              for h in fleet.sessions if h in errors or whole})
+        ui.emit_json(document(fleet, list(fleet.sessions), code))
+    raise Exit(code=code)
 
 
 def document(fleet: Fleet, hosts: list[str], code: int) -> dict:
