@@ -42,7 +42,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
            + (f", --to {to}" if to else ", one step back for the whole fleet"))
     try:
         with contextlib.ExitStack() as stack:
-            locks = take_locks(stack, fleet, opts)
+            locks = locked(stack, fleet, opts, hosts, json)
             targets = choose_targets(fleet, to, json)
             say_plan(targets, settings.services)
             jobs = {h: (planned_steps(t.images, t.source), opts, locks[h], fleet.rid)
@@ -57,6 +57,16 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
     finally:
         close(fleet.sessions)
     raise_exit(code)
+
+
+def locked(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions, hosts: list[str], json: bool) -> dict:
+    """take_locks; a refusal under --json still prints the one document (every host not started)."""
+    try:
+        return take_locks(stack, fleet, opts)
+    except Exit as refused:
+        if json:
+            ui.emit_json(document(fleet, hosts, int(refused.code)))
+        raise
 
 
 def choose_targets(fleet: Fleet, to: str, json: bool = False) -> dict[str, plan.HostTarget]:

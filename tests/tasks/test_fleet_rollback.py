@@ -197,3 +197,13 @@ def test_a_host_whose_read_raises_something_unexpected_refuses_with_an_error_blo
     assert code == ExitCode.BUG and world.log.of("flow") == []
     assert "✗ FAILED at rollback on b" in err and "corrupt record line 3" in err and "Traceback" not in err
     assert sorted(h for (h,) in world.log.of("unlock")) == ["a", "b", "c"]
+
+
+def test_fleet_rollback_lock_refused_under_json_still_prints_one_document(world):
+    stopped_half_way(world)
+    FakeLock.refuse = {"c"}
+    code, out, err = world.run(json=True)
+    assert code == ExitCode.LOCKED and world.log.of("read") == []
+    doc = json.loads(out)
+    assert doc["exit_code"] == ExitCode.LOCKED and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
+    assert doc["hosts"][2]["error"] is not None and doc["hosts"][0]["error"] is None
