@@ -25,14 +25,17 @@ def read_value(s: Session) -> str:
 
 def check_restorable(s: Session, tag: str, previous: str) -> None:
     """The value now in the .env is what a rollback writes back, so it must be a plain tag too
-    (``${OTHER}`` is not): refused here, before anything changes, not in the middle of a rollback."""
-    var = s.settings.image_tag_variable
+    (``${OTHER}`` is not): refused here, before anything changes, not in the middle of a rollback.
+    The value is not quoted in the error: the .env holds secrets, and this one is not a tag."""
+    st = s.settings
     try:
-        versions_cmd.check_tag(previous or "x", f"{var} in {s.settings.app_dir}/.env")
-    except UnsafeValue as bad:
-        raise DeployError(f"--version {tag}: {bad}, so a rollback could not put it back", code=ExitCode.CONFIG,
+        versions_cmd.check_tag(previous or "x")
+    except UnsafeValue:
+        raise DeployError(f"--version {tag}: the value of {st.image_tag_variable} in {st.app_dir}/.env is not a plain docker "
+                          "tag (letters, digits, _ . -), so a rollback could not put it back", code=ExitCode.CONFIG,
                           state=s.describe_state() + "; nothing was changed",
-                          next_step=f"set {var} to a plain tag (or remove it) in {s.settings.app_dir}/.env, then deploy again") from None
+                          next_step=f"set {st.image_tag_variable} to a plain tag (or remove it) in {st.app_dir}/.env, "
+                                    "then deploy again") from None
 
 
 def refs_using(s: Session, tag: str) -> list[str]:
