@@ -10,9 +10,9 @@ from commands.versions import check_tag, read_variable_command, set_variable_com
 
 def test_set_variable_command_exact():
     assert set_variable_command("/srv/app", "IMAGE_TAG", "v2") == (
-        "cd /srv/app && touch .env && tmp=$(mktemp .env.XXXXXX) && { cp -p .env \"$tmp\" && "
+        "cd /srv/app && touch .env && f=$(readlink -f .env) && tmp=$(mktemp \"$f.XXXXXX\") && { cp -p \"$f\" \"$tmp\" && "
         "awk -v v=IMAGE_TAG -v t=v2 'index($0, v \"=\") == 1 { if (!done) print v \"=\" t; done = 1; next } "
-        "{ print } END { if (!done) print v \"=\" t }' .env > \"$tmp\" && mv \"$tmp\" .env || "
+        "{ print } END { if (!done) print v \"=\" t }' \"$f\" > \"$tmp\" && mv \"$tmp\" \"$f\" || "
         "{ rm -f \"$tmp\"; exit 1; }; }")
 
 
@@ -148,3 +148,20 @@ def test_parse_images_on_both_generations_captured_output():
     assert v1 == v2 == {f"{R}:v2", "127.0.0.1:5000/ai-doc-qa/model-server:latest", "127.0.0.1:5000/ai-doc-qa/proxy:latest",
                         "127.0.0.1:5000/ai-doc-qa/postgres:15", "127.0.0.1:5000/ai-doc-qa/redis:7"}
     assert refs_using(v1, {x.replace(":v2", ":x") for x in v1}) == [f"{R}:v2"]
+
+
+def test_symlinked_env_is_edited_where_it_points_and_stays_a_symlink(tmp_path):
+    """Adversary pass: ``mv`` onto the link replaced it with a regular copy, so the file config
+    management owns kept the old tag and its later edits no longer reached Compose."""
+    from commands.versions import unset_variable_command
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "app").mkdir()
+    real = tmp_path / "etc" / "env"
+    real.write_text("A=1\nIMAGE_TAG=v1\n")
+    real.chmod(0o640)
+    (tmp_path / "app" / ".env").symlink_to("../etc/env")
+    assert _sh(set_variable_command(str(tmp_path / "app"), "IMAGE_TAG", "v2")).returncode == 0
+    assert (tmp_path / "app" / ".env").is_symlink() and real.read_text() == "A=1\nIMAGE_TAG=v2\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640 and sorted(os.listdir(tmp_path / "etc")) == ["env"]
+    assert _sh(unset_variable_command(str(tmp_path / "app"), "IMAGE_TAG")).returncode == 0
+    assert (tmp_path / "app" / ".env").is_symlink() and real.read_text() == "A=1\n"
