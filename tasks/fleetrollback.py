@@ -42,8 +42,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
            + (f", --to {to}" if to else ", one step back for the whole fleet"))
     try:
         with contextlib.ExitStack() as stack:
-            locks = locked(stack, fleet, opts, hosts, json)
-            targets = choose_targets(fleet, to, json)
+            locks, targets = before_any_change(stack, fleet, opts, to, json)
             say_plan(targets, settings.services)
             jobs = {h: (planned_steps(t.images, t.source), opts, locks[h], fleet.rid)
                     for h, t in targets.items() if t.action == plan.ROLL}
@@ -59,17 +58,20 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
     raise_exit(code)
 
 
-def locked(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions, hosts: list[str], json: bool) -> dict:
-    """take_locks; a refusal under --json still prints the one document (every host not started)."""
+def before_any_change(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions, to: str, json: bool) -> tuple[dict, dict]:
+    """Every host's lock, then every host's target. A refusal or a signal here changes nothing; under
+    --json it still prints the one document (every host not started, a refused host's error on it)."""
     try:
-        return take_locks(stack, fleet, opts)
-    except Exit as refused:
+        locks = take_locks(stack, fleet, opts)
+        return locks, choose_targets(fleet, to)
+    except (Exit, KeyboardInterrupt) as stopped:
         if json:
-            ui.emit_json(document(fleet, hosts, int(refused.code)))
+            code = int(stopped.code) if isinstance(stopped, Exit) else int(interrupts.exit_code(stopped))
+            ui.emit_json(document(fleet, list(fleet.sessions), code))
         raise
 
 
-def choose_targets(fleet: Fleet, to: str, json: bool = False) -> dict[str, plan.HostTarget]:
+def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
     """Every host's target, read at once under the locks; any host without one: an error block per
     such host and exit 8, with nothing changed on any host (the locks are released by the caller)."""
     sessions = fleet.sessions
@@ -86,7 +88,7 @@ def choose_targets(fleet: Fleet, to: str, json: bool = False) -> dict[str, plan.
                 next_step="name one target for every host: fab rollback --to <release id | image tag | image id> "
                           "(fab history lists each host's releases and rollback candidates)")}
     if errors:
-        refuse(fleet, errors, json)
+        refuse(fleet, errors)
     return read
 
 
@@ -126,19 +128,16 @@ def read_host(s: Session, to: str):
         ui.set_prefix("")
 
 
-def refuse(fleet: Fleet, errors: dict[str, DeployError], json: bool = False) -> None:
+def refuse(fleet: Fleet, errors: dict[str, DeployError]) -> None:
     for host, err in errors.items():
         err.state = "nothing was changed on any host (every host's lock is released)"
         err.next_step = (err.next_step or "") + "; or roll hosts back one by one: fab -H HOST rollback"
         s = fleet.sessions.get(host) or first(fleet.sessions)
         render_error(err, s.settings, host, s)
-    code = int(next(iter(errors.values())).code)
-    if json:        # --json promises one document, a refusal too: every host not started, the errors on theirs
-        whole = errors.get("the fleet")
-        fleet.results.update({h: HostResult(h, fleet_plan.NOT_STARTED, int((errors.get(h) or whole).code), errors.get(h) or whole)
-                              for h in fleet.sessions if h in errors or whole})
-        ui.emit_json(document(fleet, list(fleet.sessions), code))
-    raise Exit(code=code)
+    whole = errors.get("the fleet")         # for the --json document: each error on the host it concerns
+    fleet.results.update({h: HostResult(h, fleet_plan.NOT_STARTED, int((errors.get(h) or whole).code), errors.get(h) or whole)
+                          for h in fleet.sessions if h in errors or whole})
+    raise Exit(code=int(next(iter(errors.values())).code))
 
 
 def document(fleet: Fleet, hosts: list[str], code: int) -> dict:

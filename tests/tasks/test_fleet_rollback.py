@@ -207,3 +207,13 @@ def test_fleet_rollback_lock_refused_under_json_still_prints_one_document(world)
     doc = json.loads(out)
     assert doc["exit_code"] == ExitCode.LOCKED and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
     assert doc["hosts"][2]["error"] is not None and doc["hosts"][0]["error"] is None
+
+
+def test_fleet_rollback_interrupted_before_any_change_under_json_still_prints_one_document(world, mocker):
+    world.hosts.update({h: {"rels": rels(rel(*F1)), "now": V2} for h in HOSTS})
+    mocker.patch.object(fleetrollback.plan, "plan", side_effect=KeyboardInterrupt)
+    code, out, err = world.run(json=True)
+    assert code == 130 and world.log.of("flow") == []
+    assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
+    doc = json.loads(out)
+    assert doc["exit_code"] == 130 and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
