@@ -31,12 +31,15 @@ def parse_value(stdout: str) -> str:
 def set_variable_command(app_dir: str, variable: str, tag: str) -> str:
     """Set ``variable=tag`` in the app dir's .env atomically: a temp file in the same dir (a copy, so
     it keeps the mode), every other line as it was, the one line replaced or appended, then ``mv``.
+    An ``export VAR=`` line is that line too (Compose reads it): appending after it would leave
+    two definitions, and which one Compose takes would decide what runs. (The name is a checked
+    variable name, so it is safe inside the awk regex.)
     A failed step removes the temp file and leaves .env untouched; the file is never printed. A
     symlinked .env (to a file config management owns) is edited where it points: ``mv`` onto the
     link itself would replace it with a copy, and later edits of the real file would not count."""
     check_variable(variable)
     check_tag(tag)
-    awk = ('index($0, v "=") == 1 { if (!done) print v "=" t; done = 1; next } { print } '
+    awk = ('$0 ~ "^(export[ \\t]+)?" v "=" { if (!done) print v "=" t; done = 1; next } { print } '
            'END { if (!done) print v "=" t }')
     return (f"cd {q(app_dir)} && touch .env && f=$(readlink -f .env) && tmp=$(mktemp \"$f.XXXXXX\") && "
             f"{{ cp -p \"$f\" \"$tmp\" && awk -v v={q(variable)} -v t={q(tag)} {q(awk)} \"$f\" > \"$tmp\" "
@@ -47,7 +50,7 @@ def unset_variable_command(app_dir: str, variable: str) -> str:
     """Remove the variable's line from the .env (it was absent before a --version deploy), atomically
     like :func:`set_variable_command`; a missing .env stays missing."""
     check_variable(variable)
-    awk = 'index($0, v "=") != 1'
+    awk = '$0 !~ "^(export[ \\t]+)?" v "="'
     return (f"cd {q(app_dir)} && if [ -e .env ]; then f=$(readlink -f .env) && tmp=$(mktemp \"$f.XXXXXX\") && "
             f"{{ cp -p \"$f\" \"$tmp\" && awk -v v={q(variable)} {q(awk)} \"$f\" > \"$tmp\" "
             f"&& mv \"$tmp\" \"$f\" || {{ rm -f \"$tmp\"; exit 1; }}; }}; fi")

@@ -11,7 +11,7 @@ from commands.versions import check_tag, read_variable_command, set_variable_com
 def test_set_variable_command_exact():
     assert set_variable_command("/srv/app", "IMAGE_TAG", "v2") == (
         "cd /srv/app && touch .env && f=$(readlink -f .env) && tmp=$(mktemp \"$f.XXXXXX\") && { cp -p \"$f\" \"$tmp\" && "
-        "awk -v v=IMAGE_TAG -v t=v2 'index($0, v \"=\") == 1 { if (!done) print v \"=\" t; done = 1; next } "
+        "awk -v v=IMAGE_TAG -v t=v2 '$0 ~ \"^(export[ \\t]+)?\" v \"=\" { if (!done) print v \"=\" t; done = 1; next } "
         "{ print } END { if (!done) print v \"=\" t }' \"$f\" > \"$tmp\" && mv \"$tmp\" \"$f\" || "
         "{ rm -f \"$tmp\"; exit 1; }; }")
 
@@ -165,3 +165,16 @@ def test_symlinked_env_is_edited_where_it_points_and_stays_a_symlink(tmp_path):
     assert stat.S_IMODE(real.stat().st_mode) == 0o640 and sorted(os.listdir(tmp_path / "etc")) == ["env"]
     assert _sh(unset_variable_command(str(tmp_path / "app"), "IMAGE_TAG")).returncode == 0
     assert (tmp_path / "app" / ".env").is_symlink() and real.read_text() == "A=1\n"
+
+
+def test_an_exported_line_is_the_line_replaced_and_removed(tmp_path):
+    """Adversary pass: ``export IMAGE_TAG=v1`` was left and ``IMAGE_TAG=v2`` appended after it, two
+    definitions of the one variable; a rollback's unset left the exported old value behind."""
+    from commands.versions import unset_variable_command
+    env = tmp_path / ".env"
+    env.write_text("A=1\nexport IMAGE_TAG=v1\nexport\tIMAGE_TAG=v0\nIMAGE_TAGS=x\n")
+    assert _sh(set_variable_command(str(tmp_path), "IMAGE_TAG", "v2")).returncode == 0
+    assert env.read_text() == "A=1\nIMAGE_TAG=v2\nIMAGE_TAGS=x\n"
+    env.write_text("export IMAGE_TAG=v1\nB=2\n")
+    assert _sh(unset_variable_command(str(tmp_path), "IMAGE_TAG")).returncode == 0
+    assert env.read_text() == "B=2\n"
