@@ -217,3 +217,16 @@ def test_fleet_rollback_interrupted_before_any_change_under_json_still_prints_on
     assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
     doc = json.loads(out)
     assert doc["exit_code"] == 130 and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
+
+
+def test_fleet_rollback_one_host_aborted_by_a_signal_after_others_switched(world):
+    """A signal reaches b's flow (it aborts) after a and c switched: every lock is released, the
+    table and the one --json document say which host is where."""
+    world.hosts.update({h: {"rels": rels(rel(*F1)), "now": V2} for h in HOSTS})
+    world.fail["b"] = KeyboardInterrupt()
+    code, out, err = world.run(json=True)
+    assert code != 0 and sorted(h for h, _ in world.log.of("switched")) == ["a", "c"]
+    assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
+    doc = json.loads(out)
+    assert [(h["host"], h["outcome"]) for h in doc["hosts"]] == [("a", "success"), ("b", "aborted"), ("c", "success")]
+    assert doc["hosts"][1]["record"]["id"] == doc["release"]
