@@ -13,7 +13,8 @@ walk through ``upgrade()`` is :mod:`commands.migration_ast`, the raw-SQL scan
 puts them together, reads the reviewed marks and gives the verdict.
 
 What is recognised, inside ``upgrade()`` (and ``upgrade_<engine>()``, and module-level helper
-functions they call by name), through ``op`` (or ``from alembic import op as X``) and through the
+functions they call by name), through ``op`` (or ``from alembic import op as X``, ``import
+alembic.op as X``, ``from alembic.op import drop_column [as X]``) and through the
 ``batch_op`` of ``with op.batch_alter_table(t) as batch_op:``:
 
 - ``drop_column``, ``drop_table``, ``rename_table``: always a break.
