@@ -66,10 +66,10 @@ def review_fix(revisions: Sequence[str], reviewed: Sequence[str], stage: str) ->
     """How to let a deploy run breaking revisions once a person has reviewed them."""
     if not revisions:
         return ""
-    listed = ",".join(dict.fromkeys([*reviewed, *revisions]))
+    mark = safety.config_mark(revisions, reviewed, f" in config/{stage}.env")
     return (f"review {', '.join(revisions)} (the lines above say what breaks the code still serving), then mark each "
-            f"reviewed: the comment '# {safety.REVIEW_MARK} <who/why>' in its revision file (committed and pushed), "
-            f"or REVIEWED_MIGRATIONS={listed} in config/{stage}.env; then run: fab deploy --stage {stage}")
+            f"reviewed: the comment '# {safety.REVIEW_MARK} <who/why>' in its revision file (committed and pushed)"
+            f"{',' if mark.startswith(' or') else ''}{mark}; then run: fab deploy --stage {stage}")
 
 
 def migrations_breaking_unknown(why: str) -> Item:

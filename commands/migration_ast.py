@@ -66,11 +66,14 @@ def _callee_name(func) -> str:
 
 
 def _aliases(tree: ast.Module, module: str, name: str) -> set[str]:
-    """Names ``name`` is bound to by ``from <module>... import name [as alias]``, plus ``name`` itself."""
+    """Names ``name`` is bound to by ``from <module>... import name [as alias]`` and ``import
+    <module>.name as alias``, plus ``name`` itself."""
     out = {name}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == module:
             out.update(a.asname or a.name for a in node.names if a.name == name)
+        elif isinstance(node, ast.Import):
+            out.update(a.asname for a in node.names if a.name == f"{module}.{name}" and a.asname)
     return out
 
 
@@ -99,6 +102,8 @@ class Upgrade(ast.NodeVisitor):
 
     def __init__(self, tree: ast.Module, fresh: Fresh):
         self.ops = _aliases(tree, "alembic", "op")
+        self.op_functions = {a.asname or a.name: a.name for node in ast.walk(tree)    # from alembic.op import drop_column
+                             if isinstance(node, ast.ImportFrom) and node.module == "alembic.op" for a in node.names}
         self.columns = _aliases(tree, "sqlalchemy", "Column")
         self.constants = _string_constants(tree)
         self.functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
@@ -140,6 +145,8 @@ class Upgrade(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         name = _callee_name(node.func)
         receiver = self._receiver(node.func)
+        if isinstance(node.func, ast.Name) and name in self.op_functions:
+            name, receiver = self.op_functions[name], None
         if receiver is not False and name in _HANDLERS:
             _HANDLERS[name](self, _OpCall(node, receiver))
         elif name in ("execute", "exec_driver_sql") and isinstance(node.func, ast.Attribute):

@@ -13,7 +13,8 @@ walk through ``upgrade()`` is :mod:`commands.migration_ast`, the raw-SQL scan
 puts them together, reads the reviewed marks and gives the verdict.
 
 What is recognised, inside ``upgrade()`` (and ``upgrade_<engine>()``, and module-level helper
-functions they call by name), through ``op`` (or ``from alembic import op as X``) and through the
+functions they call by name), through ``op`` (or ``from alembic import op as X``, ``import
+alembic.op as X``, ``from alembic.op import drop_column [as X]``) and through the
 ``batch_op`` of ``with op.batch_alter_table(t) as batch_op:``:
 
 - ``drop_column``, ``drop_table``, ``rename_table``: always a break.
@@ -69,6 +70,7 @@ REVIEW_MARK = "deploy: reviewed-breaking-change"
 CONFIG_KEY = "REVIEWED_MIGRATIONS"
 STRATEGIES = ("recreate", "blue-green")
 CANNOT_ANALYSE = "cannot analyse"
+_ID = re.compile(r"[0-9A-Za-z_]{1,64}")     # what REVIEWED_MIGRATIONS accepts (config/types.py revision_id)
 _SUMMARY_LIMIT = 6          # operations named per revision in the one-line summary
 _REVIEW_CHARS = 80          # of the reviewer's note quoted there
 
@@ -188,9 +190,19 @@ def verdict(reports: Sequence[MigrationReport], strategy: str) -> Verdict:
         return Verdict("ok", summary_line(reports))
     window = ("the old release serves during the migration" if strategy == "recreate"
               else "the old slot serves during and after the migration")
-    how = f"review, then mark with '# {REVIEW_MARK} <who/why>' in the file or {CONFIG_KEY}={','.join(open_revisions)}"
+    how = f"review, then mark with '# {REVIEW_MARK} <who/why>' in the file" + config_mark(open_revisions)
     return Verdict("block" if strategy == "blue-green" else "warn",
                    f"breaks the code still serving ({window}): {summary_line(reports)}; {how}")
+
+
+def config_mark(revisions: Sequence[str], reviewed: Sequence[str] = (), where: str = "") -> str:
+    """`` or REVIEWED_MIGRATIONS=a,b``: the config line that marks ``revisions`` reviewed, for the ids
+    the key can hold (config/types.py revision_id). Another id (a file's ``revision = "1.2"``) can
+    only take the comment: suggesting it would make the stage's config fail to load."""
+    listed = [r for r in dict.fromkeys([*reviewed, *revisions]) if _ID.fullmatch(r)]
+    other = [r for r in revisions if not _ID.fullmatch(r)]
+    return ((f" or {CONFIG_KEY}={','.join(listed)}{where}" if any(r in listed for r in revisions) else "")
+            + (f" ({', '.join(other)}: the comment only, {CONFIG_KEY} holds letters, digits and _)" if other else ""))
 
 
 def explain(reports: Sequence[MigrationReport]) -> list[str]:

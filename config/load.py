@@ -139,6 +139,9 @@ def _across_keys(fields: Mapping[str, object], sources: Mapping[str, str]) -> li
     if fields["known_hosts"] and not os.path.isfile(fields["known_hosts"]):  # type: ignore[arg-type]
         if fields["host_key_policy"] == "strict":
             problems.append(f"KNOWN_HOSTS ({sources['KNOWN_HOSTS']}): file {fields['known_hosts']} does not exist")
+    if re.search(str(fields["secret_key_pattern"]), str(fields["image_tag_variable"])):
+        problems.append(f"IMAGE_TAG_VARIABLE ({sources['IMAGE_TAG_VARIABLE']}): {fields['image_tag_variable']} looks like a secret's "
+                        "name (SECRET_KEY_PATTERN), but --version prints and records its value")
     if fields["ssh_config"] and not os.path.isfile(fields["ssh_config"]):  # type: ignore[arg-type]
         problems.append(f"SSH_CONFIG ({sources['SSH_CONFIG']}): file {fields['ssh_config']} does not exist")
     return problems

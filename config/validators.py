@@ -91,7 +91,17 @@ def check_tag(value: str, role: str = "--version") -> str:
     return value
 
 
+# Set as ``VAR=TAG docker compose ...`` on every compose command of a --version run: a name the
+# shell, the dynamic loader, docker or Compose read themselves would change what runs (PATH=v2: no
+# docker found; DOCKER_HOST=v2: another daemon; COMPOSE_PROJECT_NAME=v2: a second project).
+_RESERVED_VARIABLE = re.compile(r"(PATH|HOME|IFS|SHELL|ENV|BASH_ENV|PWD|USER|TMPDIR|LANG|LC_\w*|LD_\w*|DOCKER_\w*|COMPOSE_\w*)",
+                                re.IGNORECASE)
+
+
 def check_variable(value: str, role: str = "IMAGE_TAG_VARIABLE") -> str:
     if not _VARIABLE.fullmatch(value or ""):
         raise UnsafeValue(f"{role} {value!r} is not a Compose variable name (letters, digits, _; not starting with a digit)")
+    if _RESERVED_VARIABLE.fullmatch(value):
+        raise UnsafeValue(f"{role} {value!r} is read by the shell, docker or Compose themselves; name the variable "
+                          "the compose file's image tag uses (e.g. IMAGE_TAG)")
     return value

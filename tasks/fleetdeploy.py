@@ -62,6 +62,7 @@ def take_locks(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions) -> d
             err.state = (f"nothing was changed on any host; the locks taken on {', '.join(locks)} are released"
                          if locks else "nothing was changed on any host")
             render_error(err, s.settings, host, s)
+            fleet.results[host] = HostResult(host, plan.NOT_STARTED, int(err.code), err)     # for a --json document
             raise Exit(code=int(err.code)) from None
     return locks
 

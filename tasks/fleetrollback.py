@@ -42,8 +42,7 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
            + (f", --to {to}" if to else ", one step back for the whole fleet"))
     try:
         with contextlib.ExitStack() as stack:
-            locks = take_locks(stack, fleet, opts)
-            targets = choose_targets(fleet, to)
+            locks, targets = before_any_change(stack, fleet, opts, to, json)
             say_plan(targets, settings.services)
             jobs = {h: (planned_steps(t.images, t.source), opts, locks[h], fleet.rid)
                     for h, t in targets.items() if t.action == plan.ROLL}
@@ -57,6 +56,19 @@ def rollback_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept
     finally:
         close(fleet.sessions)
     raise_exit(code)
+
+
+def before_any_change(stack: contextlib.ExitStack, fleet: Fleet, opts: RunOptions, to: str, json: bool) -> tuple[dict, dict]:
+    """Every host's lock, then every host's target. A refusal or a signal here changes nothing; under
+    --json it still prints the one document (every host not started, a refused host's error on it)."""
+    try:
+        locks = take_locks(stack, fleet, opts)
+        return locks, choose_targets(fleet, to)
+    except (Exit, KeyboardInterrupt) as stopped:
+        if json:
+            code = int(stopped.code) if isinstance(stopped, Exit) else int(interrupts.exit_code(stopped))
+            ui.emit_json(document(fleet, list(fleet.sessions), code))
+        raise
 
 
 def choose_targets(fleet: Fleet, to: str) -> dict[str, plan.HostTarget]:
@@ -110,6 +122,8 @@ def read_host(s: Session, to: str):
         return err
     except CommandFailed as failed:
         return DeployError.from_command(failed, "reading the host failed", step="rollback", code=ExitCode.ROLLBACK_FAILED)
+    except Exception as exc:        # a bug (a record the parser chokes on...): this host refuses, not a traceback
+        return DeployError(f"unexpected error reading the host: {exc!r}", step="rollback", code=ExitCode.BUG)
     finally:
         ui.set_prefix("")
 
@@ -120,6 +134,9 @@ def refuse(fleet: Fleet, errors: dict[str, DeployError]) -> None:
         err.next_step = (err.next_step or "") + "; or roll hosts back one by one: fab -H HOST rollback"
         s = fleet.sessions.get(host) or first(fleet.sessions)
         render_error(err, s.settings, host, s)
+    whole = errors.get("the fleet")         # for the --json document: each error on the host it concerns
+    fleet.results.update({h: HostResult(h, fleet_plan.NOT_STARTED, int((errors.get(h) or whole).code), errors.get(h) or whole)
+                          for h in fleet.sessions if h in errors or whole})
     raise Exit(code=int(next(iter(errors.values())).code))
 
 

@@ -11,6 +11,7 @@ import dataclasses
 
 from commands import docker as docker_cmd
 from commands import versions as versions_cmd
+from commands.shell import UnsafeValue
 from tasks import messages, ui
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.session import Session
@@ -19,7 +20,22 @@ from tasks.steps import RunOptions
 
 def read_value(s: Session) -> str:
     st = s.settings
-    return s.run(versions_cmd.read_variable_command(st.app_dir, st.image_tag_variable)).stdout.strip()
+    return versions_cmd.parse_value(s.run(versions_cmd.read_variable_command(st.app_dir, st.image_tag_variable)).stdout)
+
+
+def check_restorable(s: Session, tag: str, previous: str) -> None:
+    """The value now in the .env is what a rollback writes back, so it must be a plain tag too
+    (``${OTHER}`` is not): refused here, before anything changes, not in the middle of a rollback.
+    The value is not quoted in the error: the .env holds secrets, and this one is not a tag."""
+    st = s.settings
+    try:
+        versions_cmd.check_tag(previous or "x")
+    except UnsafeValue:
+        raise DeployError(f"--version {tag}: the value of {st.image_tag_variable} in {st.app_dir}/.env is not a plain docker "
+                          "tag (letters, digits, _ . -), so a rollback could not put it back", code=ExitCode.CONFIG,
+                          state=s.describe_state() + "; nothing was changed",
+                          next_step=f"set {st.image_tag_variable} to a plain tag (or remove it) in {st.app_dir}/.env, "
+                                    "then deploy again") from None
 
 
 def refs_using(s: Session, tag: str) -> list[str]:
@@ -38,6 +54,7 @@ def check_step(s: Session, opts: RunOptions) -> None:
     st, tag = s.settings, opts.version
     var = st.image_tag_variable
     previous = read_value(s)
+    check_restorable(s, tag, previous)
     refs = refs_using(s, tag)
     if not refs:
         raise DeployError(f"--version {tag}: no image in {st.compose_file} uses the variable {var}", code=ExitCode.CONFIG,

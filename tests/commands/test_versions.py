@@ -10,15 +10,15 @@ from commands.versions import check_tag, read_variable_command, set_variable_com
 
 def test_set_variable_command_exact():
     assert set_variable_command("/srv/app", "IMAGE_TAG", "v2") == (
-        "cd /srv/app && touch .env && tmp=$(mktemp .env.XXXXXX) && { cp -p .env \"$tmp\" && "
-        "awk -v v=IMAGE_TAG -v t=v2 'index($0, v \"=\") == 1 { if (!done) print v \"=\" t; done = 1; next } "
-        "{ print } END { if (!done) print v \"=\" t }' .env > \"$tmp\" && mv \"$tmp\" .env || "
+        "cd /srv/app && touch .env && f=$(readlink -f .env) && tmp=$(mktemp \"$f.XXXXXX\") && { cp -p \"$f\" \"$tmp\" && "
+        "awk -v v=IMAGE_TAG -v t=v2 '$0 ~ \"^(export[ \\t]+)?\" v \"=\" { if (!done) print v \"=\" t; done = 1; next } "
+        "{ print } END { if (!done) print v \"=\" t }' \"$f\" > \"$tmp\" && mv \"$tmp\" \"$f\" || "
         "{ rm -f \"$tmp\"; exit 1; }; }")
 
 
 def test_read_variable_command_exact():
     assert read_variable_command("/srv/app", "IMAGE_TAG") == (
-        "sed -n 's/^IMAGE_TAG=//p' /srv/app/.env 2>/dev/null | tail -n 1")
+        "sed -n -E 's/^(export[[:space:]]+)?IMAGE_TAG=//p' /srv/app/.env 2>/dev/null | tail -n 1")
 
 
 def _sh(cmd):
@@ -148,3 +148,33 @@ def test_parse_images_on_both_generations_captured_output():
     assert v1 == v2 == {f"{R}:v2", "127.0.0.1:5000/ai-doc-qa/model-server:latest", "127.0.0.1:5000/ai-doc-qa/proxy:latest",
                         "127.0.0.1:5000/ai-doc-qa/postgres:15", "127.0.0.1:5000/ai-doc-qa/redis:7"}
     assert refs_using(v1, {x.replace(":v2", ":x") for x in v1}) == [f"{R}:v2"]
+
+
+def test_symlinked_env_is_edited_where_it_points_and_stays_a_symlink(tmp_path):
+    """Adversary pass: ``mv`` onto the link replaced it with a regular copy, so the file config
+    management owns kept the old tag and its later edits no longer reached Compose."""
+    from commands.versions import unset_variable_command
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "app").mkdir()
+    real = tmp_path / "etc" / "env"
+    real.write_text("A=1\nIMAGE_TAG=v1\n")
+    real.chmod(0o640)
+    (tmp_path / "app" / ".env").symlink_to("../etc/env")
+    assert _sh(set_variable_command(str(tmp_path / "app"), "IMAGE_TAG", "v2")).returncode == 0
+    assert (tmp_path / "app" / ".env").is_symlink() and real.read_text() == "A=1\nIMAGE_TAG=v2\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640 and sorted(os.listdir(tmp_path / "etc")) == ["env"]
+    assert _sh(unset_variable_command(str(tmp_path / "app"), "IMAGE_TAG")).returncode == 0
+    assert (tmp_path / "app" / ".env").is_symlink() and real.read_text() == "A=1\n"
+
+
+def test_an_exported_line_is_the_line_replaced_and_removed(tmp_path):
+    """Adversary pass: ``export IMAGE_TAG=v1`` was left and ``IMAGE_TAG=v2`` appended after it, two
+    definitions of the one variable; a rollback's unset left the exported old value behind."""
+    from commands.versions import unset_variable_command
+    env = tmp_path / ".env"
+    env.write_text("A=1\nexport IMAGE_TAG=v1\nexport\tIMAGE_TAG=v0\nIMAGE_TAGS=x\n")
+    assert _sh(set_variable_command(str(tmp_path), "IMAGE_TAG", "v2")).returncode == 0
+    assert env.read_text() == "A=1\nIMAGE_TAG=v2\nIMAGE_TAGS=x\n"
+    env.write_text("export IMAGE_TAG=v1\nB=2\n")
+    assert _sh(unset_variable_command(str(tmp_path), "IMAGE_TAG")).returncode == 0
+    assert env.read_text() == "B=2\n"

@@ -172,3 +172,61 @@ def test_fleet_rollback_json_is_one_document(world):
     assert doc["hosts"][0]["record"]["id"] == doc["release"] and doc["hosts"][1]["record"] is None
     assert doc["exit_code"] == 0
 
+
+def test_fleet_rollback_refused_under_json_still_prints_one_document(world):
+    world.hosts.update({"a": {"rels": rels(rel("F1", V1, V2), rel("F2", V2, V3, when=LATER)), "now": V3},
+                        "b": {"rels": rels(rel("F1", V1, V2), rel("F2", V2, V3, when=LATER)), "now": V3},
+                        "c": {"rels": rels(rel("F0", V3, V1)), "now": V1}})
+    code, out, err = world.run(json=True)
+    assert code == ExitCode.ROLLBACK_FAILED and world.log.of("flow") == []
+    doc = json.loads(out)
+    assert doc["exit_code"] == ExitCode.ROLLBACK_FAILED
+    assert [(h["host"], h["outcome"]) for h in doc["hosts"]] == [("a", "not started"), ("b", "not started"), ("c", "not started")]
+    assert any(h["error"] for h in doc["hosts"]) or doc.get("error")
+
+
+def test_a_host_whose_read_raises_something_unexpected_refuses_with_an_error_block_not_a_traceback(world, mocker):
+    world.hosts.update({h: {"rels": rels(rel("F1", V1, V2)), "now": V2} for h in ("a", "b", "c")})
+
+    def load(s):
+        if s.host == "b":
+            raise ValueError("corrupt record line 3")
+        return world.hosts[s.host]["rels"]
+    mocker.patch.object(fleetrollback, "load_releases", side_effect=load)
+    code, out, err = world.run()
+    assert code == ExitCode.BUG and world.log.of("flow") == []
+    assert "✗ FAILED at rollback on b" in err and "corrupt record line 3" in err and "Traceback" not in err
+    assert sorted(h for (h,) in world.log.of("unlock")) == ["a", "b", "c"]
+
+
+def test_fleet_rollback_lock_refused_under_json_still_prints_one_document(world):
+    stopped_half_way(world)
+    FakeLock.refuse = {"c"}
+    code, out, err = world.run(json=True)
+    assert code == ExitCode.LOCKED and world.log.of("read") == []
+    doc = json.loads(out)
+    assert doc["exit_code"] == ExitCode.LOCKED and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
+    assert doc["hosts"][2]["error"] is not None and doc["hosts"][0]["error"] is None
+
+
+def test_fleet_rollback_interrupted_before_any_change_under_json_still_prints_one_document(world, mocker):
+    world.hosts.update({h: {"rels": rels(rel(*F1)), "now": V2} for h in HOSTS})
+    mocker.patch.object(fleetrollback.plan, "plan", side_effect=KeyboardInterrupt)
+    code, out, err = world.run(json=True)
+    assert code == 130 and world.log.of("flow") == []
+    assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
+    doc = json.loads(out)
+    assert doc["exit_code"] == 130 and [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
+
+
+def test_fleet_rollback_one_host_aborted_by_a_signal_after_others_switched(world):
+    """A signal reaches b's flow (it aborts) after a and c switched: every lock is released, the
+    table and the one --json document say which host is where."""
+    world.hosts.update({h: {"rels": rels(rel(*F1)), "now": V2} for h in HOSTS})
+    world.fail["b"] = KeyboardInterrupt()
+    code, out, err = world.run(json=True)
+    assert code != 0 and sorted(h for h, _ in world.log.of("switched")) == ["a", "c"]
+    assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
+    doc = json.loads(out)
+    assert [(h["host"], h["outcome"]) for h in doc["hosts"]] == [("a", "success"), ("b", "aborted"), ("c", "success")]
+    assert doc["hosts"][1]["record"]["id"] == doc["release"]
