@@ -183,3 +183,64 @@ def test_signal_mid_fleet_releases_every_lock_and_every_host_serves_the_version_
         assert end[-1]["outcome"] in ("aborted", "success"), end[-1]
         assert re.search(rf"\b{version}\b", end[-1]["serving"]), (n, version, end[-1]["serving"])
         assert table_row(out, HOSTS[n - 1], r"\S+", version), out
+
+
+REPO = "127.0.0.1:5000/ai-doc-qa/backend"
+
+
+def host_docker(fleet: Fleet, n: int, *args: str) -> str:
+    """docker against host n's own daemon (each host has its own images and tags)."""
+    sock = SANDBOX_ROOT / ("run" if n == 1 else f"hosts/{n}/run") / "docker.sock"
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DOCKER_HOST": f"unix://{sock}"})
+    assert r.returncode == 0, f"host {n}: docker {' '.join(args)}: {r.stderr}"
+    return r.stdout
+
+
+def env_tag(n: int) -> str:
+    env = app_dir(n) / ".env"
+    lines = env.read_text().splitlines() if env.exists() else []
+    return next((x.split("=", 1)[1] for x in lines if x.startswith("IMAGE_TAG=")), "")
+
+
+def host_truth(fleet: Fleet, n: int) -> dict:
+    """What host n runs and what its .env, `compose config` and local tags say."""
+    r = fleet.sandbox.ctl("compose-exec", "--host", str(n), "config", check=False)
+    assert r.returncode == 0, r.stderr
+    configured = {x for x in re.findall(r"^\s+image: (\S+)$", r.stdout, re.M) if x.startswith(REPO + ":")}
+    ids = host_docker(fleet, n, "ps", "-q", "--filter", "label=com.docker.compose.service=backend").split()
+    assert len(ids) == 1, f"host {n}: backend containers {ids}"
+    running = host_docker(fleet, n, "inspect", "--format", "{{.Image}}", ids[0]).strip()
+    tags = {}
+    for line in host_docker(fleet, n, "images", "--no-trunc", "--format", "{{.Tag}} {{.ID}}", REPO).splitlines():
+        tag, image = line.split()
+        tags[tag] = image
+    return {"env": env_tag(n), "configured": configured, "running": running, "tags": tags}
+
+
+def test_fleet_version_then_rollback_the_tags_and_the_variable_tell_the_truth_on_every_host(fleet):
+    """Issue 10: `fab deploy --version v2` on the three hosts, then `fab rollback`: on every host
+    the .env's IMAGE_TAG, `docker compose config` and the image the backend runs agree, and v2's
+    image keeps its tag (not re-pointed at v1, not dangling)."""
+    fleet.reset()
+    fleet.sandbox.ctl("version", "v2")
+    r = fleet.deploy("--version", "v2", "--parallel", "3")
+    assert r.returncode == 0, flat(r)
+    assert fleet.versions() == ["v2", "v2", "v2"]
+    rid = fleet_rid(r.stdout + r.stderr)
+    v2 = {}
+    for n in (1, 2, 3):
+        t = host_truth(fleet, n)
+        assert t["env"] == "v2" and t["configured"] == {f"{REPO}:v2"} and t["running"] == t["tags"]["v2"], (n, t)
+        assert [e["tag"] for e in fleet.release(n, rid) if e["event"] == "version"] == ["v2"], n
+        v2[n] = t["tags"]["v2"]
+    r = fleet.sandbox.fab("rollback", *STAGE, env=fleet.env, timeout=600)
+    assert r.returncode == 0, flat(r)
+    assert fleet.versions() == ["v1", "v1", "v1"], flat(r)
+    for n in (1, 2, 3):
+        t = host_truth(fleet, n)
+        # the release before the first --version ran on backend:latest: the variable names it again
+        assert t["env"] == "latest" and t["configured"] == {f"{REPO}:latest"}, (n, t)
+        assert t["running"] == t["tags"]["latest"] != v2[n], (n, t)
+        assert t["tags"]["v2"] == v2[n], (n, t)          # v2 still tagged, on its own image
+        assert not fleet.lock_held(n)
