@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import fleet, report  # noqa: E402
 from bench.report import Line, Sample  # noqa: E402
 from config import load_settings  # noqa: E402
 
@@ -321,9 +321,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategy-rounds", type=int, default=10,
                    help="deploys and rollbacks in a row per STRATEGY for the failed-requests rows (bench/bluegreen.py; "
                         "default 10, --quick 2, 0 skips them)")
+    p.add_argument("--fleet-rounds", type=int, default=3,
+                   help="alternating rounds of 3 hosts in parallel vs 1 host (bench/fleet.py; default 3, --quick 1, 0 skips)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds = 1
+        args.fleet_rounds = min(args.fleet_rounds, 1)
         args.strategy_rounds = min(args.strategy_rounds, 2)
     args.generations = [g.strip() for g in args.generations.split(",") if g.strip()]
     if args.rounds < 1 or any(g not in ("v2", "v1") for g in args.generations):
@@ -351,9 +354,8 @@ def measure(args: argparse.Namespace) -> dict:
             except (Exception, subprocess.SubprocessError) as exc:     # keep the rounds measured so far
                 say(f"bench: the failed-requests rounds per strategy stopped: {exc.__class__.__name__}: {exc}")
         results["per_command"] = measure_per_command(10 if args.quick else 30, 1 if args.quick else 3)
-        # The fleet row's slot: bench/fleet.py's figures go in results["fleet"] as {"tool", "anchor",
-        # "ratio", "result"} (report.fleet_row shows them); until then the row says why there are none.
-        results["fleet"] = None
+        # The fleet row (issue 10): bench/fleet.py's medians, 3 hosts in parallel vs 1 host.
+        results["fleet"] = fleet.measure(args.fleet_rounds) if args.fleet_rounds > 0 and results["fleet_available"] else None
     finally:
         say(f"bench: leaving the sandbox reset, on Compose {original}")
         ctl("compose", original)

@@ -4,6 +4,7 @@ failed host's error block, the fleet table and one exit code. docs/fleets.md des
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from concurrent import futures
 from typing import Sequence
@@ -26,25 +27,39 @@ from tasks.steps import RunOptions, Step
 
 
 def open_sessions(c, settings: Settings, hosts: list[str], accept_new: bool) -> dict[str, Session]:
-    """One session per host for the whole run; all share one redactor (every host's secrets hidden)."""
+    """One session per host for the whole run, opened at once (a fleet of N hosts pays one connect,
+    not N); all share one redactor (every host's secrets hidden). One host cannot be reached: the
+    others are closed and the first failing host's error block (in HOSTS order) is shown."""
     redactor = Redactor(settings.secret_key_pattern)
-    sessions: dict[str, Session] = {}
-    host = ""
-    try:
-        for host in hosts:
-            t0 = time.monotonic()
-            s = Session(settings, host, connect(c, host, settings, accept_new), dry=bool(c.config.run.dry),
-                        echo=bool(c.config.run.echo), redactor=redactor, ctx=c)
-            sessions[host] = s
+
+    def open_one(host: str) -> Session:
+        t0 = time.monotonic()
+        s = Session(settings, host, connect(c, host, settings, accept_new), dry=bool(c.config.run.dry),
+                    echo=bool(c.config.run.echo), redactor=redactor, ctx=c)
+        try:
             begin(s, t0)
-    except DeployError as err:
-        close(sessions)
-        render_error(err, settings, host)
-        raise Exit(code=int(err.code)) from None
-    except BaseException:
-        close(sessions)
-        raise
-    return sessions
+        except BaseException:
+            s.close()
+            raise
+        return s
+    pool = futures.ThreadPoolExecutor(max_workers=len(hosts))
+    pending = {host: pool.submit(open_one, host) for host in hosts}
+    try:
+        futures.wait(pending.values())
+    finally:                # also on Ctrl-C while connecting: the connects end (bounded), every one opened is closed
+        pool.shutdown(wait=True)
+        opened = {h: f.result() for h, f in pending.items() if not f.cancelled() and f.exception() is None}
+        if sys.exc_info()[0] is not None:
+            close(opened)
+    failed = next(((h, f.exception()) for h, f in pending.items() if f.exception() is not None), None)
+    if failed is None:
+        return opened
+    close(opened)
+    host, exc = failed
+    if isinstance(exc, DeployError):
+        render_error(exc, settings, host)
+        raise Exit(code=int(exc.code)) from None
+    raise exc
 
 
 def close(sessions: dict[str, Session]) -> None:

@@ -1,0 +1,96 @@
+"""Issue 10's speed row: a fleet of 3 hosts deployed in parallel, against one host, in one run.
+
+`sandbox/ctl up --hosts 3` (three real hosts: own netns, dockerd, sshd, app dir), then rounds that
+alternate: `fab deploy --stage staging --parallel 3` on the fleet stage (sandbox/fleet/staging.env)
+and the same deploy with `DEPLOY_HOSTS` set to its first host only. Each round starts from
+`sandbox/ctl reset` + `version v2`. The target: the fleet's median within 1.5x of one host's.
+Leaves the sandbox as one host (`sandbox/ctl up`). Numbers only; nothing here asserts a time.
+
+    python bench/fleet.py [--rounds N] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CTL = ROOT / "sandbox" / "ctl"
+FLEET_CONFIG = ROOT / "sandbox" / "fleet"
+FIRST_HOST = "ai-doc-qa-fleet-1"
+TARGET_RATIO = 1.5
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def ctl(*args: str) -> None:
+    r = subprocess.run([str(CTL), *args], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench: sandbox/ctl {' '.join(args)} failed (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+
+
+def timed_deploy(extra_env: dict, *args: str) -> tuple[int, float]:
+    ctl("reset")
+    ctl("version", "v2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOY_")}
+    env.update({"DEPLOY_LOCAL_CONFIG": str(FLEET_CONFIG), **extra_env})
+    fab = str(Path(sys.executable).parent / "fab")
+    start = time.monotonic()
+    r = subprocess.run([fab, "deploy", "--stage", "staging", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if r.returncode != 0:
+        say("\n".join((r.stdout + r.stderr).splitlines()[-15:]))
+    return r.returncode, wall
+
+
+def judge(fleet: list[float], one: list[float]) -> dict:
+    """The row bench/report.fleet_row prints: medians of the valid rounds, their ratio, pass/fail."""
+    if not fleet or not one:
+        return {"tool": "no valid round", "anchor": "-", "ratio": "-", "result": "FAILED (a deploy failed)"}
+    f, o = statistics.median(fleet), statistics.median(one)
+    ratio = f / o
+    return {"tool": f"{f:.2f} s", "anchor": f"{o:.2f} s (1 host)", "ratio": f"{ratio:.2f}x",
+            "result": "pass" if ratio <= TARGET_RATIO else f"FAIL (<= {TARGET_RATIO}x)",
+            "fleet_walls": fleet, "one_walls": one}
+
+
+def measure(rounds: int) -> dict:
+    ctl("up", "--hosts", "3")
+    fleet, one = [], []
+    try:
+        for i in range(rounds):
+            rc, wall = timed_deploy({}, "--parallel", "3")
+            say(f"bench: fleet round {i + 1}/{rounds}: 3 hosts in parallel {wall:.2f} s (exit {rc})")
+            if rc == 0:
+                fleet.append(wall)
+            rc, wall = timed_deploy({"DEPLOY_HOSTS": FIRST_HOST})
+            say(f"bench: fleet round {i + 1}/{rounds}: 1 host {wall:.2f} s (exit {rc})")
+            if rc == 0:
+                one.append(wall)
+    finally:
+        ctl("up")           # back to one host: the extra hosts stopped, their namespaces gone
+    return judge(fleet, one)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="3 hosts in parallel vs 1 host (issue 10's speed row)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = measure(max(1, args.rounds))
+    print(json.dumps(result, indent=2) if args.json else
+          f"3 hosts in parallel {result['tool']} vs 1 host {result['anchor']}: {result['ratio']} {result['result']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
