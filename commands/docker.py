@@ -10,6 +10,10 @@ from typing import Iterable, Sequence
 from commands.shell import check_image, join, q
 
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+# Set by Compose v1 and v2 alike on every container they create (checked on the sandbox host for
+# both generations); `compose ps` finds a project's containers by them too.
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class ContainerState:
     memory_limit: int       # bytes, 0 = unlimited
     health_log: tuple[str, ...] = ()   # last healthcheck outputs, newest last
     env: dict = field(default_factory=dict)  # only the keys asked for; never the whole environment
+    project: str = ""       # the Compose project that created it (its label)
 
 
 def short_image_id(image_id: str) -> str:
@@ -74,8 +79,29 @@ def parse_inspect(stdout: str, env_keys: Iterable[str] = ()) -> list[ContainerSt
             memory_limit=int((c.get("HostConfig") or {}).get("Memory") or 0),
             health_log=logs[-3:],
             env=env,
+            project=labels.get(COMPOSE_PROJECT_LABEL, ""),
         ))
     return out
+
+
+def project_containers(project: str) -> str:
+    """``ID SERVICE`` of every container of a Compose project, running or not, one-off ``run``
+    containers left out: what ``compose ps -a -q`` lists, read from the labels Compose sets, without
+    starting Compose (~0.1 s on v2, ~0.6 s on v1; this is one ``docker`` call, ~15 ms)."""
+    fmt = '{{.ID}} {{.Label "' + COMPOSE_SERVICE_LABEL + '"}}'
+    return (f"docker ps -a --no-trunc --filter label={COMPOSE_PROJECT_LABEL}={q(project)} "
+            f"--filter {q(f'label={COMPOSE_ONEOFF_LABEL}=False')} --format {q(fmt)}")
+
+
+_ID_SERVICE = re.compile(r"^([0-9a-f]{12,64}) (\S+)$")
+
+
+def parse_project_containers(stdout: str, services: Iterable[str] = ()) -> list[str]:
+    """Container IDs from :func:`project_containers`, of ``services`` (all when empty); lines that
+    are not ``ID SERVICE`` (a warning, a container without the service label) are ignored."""
+    wanted = set(services)
+    found = (_ID_SERVICE.match(line.strip()) for line in stdout.splitlines())
+    return [m.group(1) for m in found if m and (not wanted or m.group(2) in wanted)]
 
 
 def image_inspect(refs: Sequence[str]) -> str:

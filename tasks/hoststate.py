@@ -2,7 +2,8 @@
 
 Every reader a runbook section needs lives here, so "is the backend running" or "what serves now"
 is computed one way. Container state comes from ``docker inspect`` on the IDs from ``compose ps -q``
-(works with Compose v1 and v2, runbook note 8).
+or, once the Compose project is known, ``docker ps`` by Compose's labels (works with Compose v1 and
+v2, runbook note 8).
 """
 from __future__ import annotations
 
@@ -28,15 +29,28 @@ def known_services(s: Session) -> list[str]:
 
 
 def container_ids(s: Session, services: Sequence[str]) -> list[str]:
-    """IDs of the containers of ``services``, from ONE ``compose ps`` of every known service,
-    resolved once until a command changes what runs (Session.run drops them then): a Compose start
-    costs ~0.1 s on v2 and ~0.6 s on v1, a ``docker inspect`` ~15 ms."""
+    """IDs of the containers of ``services``, resolved once until a command changes what runs
+    (Session.run drops them then). Once the Compose project is known (COMPOSE_PROJECT, or the label
+    of a container read before) from ONE ``docker ps`` filtered by Compose's labels (~15 ms);
+    before that from ONE ``compose ps`` of every known service (~0.1 s on v2, ~0.6 s on v1)."""
     known = known_services(s)
     query = known if services and set(services) <= set(known) else list(services)
     key = tuple(query)
     if key not in s.state.container_ids:
-        s.state.container_ids[key] = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(query)).stdout)
+        project = s.compose.project or s.state.compose_project
+        if project:
+            ids = docker_cmd.parse_project_containers(s.run(docker_cmd.project_containers(project)).stdout, query)
+        else:
+            ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(query)).stdout)
+        s.state.container_ids[key] = ids
     return s.state.container_ids[key]
+
+
+def _learn_project(s: Session, states: Sequence[ContainerState]) -> None:
+    """The project Compose gave the app's containers (its .env's COMPOSE_PROJECT_NAME, the app
+    dir's name, ...), taken from what Compose wrote rather than recomputed by its rules."""
+    if not s.state.compose_project:
+        s.state.compose_project = next((c.project for c in states if c.project and c.service), "")
 
 
 def inspect_ids(s: Session, services: Sequence[str], env_keys: Sequence[str] = ()) -> list[ContainerState]:
@@ -52,7 +66,9 @@ def inspect_ids(s: Session, services: Sequence[str], env_keys: Sequence[str] = (
         if not ids:
             return []
         r = s.run(docker_cmd.inspect(ids))
-    return docker_cmd.parse_inspect(r.stdout, env_keys)
+    states = docker_cmd.parse_inspect(r.stdout, env_keys)
+    _learn_project(s, states)
+    return states
 
 
 def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = ()) -> list[ContainerState]:

@@ -71,6 +71,9 @@ def image_id(service: str, version: str) -> str:
     return "sha256:" + _hex(f"image {service} {version}")
 
 
+PROJECT = "ai-doc-qa"     # the Compose project of the plan world's containers (their label)
+
+
 @dataclass
 class PlanHost:
     """The plan world's host for one stage, as it changes while the flow runs."""
@@ -191,7 +194,8 @@ class PlanHost:
             "State": {"Status": "running" if c.running else "exited", "Running": c.running, "OOMKilled": False, "ExitCode": 0,
                       "Health": {"Status": "healthy" if c.healthy else "unhealthy",
                                  "Log": [{"Output": "ok" if c.healthy else "HTTP 500"}]}},
-            "Config": {"Image": c.ref, "Labels": {"com.docker.compose.service": c.service}},
+            "Config": {"Image": c.ref, "Labels": {"com.docker.compose.service": c.service,
+                                                  "com.docker.compose.project": PROJECT}},
             "HostConfig": {"Memory": 0}} for c in found], indent=4)
 
     def image_inspect(self, refs: list[str]) -> str:
@@ -208,6 +212,9 @@ class PlanHost:
         """``VAR=TAG compose config --images``: the incoming release's image uses the variable."""
         return "".join((image_ref(svc).rsplit(":", 1)[0] + ":" + tag if svc == self.changed else image_ref(svc)) + "\n"
                        for svc in self.all_services)
+
+    def project_containers(self, project: str) -> str:
+        return "".join(f"{c.id} {svc}\n" for svc, c in self.containers.items())   # any project: a model
 
     def ps_ids(self, services: list[str]) -> str:
         return "".join(f"{c.id}\n" for svc, c in self.containers.items() if not services or svc in services)

@@ -33,6 +33,7 @@ class RunState:
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     container_ids: dict = field(default_factory=dict)   # Compose services -> container IDs; dropped by any change
+    compose_project: str = ""          # the Compose project of the app's containers, from their label
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
     inconsistent_warned: bool = False  # releases whose events do not add up were reported once already

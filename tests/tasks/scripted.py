@@ -20,6 +20,7 @@ from tests.conftest import captured
 
 COMPOSE_V2 = (r"compose version --short", "v2 2.26.1\n")
 PS_IDS = r"ps -a -q"
+DOCKER_PS = r"^docker ps -a --no-trunc --filter "      # a project's containers by Compose's labels
 INSPECT = r"^docker inspect -- "
 IMAGE_INSPECT = r"^docker image inspect "
 # The deploy lock as a free host answers it (acquire first: its command also holds "rm -rf").
@@ -85,12 +86,18 @@ class Containers:
         wanted = shlex.split(command.split(" -- ", 1)[1]) if " -- " in command else list(self.by_service)
         return "".join(c["Id"] + "\n" for svc, c in self.by_service.items() if svc in wanted)
 
+    def docker_ps(self, command: str) -> str:
+        """``ID SERVICE`` of the containers whose project label the command filters on."""
+        project = re.search(r"label=com\.docker\.compose\.project=([^' ]+)", command).group(1)
+        return "".join(f"{c['Id']} {svc}\n" for svc, c in self.by_service.items()
+                       if c["Config"]["Labels"].get("com.docker.compose.project") == project)
+
     def inspect(self, command: str) -> str:
         ids = shlex.split(command.split(" -- ", 1)[1])
         return json.dumps([c for c in self.by_service.values() if c["Id"] in ids])
 
     def script(self) -> list:
-        return [(PS_IDS, self.ps), (INSPECT, self.inspect)]
+        return [(PS_IDS, self.ps), (DOCKER_PS, self.docker_ps), (INSPECT, self.inspect)]
 
 
 def run_task(mocker, capsys, task, script, **options) -> tuple[int, str, str, Remote]:

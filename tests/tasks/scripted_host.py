@@ -61,6 +61,7 @@ class ScriptedHost:
             (r"echo released", ok("released\n")),
             (r">> \S+releases\.jsonl$", ok()),
             (r" ps -a -q", self.ps),
+            (r"^docker ps -a --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa ", self.docker_ps),
             (r"^docker inspect -- ", self.inspect),
             (r"^docker image inspect ", self.image_inspect),
             (r"^rm -f /tmp/\S+-probe; end=", ok("".join(f"1795816543.{i} 200\n" for i in range(5)))),
@@ -91,6 +92,9 @@ class ScriptedHost:
     def ps(self, command):
         wanted = shlex.split(command.split(" -- ", 1)[1]) if " -- " in command else []
         return Result(stdout="".join(c["id"] + "\n" for s, c in self.containers.items() if not wanted or s in wanted), exited=0)
+
+    def docker_ps(self, command):
+        return Result(stdout="".join(f"{c['id']} {s}\n" for s, c in self.containers.items()), exited=0)
 
     def inspect(self, command):
         out = []
