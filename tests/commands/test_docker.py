@@ -110,3 +110,19 @@ def test_sizes_and_ids():
     assert docker.human_bytes(1536) == "1.5 KiB"
     assert docker.human_bytes(int(23.54 * 1024 ** 3)) == "23.5 GiB"
     assert docker.parse_size("1.5GB") == 1_500_000_000 and docker.parse_size("3B") == 3 and docker.parse_size("7") == 7
+
+
+def test_project_containers_filters_by_compose_labels_and_leaves_one_off_containers_out():
+    cmd = docker.project_containers("ai-doc-qa")
+    assert cmd.startswith("docker ps -a --no-trunc --filter label=com.docker.compose.project=ai-doc-qa ")
+    assert " --filter label=com.docker.compose.oneoff=False " in cmd
+    assert "{{.ID}} {{.Label \"com.docker.compose.service\"}}" in cmd
+    assert "project='it'\"'\"'s; rm -rf /' " in docker.project_containers("it's; rm -rf /")   # quoted for the shell
+
+
+def test_parse_project_containers_keeps_the_wanted_services_and_ignores_other_lines():
+    a, b = "a" * 64, "b" * 64
+    out = f"{a} backend\n{b} proxy\nWARNING: something\n{'c' * 64} \n"
+    assert docker.parse_project_containers(out, ["backend"]) == [a]
+    assert docker.parse_project_containers(out) == [a, b]
+    assert docker.parse_project_containers("") == []
