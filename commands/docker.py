@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from commands.shell import check_image, join, q
+from commands.shell import UnsafeValue, check_image, join, q
 
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 # Set by Compose v1 and v2 alike on every container they create (checked on the sandbox host for
@@ -94,6 +94,16 @@ def project_containers(project: str) -> str:
 
 
 _ID_SERVICE = re.compile(r"^([0-9a-f]{12,64}) (\S+)$")
+_CONTAINER_ID = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+def exec_in(container_id: str, argv: Sequence[str]) -> str:
+    """``docker exec`` into one container by ID: what ``compose exec -T SERVICE`` does (no TTY, no
+    stdin; the container's own environment, user and working directory), without starting Compose
+    (~0.1 s on v2, ~0.5 s on v1)."""
+    if not _CONTAINER_ID.match(container_id):
+        raise UnsafeValue(f"container ID {container_id!r} is not 12 to 64 hex digits")
+    return f"docker exec {container_id} {join(argv)}"
 
 
 def parse_project_containers(stdout: str, services: Iterable[str] = ()) -> list[str]:

@@ -24,7 +24,7 @@ from tasks import slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import env_file, learn_secrets
-from tasks.hoststate import backend_running, describe_images, observe
+from tasks.hoststate import backend_running, describe_images, exec_command, observe
 from tasks.notify import notify
 from tasks.session import Session
 from tasks.steps import RunOptions
@@ -35,7 +35,7 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     st = s.settings
     if not backend_running(s):
         return None, f"{st.backend_service} is not running"
-    r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT), check=False)
+    r = s.run(exec_command(s, slotstate.exec_service(s), alembic_cmd.CURRENT), check=False)
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
         return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"

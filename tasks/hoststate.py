@@ -71,6 +71,23 @@ def inspect_ids(s: Session, services: Sequence[str], env_keys: Sequence[str] = (
     return states
 
 
+def exec_command(s: Session, service: str, argv: Sequence[str]) -> str:
+    """The command that runs ``argv`` in ``service``'s container: ``docker exec ID`` once the Compose
+    project is known (its containers are then found by label, ~15 ms) and the service has exactly
+    one running container, which is the one ``compose exec`` would pick; otherwise ``compose exec
+    -T SERVICE`` (project unknown, none running, or several: Compose chooses, and says why not)."""
+    if s.compose.project or s.state.compose_project:
+        running = [c for c in inspect_ids(s, [service]) if c.service == service and c.status == "running"]
+        if len(running) == 1:
+            return docker_cmd.exec_in(running[0].id, argv)
+    return s.compose.exec(service, argv)
+
+
+def exec_sh(s: Session, service: str, command_line: str) -> str:
+    """Like :func:`exec_command` for a configured one-line command, run by ``sh -c`` in the container."""
+    return exec_command(s, service, ["sh", "-c", command_line])
+
+
 def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = ()) -> list[ContainerState]:
     """Containers of the given services (all services when empty): IDs resolved once, one docker inspect."""
     pair = slots_cmd.pair(s.settings) if slotstate.enabled(s) and services else ()

@@ -9,7 +9,7 @@ from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
-from tasks.hoststate import backend_running
+from tasks.hoststate import backend_running, exec_command, exec_sh
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -28,7 +28,7 @@ def deps_up(s: Session) -> None:
 
 def wait_db(s: Session) -> None:
     st = s.settings
-    cmd = s.compose.exec_sh(st.postgres_service, st.db_ready_command)
+    cmd = exec_sh(s, st.postgres_service, st.db_ready_command)
     if s.dry:
         ui.say(f"[dry] would poll until postgres accepts connections: {cmd}")
         return
@@ -46,7 +46,7 @@ def wait_db(s: Session) -> None:
 
 def alembic(s: Session, argv: list[str], *, exec_: bool, timeout: float | None = None, mutating: bool = False):
     st = s.settings
-    cmd = s.compose.exec(slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = exec_command(s, slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
     return s.run(cmd, timeout=timeout, mutating=mutating)
 
 
@@ -66,7 +66,7 @@ def upgrade(s: Session) -> None:
         ui.say(f"[dry] database at {', '.join(before) or 'base'}; would run alembic upgrade head")
         return
     argv = ["sh", "-c", alembic_cmd.MIGRATE_SCRIPT]
-    cmd = s.compose.exec(slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = exec_command(s, slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:

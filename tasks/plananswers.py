@@ -123,6 +123,11 @@ class Answers:
              lambda g: Answer(stdout=h.up(words(g)), what=f"recreate {', '.join(words(g))} alone, on the images now tagged")),
             (Shape(c.logs(MARK, NUM), MARK, NUM),
              lambda svc, n: Answer(stdout=self.logs(words(svc)[0]), what=f"the last {n} log lines of {words(svc)[0]}")),
+            (Shape(docker.exec_in(HEX, alembic.CURRENT), HEX), lambda _: self.alembic_current(True)),
+            (Shape(docker.exec_in(HEX, MIGRATE_ARGV), HEX), lambda _: Answer(
+                stdout=h.migrate(), what="revision before, upgrade head, revision after, history: one exec into the backend")),
+            (Shape(docker.exec_in(HEX, ["sh", "-c", st.db_ready_command]), HEX), lambda _: Answer(
+                stdout="accepting connections\n", what="does postgres accept connections (polled until it does)")),
             (Shape(docker.inspect([MARK]), MARK),
              lambda g: Answer(stdout=h.inspect(words(g)), what="state, health and image of those containers")),
             (Shape(docker.tag(HEX, "planmark"), HEX, "planmark"), lambda i, r: self.tag(words(i)[0], words(r)[0])),

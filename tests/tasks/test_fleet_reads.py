@@ -178,7 +178,7 @@ def test_fleet_smoke_failing_on_one_host_is_exit_4_with_that_hosts_block_only(fl
 
 
 def test_fleet_diagnose_of_healthy_hosts_with_one_unreachable_exits_5(fleet):
-    healthy = [*Containers(*all_of()).script(), (r"^docker stats", ""), (r"exec -T backend sh -c", "")]
+    healthy = [*Containers(*all_of()).script(), (r"^docker stats", ""), (r"(exec -T backend|^docker exec [0-9a-f]{64}) sh -c", "")]
     code, out, err = fleet(diagnose, {"web-1": healthy, "web-2": healthy, "web-3": unreachable("web-3")})
     assert code == ExitCode.CONNECTION
     for h in ("web-1", "web-2"):

@@ -1,6 +1,8 @@
 """The host readers (tasks/hoststate.py) on a scripted host answering with captured output: which
 commands they issue, what they make of the answers, and how the polls end (ready, failed fast,
 deadline). Time is simulated: no test waits."""
+import json
+
 import pytest
 from invoke import Result
 
@@ -309,3 +311,29 @@ def test_observe_right_after_an_http_first_health_wait_counts_the_answering_back
                      (r"curl ", HEALTH_V1))
     seen = hoststate.observe(s)
     assert seen.healthy and seen.version == "v1"
+
+
+def test_exec_goes_through_compose_until_the_project_is_known_then_docker_exec_by_id(host):
+    everything = Containers(*all_of())
+    s, remote = host((r" ps -a -q", everything.ps("all")), (DOCKER_PS, everything.docker_ps), (r"^docker inspect", everything.inspect))
+    assert hoststate.exec_command(s, "backend", ["alembic", "current"]) == f"{COMPOSE} exec -T backend alembic current"
+    hoststate.containers(s, ["backend"])                       # a container's label names the project
+    backend = next(c for c in all_of() if c["Config"]["Labels"]["com.docker.compose.service"] == "backend")["Id"]
+    assert hoststate.exec_command(s, "backend", ["alembic", "current"]) == f"docker exec {backend} alembic current"
+    assert hoststate.exec_sh(s, "backend", "echo 'a b'") == f"docker exec {backend} sh -c 'echo '\"'\"'a b'\"'\"''"
+
+
+@pytest.mark.parametrize("status", [["exited"], ["running", "running"]], ids=["none-running", "two-running"])
+def test_exec_leaves_the_choice_to_compose_unless_exactly_one_container_runs(host, status):
+    base = next(c for c in all_of() if c["Config"]["Labels"]["com.docker.compose.service"] == "backend")
+    found = []
+    for i, st in enumerate(status):
+        c = container(ALL_V1, "backend", Status=st, Running=st == "running")
+        c["Id"] = f"{i}" * 64 if i else base["Id"]
+        found.append(c)
+    everything = Containers(*all_of())
+    ps = "".join(f"{c['Id']} backend\n" for c in found)
+    inspect = json.dumps(found)
+    s, remote = host((r" ps -a -q", everything.ps("all")), (DOCKER_PS, ps), (r"^docker inspect", inspect))
+    s.state.compose_project = "ai-doc-qa"
+    assert hoststate.exec_command(s, "backend", ["alembic", "current"]) == f"{COMPOSE} exec -T backend alembic current"

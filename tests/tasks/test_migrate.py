@@ -15,7 +15,9 @@ from tests.conftest import CAPTURED, captured
 from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, LOCK, Containers, all_of, flat, records, run_task
 
 COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
-MIGRATE = r"exec -T backend sh -c 'py=\$\(command -v python3"
+BACKEND_ID = "1412bcba4a5367de5f3d065e470ffd7aa735bb7a075b1c908c04cc45bf43f989"     # in docker-inspect-all-v1-healthy.json
+POSTGRES_ID = "708ab6e153a820fa55333f0c1e9e10a8321d63563bfa4b2670a68b1617d18d4f"
+MIGRATE = r"(exec -T backend|^docker exec [0-9a-f]{64}) sh -c 'py=\$\(command -v python3"
 FIRST_DEPLOY = r"run --rm -T backend sh -c 'py=\$\(command -v python3"
 
 
@@ -48,10 +50,12 @@ def host(*first, running=True):
 def test_migrate_starts_the_database_waits_and_upgrades_in_one_round_trip(mocker, capsys):
     code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, V1_TO_V2)))
     assert code == 0, err
-    steps = [c for c in remote.commands if c.startswith(COMPOSE) and (" up " in c or " exec " in c)]
+    steps = [c for c in remote.commands if c.startswith((f"{COMPOSE} up ", "docker exec "))]
     assert steps[0] == f"{COMPOSE} up -d -- postgres redis"
-    assert steps[1] == f"{COMPOSE} exec -T postgres sh -c 'pg_isready -U postgres'"
-    assert steps[2] == f"{COMPOSE} exec -T backend sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)}"
+    # `docker exec` into the one running container of each service (found by Compose's labels, no
+    # Compose start), as `compose exec -T` would pick it.
+    assert steps[1] == f"docker exec {POSTGRES_ID} sh -c 'pg_isready -U postgres'"
+    assert steps[2] == f"docker exec {BACKEND_ID} sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)}"
     assert "      migrations applied: database at revision 0002 (was 0001)" in out
     assert "      alembic history (newest first):" in out
     assert "        0001 -> 0002 (head)  add summary column to documents" in out
@@ -74,7 +78,7 @@ def test_a_first_deploy_migrates_through_run_rm(mocker, capsys):
     code, out, err, remote = run_task(mocker, capsys, migrate, host((FIRST_DEPLOY, V1_TO_V2), running=False))
     assert code == 0, err
     assert "      no running backend container: using `run --rm` (first deploy)" in out
-    assert not [c for c in remote.commands if "exec -T backend" in c]
+    assert not [c for c in remote.commands if "exec -T backend" in c or c.startswith("docker exec ")]
 
 
 def test_a_failed_migration_reports_the_revision_the_database_is_at_and_touches_no_service(mocker, capsys):
