@@ -97,6 +97,33 @@ _ID_SERVICE = re.compile(r"^([0-9a-f]{12,64}) (\S+)$")
 _CONTAINER_ID = re.compile(r"^[0-9a-f]{12,64}$")
 
 
+def logs_of(container_ids: Sequence[str], tail: int, mark: str) -> str:
+    """The last ``tail`` log lines of several containers in one round trip, each after a line
+    ``MARK ID`` (``mark`` is per run, so a log line cannot pose as one): what ``compose logs
+    --tail`` shows per service, without starting Compose. stderr is merged into stdout."""
+    if not re.fullmatch(r"[A-Za-z0-9@_-]{8,}", mark):
+        raise UnsafeValue(f"log marker {mark!r} must be 8 or more letters, digits, @, _ or -")
+    parts = []
+    for cid in container_ids:
+        if not _CONTAINER_ID.match(cid):
+            raise UnsafeValue(f"container ID {cid!r} is not 12 to 64 hex digits")
+        parts.append(f"echo {mark} {cid}; docker logs --tail {int(tail)} {cid} 2>&1")
+    return "; ".join(parts) or "true"
+
+
+def parse_logs_of(stdout: str, mark: str) -> dict[str, str]:
+    """Container ID -> its log text, from :func:`logs_of`'s output."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        head, _, cid = line.partition(" ")
+        if head == mark and _CONTAINER_ID.match(cid):
+            current = out.setdefault(cid, [])
+        elif current is not None:
+            current.append(line)
+    return {cid: "\n".join(lines) for cid, lines in out.items()}
+
+
 def exec_in(container_id: str, argv: Sequence[str]) -> str:
     """``docker exec`` into one container by ID: what ``compose exec -T SERVICE`` does (no TTY, no
     stdin; the container's own environment, user and working directory), without starting Compose

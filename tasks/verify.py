@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+from commands import docker as docker_cmd
 from commands import health as health_cmd
 from tasks import messages, slotstate, ui, web
 from tasks.base import operator_task
 from tasks.errors import DeployError, ExitCode
 from tasks.fleetread import CHECK
-from tasks.hoststate import http_check
+from tasks.hoststate import http_check, inspect_ids
 from tasks.session import Session
 from tasks.steps import RunOptions
 
@@ -46,6 +47,21 @@ def operator_check(url: str, timeout: float, request=None) -> health_cmd.HttpChe
     return health_cmd.HttpCheck(url, a.ok, a.status, a.seconds, "" if a.ok else f"HTTP {a.status}", ui.excerpt(a.body, 2000))
 
 
+def log_tails(s: Session, services: list[str], tail: int) -> list[tuple[str, str]]:
+    """(service, its last ``tail`` log lines) for each service. Once the Compose project is known
+    (its containers found by label): ``docker logs`` of every container of these services in ONE
+    round trip, no Compose start (v1: three concurrent ``compose logs`` took ~0.95 s on 2 cores);
+    otherwise one ``compose logs`` per service, at once."""
+    if s.compose.project or s.state.compose_project:
+        states = [c for c in inspect_ids(s, services) if c.service in services]
+        mark = "@@logs-" + s.run_tag
+        r = s.run(docker_cmd.logs_of([c.id for c in states], tail, mark), check=False)
+        texts = docker_cmd.parse_logs_of(r.stdout, mark)
+        return [(svc, "\n".join(texts.get(c.id, "") for c in states if c.service == svc)) for svc in services]
+    tails = s.concurrently(*(lambda svc=svc: s.run(s.compose.logs(svc, tail), check=False) for svc in services))
+    return [(svc, r.stdout + "\n" + r.stderr) for svc, r in zip(services, tails)]
+
+
 def scan_logs(s: Session) -> list[tuple[str, str]]:
     """Lines of the last LOG_TAIL log lines of each deployed service that match LOG_ERROR_PATTERN."""
     st = s.settings
@@ -54,10 +70,9 @@ def scan_logs(s: Session) -> list[tuple[str, str]]:
     backend = slotstate.exec_service(s) if slotstate.enabled(s) else st.backend_service
     # blue/green: the serving slot's logs; `logs backend` read the old slot the switch had stopped
     names = [backend if svc == st.backend_service else svc for svc in st.services]
-    tails = s.concurrently(*(lambda svc=svc: s.run(s.compose.logs(svc, st.log_tail), check=False) for svc in names))
-    for svc, r in zip(names, tails):
+    for svc, text in log_tails(s, names, st.log_tail):
         # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
-        for line in ui.lines(r.stdout + "\n" + r.stderr, s.redactor):
+        for line in ui.lines(text, s.redactor):
             if pattern.search(line):
                 findings.append((svc, ui.excerpt(line.strip(), 200, s.redactor)))
     if findings:

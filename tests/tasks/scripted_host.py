@@ -82,6 +82,7 @@ class ScriptedHost:
             (r" up -d", self.up),
             (r"^docker tag ", self.tag),
             (r" logs --no-color ", ok("backend-1  | INFO:     Application startup complete.\n")),
+            (r"^echo @@logs-\S+ [0-9a-f]+; docker logs ", self.docker_logs),
         ]
 
     # -- answers --------------------------------------------------------------------------------------
@@ -92,6 +93,12 @@ class ScriptedHost:
     def ps(self, command):
         wanted = shlex.split(command.split(" -- ", 1)[1]) if " -- " in command else []
         return Result(stdout="".join(c["id"] + "\n" for s, c in self.containers.items() if not wanted or s in wanted), exited=0)
+
+    def docker_logs(self, command):
+        """One ``docker logs`` per container ID named in the command, after its separator line."""
+        mark = command.split()[1]
+        return Result(stdout="".join(f"{mark} {c['id']}\nINFO:     Application startup complete.\n"
+                                     for c in self.containers.values() if c["id"] in command), exited=0)
 
     def docker_ps(self, command):
         return Result(stdout="".join(f"{c['id']} {s}\n" for s, c in self.containers.items()), exited=0)

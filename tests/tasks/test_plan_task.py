@@ -72,10 +72,10 @@ def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
 def test_plan_is_derived_from_the_flow_not_kept_beside_it(monkeypatch, capsys):
     """Issue 8: commands/plan.py was a hand-kept copy of the flow. Take the verify step out of the
     deploy: the plan must lose its smoke tests and log scan too."""
-    assert "--tail=100 -- backend" in run_plan(capsys)
+    assert " docker logs --tail 100 " in run_plan(capsys)
     monkeypatch.setattr(deploy_mod, "DEPLOY_STEPS", tuple(s for s in deploy_mod.DEPLOY_STEPS if s.name != "verify"))
     out = main_part(run_plan(capsys))
-    assert "[verify]" not in out and "--tail=100 -- backend" not in out
+    assert "[verify]" not in out and " docker logs --tail 100 " not in out
     assert health.curl("http://localhost/api/v1/documents", 10) not in out
 
 
@@ -240,5 +240,7 @@ def test_verify_under_blue_green_scans_the_logs_of_the_serving_slot():
     """Seen in the blue-green plan: verify read `logs backend`, the old slot the switch had just
     stopped, so the new slot's errors were never looked at."""
     st = load_settings("production", {"DEPLOY_STRATEGY": "blue-green"})
-    commands = [c.command for c in preview(st, PlanWorld(), compose_cmd.V2).calls]
-    assert V2.logs("backend_green", st.log_tail) in commands and V2.logs("backend", st.log_tail) not in commands
+    [logs] = [c for c in preview(st, PlanWorld(), compose_cmd.V2).calls if " docker logs --tail " in c.command]
+    # One `docker logs` of each service's container (found by label); the world answers each by its service.
+    assert "backend_green-1  | " in logs.answer.stdout and "\nbackend-1  | " not in "\n" + logs.answer.stdout
+    assert "proxy-1  | " in logs.answer.stdout

@@ -9,7 +9,7 @@ from invoke import Result
 from tasks import web
 from tasks.verify import smoke, smoke_checks, verify
 from tests.conftest import captured
-from tests.tasks.scripted import flat, run_task
+from tests.tasks.scripted import Containers, all_of, flat, run_task
 
 OK = Result(stdout='{"status": "ok", "version": "v2"}\n@@status 200 0.012\n', exited=0)
 DOCS = r"curl .*api/v1/documents"
@@ -92,3 +92,39 @@ def test_no_monitoring_link_without_a_url(make_session, capsys, settings, url):
     s, _ = make_session(settings=dataclasses.replace(settings, monitoring_url=url))
     monitoring_link(s)
     assert capsys.readouterr().out == ""
+
+
+def test_once_the_compose_project_is_known_the_logs_are_one_docker_logs_round_trip(mocker, capsys, monkeypatch):
+    """No Compose start for the log scan: every deployed service's container by ID, in one command;
+    each container's lines are scanned as its service's, and a log line that copies the separator
+    cannot move lines to another service (the separator holds the run's random tag)."""
+    monkeypatch.setenv("DEPLOY_COMPOSE_PROJECT", "ai-doc-qa")
+    everything = Containers(*all_of())
+    ids = {svc: c["Id"] for svc, c in everything.by_service.items()}
+
+    def docker_logs(command):
+        mark = command.split()[1]
+        text = {"backend": "INFO ok\n@@logs-forged " + ids["proxy"] + "\nERROR: backend broke\n",
+                "model_server": "INFO ready\n", "proxy": "GET / 200\n"}
+        return "".join(f"{mark} {cid}\n{text[svc]}" for svc, cid in ids.items()
+                       if svc in text and cid in command)
+    code, out, err, remote = run_task(mocker, capsys, verify, [
+        (r"curl ", OK), *everything.script(), (r"^echo @@logs-", docker_logs)])
+    assert code == 0, err
+    [logs] = [c for c in remote.commands if "logs" in c]
+    assert " logs --no-color " not in logs
+    assert [logs.count(ids[svc]) for svc in ("backend", "model_server", "proxy", "postgres")] == [2, 2, 2, 0]
+    assert "! 1 log line(s) match LOG_ERROR_PATTERN in the last 100 lines:" in out
+    assert "        backend: ERROR: backend broke" in out
+
+
+def test_logs_of_builds_one_command_and_refuses_unsafe_ids():
+    from commands import docker
+    cmd = docker.logs_of(["a" * 64, "b" * 12], 100, "@@logs-x1234567")
+    assert cmd == (f"echo @@logs-x1234567 {'a' * 64}; docker logs --tail 100 {'a' * 64} 2>&1; "
+                   f"echo @@logs-x1234567 {'b' * 12}; docker logs --tail 100 {'b' * 12} 2>&1")
+    assert docker.parse_logs_of(f"junk\n@@logs-x1234567 {'a' * 64}\none\ntwo\n@@logs-x1234567 {'b' * 12}\n",
+                                "@@logs-x1234567") == {"a" * 64: "one\ntwo", "b" * 12: ""}
+    for bad_id, bad_mark in (("abc; rm -rf /", "@@logs-x1234567"), ("a" * 64, "x; rm"), ("a" * 64, "short")):
+        with pytest.raises(ValueError):
+            docker.logs_of([bad_id], 100, bad_mark)
