@@ -13,6 +13,10 @@ from typing import Iterable, Sequence
 from commands.shell import cd, check_path, check_service, join, q
 from config.validators import check_tag, check_variable
 
+# The compose files and a tracked .env: what names the images. When none differs at the incoming
+# release, the images `pull` fetches after `git pull` are the ones they name now (tasks/services.py).
+IMAGE_NAMING_FILES = ["*.yml", "*.yaml", ".env"]
+
 V2 = "docker compose"
 V1 = "docker-compose"
 # A service's image in Compose v1's ``config`` output (services at two spaces, their keys at four).

@@ -68,6 +68,11 @@ def log_range(app_dir: str, old: str, new: str, limit: int = 50) -> str:
     return _git(app_dir, f"log --oneline --no-decorate -n {int(limit)} {q(old + '..' + new)}")
 
 
+def unchanged(app_dir: str, ref: str, pathspecs: list[str]) -> str:
+    """Exit 0 when no file matching ``pathspecs`` differs between HEAD and ``ref``, 1 when one does."""
+    return _git(app_dir, f"diff --quiet HEAD {q(check_ref(ref))} -- " + " ".join(q(p) for p in pathspecs))
+
+
 def show_file(app_dir: str, ref: str, path: str) -> str:
     """File contents at a ref; prints nothing (exit 0) when the file does not exist there."""
     check_path(path, "path", absolute=False)

@@ -42,10 +42,27 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     return alembic_cmd.parse_current(r.stdout), ""
 
 
+DB_REVISION = "checklist: database revision"
+
+
+def checklist_prefetch(s: Session) -> None:
+    """The database revision (``alembic current``: a Python start in the backend, the checklist's
+    slowest read) begins with the run, beside the start's record of the images: nothing it
+    reads changes before the checklist, the run holds the deploy lock."""
+    s.prefetch(DB_REVISION, lambda: early_db_revision(s))
+
+
+def early_db_revision(s: Session) -> tuple[list[str], str]:
+    """``compose exec`` at once, before any container is looked at: no wait for the IDs. Any
+    failure (no backend running, alembic failing) is read again by the checklist, which says why."""
+    r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT))
+    return alembic_cmd.parse_current(r.stdout), ""
+
+
 def check_migrations(s: Session, remote: str) -> list[Item]:
     st = s.settings
     graph = git_cmd.parse_migration_headers(s.run(git_cmd.migration_headers(st.app_dir, remote, st.migrations_path)).stdout)
-    current, why = current_db_revision(s)
+    current, why = s.fetched(DB_REVISION, lambda: current_db_revision(s))
     items = [items_cmd.migrations_pending(graph, current, why, remote)]
     if current is None:
         return [*items, items_cmd.migrations_breaking_unknown(why)]
@@ -144,6 +161,8 @@ def run_checklist(s: Session, message: str = "") -> list[Item]:
         raise DeployError.from_command(failed, "git fetch failed, so the incoming release cannot be checked",
                                        step="checklist", state="nothing changed",
                                        next_step=f"check the git remote from the host: git -C {st.app_dir} fetch {st.git_remote}") from None
+    for hook in s.state.after_fetch:        # a deploy's pull may start now (tasks/services.py, early_pull)
+        hook(remote)
     # Independent reads at once (each its own SSH channel); on-call last: it reports what is pending.
     migrations, env, rollback, monitoring = s.concurrently(
         lambda: check_migrations(s, remote), lambda: check_env(s, remote),
@@ -163,7 +182,9 @@ def checked(s: Session, message: str) -> list[Item]:
     if blockers:
         raise DeployError(
             f"{len(blockers)} blocking checklist item(s) failed: " + "; ".join(f"{b.name}: {b.detail}" for b in blockers),
-            step="checklist", code=ExitCode.CHECKLIST, state="nothing was changed (the checklist runs before any change)",
+            step="checklist", code=ExitCode.CHECKLIST,
+            state="nothing was changed (the checklist runs before any change)" + (
+                "; the new images may have been pulled (nothing that runs uses them)" if s.state.pulled_early else ""),
             details=[n for b in blockers for n in b.notes], next_step=blocked_next_step(blockers))
     return items
 

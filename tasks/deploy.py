@@ -6,13 +6,13 @@ from commands.shell import UnsafeValue
 from config.validators import check_tag
 from tasks import versions
 from tasks.base import operator_task
-from tasks.checklist import checklist_step
+from tasks.checklist import checklist_prefetch, checklist_step
 from tasks.cli import parse_show
 from tasks.fleetdeploy import deploy_fleet
 from tasks.flow import run_flow
 from tasks.migrate import migrate_step
 from tasks.prepare import prepare_step
-from tasks.services import pull_step, switch_step
+from tasks.services import pull_prefetch, pull_step, switch_step
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 from tasks.verify import verify_step
@@ -21,9 +21,9 @@ from tasks.verify import verify_step
 # so a missing image or an unreachable registry stops the deploy before the database changes.
 # Pulling changes nothing that runs.
 DEPLOY_STEPS = (
-    Step("checklist", checklist_step),                    # Pre-Deployment Checklist
+    Step("checklist", checklist_step, prefetch=checklist_prefetch),   # Pre-Deployment Checklist
     Step("prepare", prepare_step),                        # 1. Prepare the deployment server
-    Step("pull", pull_step),                              # 3. Deploy services: pull new images
+    Step("pull", pull_step, prefetch=pull_prefetch),                              # 3. Deploy services: pull new images
     Step("migrate", migrate_step),                        # 2. Run database migrations
     Step("services", switch_step, recoverable=True, switches=True),   # 3. Deploy services: up, health
     Step("verify", verify_step, recoverable=True),        # 4. Verify deployment

@@ -72,6 +72,8 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     """Record the start and the images running now, before anything changes (runbook note 3)."""
     st = s.settings
     lock_seconds = time.monotonic() - t0
+    for prefetch in (x.prefetch for x in steps if x.prefetch):
+        prefetch(s)                 # reads a later step needs, begun now beside the record of the images
     s.recorder.write("start", kind=opts.kind, stage=st.stage, host=s.host, who=operator(),
                      steps=[x.name for x in steps], message=opts.message, dry=s.dry)
     if s.connect_seconds:
@@ -88,8 +90,7 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
            + ("" if before.healthy else " (not healthy)"))
 
 
-def _slot(o: Observation) -> dict:
-    """STRATEGY=blue-green: the backend slot that serves goes into the record beside the images."""
+def _slot(o: Observation) -> dict:   # STRATEGY=blue-green: the serving slot goes into the record beside the images
     return {"slot": o.slot} if o.slot else {}
 
 
@@ -143,7 +144,6 @@ def _after_failure(s: Session, err: DeployError, steps: Sequence[Step], opts: Ru
 
 
 def auto_rollback(s: Session, err: DeployError) -> tuple[str, DeployError]:
-    """Put the recorded previous images back after a failed health or smoke check."""
     refused = _lock_refusal(s, "auto-rollback")
     if refused:
         return "failed", _not_rolled_back(s, err, refused)
@@ -259,6 +259,7 @@ def _give_up_cleanup(s: Session, limit: float, what: str = "Ctrl-C", code: int =
 def _finish(s: Session, rid: str, outcome: str, error: DeployError | None, steps: Sequence[Step],
             opts: RunOptions) -> None:
     """Record the end state (what is serving now), print the timing table, notify."""
+    s.settle_prefetches()
     _record_images_after(s, outcome, any(x.switches for x in steps))
     b = timing_cmd.bottleneck(s.timer)
     s.recorder.write("end", outcome=outcome, seconds=s.timer.total(),

@@ -36,14 +36,15 @@ def container_ids(s: Session, services: Sequence[str]) -> list[str]:
     known = known_services(s)
     query = known if services and set(services) <= set(known) else list(services)
     key = tuple(query)
-    if key not in s.state.container_ids:
-        project = s.compose.project or s.state.compose_project
-        if project:
-            ids = docker_cmd.parse_project_containers(s.run(docker_cmd.project_containers(project)).stdout, query)
-        else:
-            ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(query)).stdout)
-        s.state.container_ids[key] = ids
-    return s.state.container_ids[key]
+    with s.state.ids_lock:          # reads at once (Session.concurrently, prefetch) resolve them once
+        if key not in s.state.container_ids:
+            project = s.compose.project or s.state.compose_project
+            if project:
+                ids = docker_cmd.parse_project_containers(s.run(docker_cmd.project_containers(project)).stdout, query)
+            else:
+                ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(query)).stdout)
+            s.state.container_ids[key] = ids
+        return s.state.container_ids[key]
 
 
 def _learn_project(s: Session, states: Sequence[ContainerState]) -> None:

@@ -3,6 +3,7 @@ recorded before anything changed. The flow and the steps write it; error blocks,
 record's ``end`` line and the outcome line read it (:meth:`RunState.describe`)."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -33,6 +34,10 @@ class RunState:
     pending_migrations: list[str] = field(default_factory=list)
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     container_ids: dict = field(default_factory=dict)   # Compose services -> container IDs; dropped by any change
+    ids_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)   # one resolution at a time
+    prefetched: dict = field(default_factory=dict)      # key -> worker.Background: reads started early (Session.prefetch)
+    after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
+    pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
     compose_project: str = ""          # the Compose project of the app's containers, from their label
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 
+from commands import compose as compose_cmd
+from commands import git as git_cmd
 from commands import health as health_cmd
 from tasks import bluegreen, slotstate, ui, versions
 from tasks.base import operator_task
@@ -69,7 +71,8 @@ def pull(s: Session, step: str) -> None:
     old containers serving."""
     st = s.settings
     try:
-        s.run(s.compose.pull(st.services), timeout=st.pull_timeout, mutating=True, interruptible=True)
+        # bookkeeping: what runs is unchanged, so what was observed stays valid (it may run beside reads).
+        s.run(s.compose.pull(st.services), timeout=st.pull_timeout, mutating=True, interruptible=True, bookkeeping=True)
     except CommandFailed as failed:
         raise DeployError.from_command(
             failed, f"pulling the new images of {', '.join(st.services)} failed", step=step,
@@ -125,8 +128,30 @@ def _switch_slots(s: Session):
     return containers(s, st.services), wait_http(s, url, st.health_timeout, step="services › health wait")
 
 
-def pull_step(s: Session, opts: RunOptions) -> None:
+EARLY_PULL = "pull: begun during the checklist"
+
+
+def pull_prefetch(s: Session) -> None:
+    """A deploy's pull may begin as soon as the checklist has fetched the incoming release (it
+    changes nothing that runs, and waits ~0.2 s on v2, ~0.6 s on v1 otherwise)."""
+    if not s.dry:
+        s.state.after_fetch.append(lambda remote: s.prefetch(EARLY_PULL, lambda: early_pull(s, remote)))
+
+
+def early_pull(s: Session, remote: str) -> bool:
+    """Pull now if no compose file (nor a tracked .env) changes at ``remote``; False if it waits
+    for its step. A failure is pulled again, and reported, by the step."""
+    st = s.settings
+    if not s.run(git_cmd.unchanged(st.app_dir, remote, compose_cmd.IMAGE_NAMING_FILES), check=False).ok:
+        return False
+    s.state.pulled_early = True
     pull(s, step="pull")
+    return True
+
+
+def pull_step(s: Session, opts: RunOptions) -> None:
+    if not s.fetched(EARLY_PULL, lambda: False):
+        pull(s, step="pull")
 
 
 def switch_step(s: Session, opts: RunOptions) -> None:

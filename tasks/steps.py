@@ -26,3 +26,6 @@ class Step:
     run: Callable[..., object]   # (session, RunOptions)
     recoverable: bool = False    # after this step fails, the previous images may be put back (AUTO_ROLLBACK)
     switches: bool = False       # this step changes what serves (the end records the images after)
+    # Reads this step will need that can start with the run, beside the start's own reads
+    # (Session.prefetch); the step asks for their results and reads again if one failed.
+    prefetch: Callable[..., object] | None = None   # (session)

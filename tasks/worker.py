@@ -44,6 +44,55 @@ class Job:
         return self._box["result"]
 
 
+class Background:
+    """``fn`` started now in its own thread, its result asked later (:meth:`result`): a read a
+    later step needs, begun beside the reads before it (Session.prefetch). The thread counts as a
+    concurrent read (its own nested reads run in order, in it)."""
+
+    def __init__(self, fn: Callable, setup: Callable[[], None] = lambda: None):
+        self._box: dict = {}
+        self.done = threading.Event()
+        group = next(_groups)
+        self.slot = (group, 0)
+
+        def work():
+            SLOT.slot = (group, 0)
+            try:
+                setup()
+                self._box["result"] = fn()
+            except BaseException as exc:          # handed to the asking thread as is
+                self._box["error"] = exc
+            finally:
+                self.done.set()
+
+        threading.Thread(target=work, name=f"prefetch-{group}", daemon=True).start()
+
+    def result(self):
+        """Wait for it (only waiting: Ctrl-C lands here, see above) and return it or raise its error."""
+        while not self.done.wait(0.25):
+            pass
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
+
+
+class Ready:
+    """A :class:`Background` that ran inline, at once (``fab plan``: in order, where it starts)."""
+
+    def __init__(self, fn: Callable):
+        self.done = threading.Event()
+        self.done.set()
+        try:
+            self._box = {"result": fn()}
+        except Exception as exc:          # handed to the asking step, as Background does
+            self._box = {"error": exc}
+
+    def result(self):
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["result"]
+
+
 def off_main_thread(fn: Callable):
     return Job(fn).wait()
 

@@ -134,6 +134,8 @@ class ScriptedHost:
         return Result(stdout="", exited=0)
 
     def current(self, command):
+        if " exec -T backend " in command and "backend" not in self.containers:     # as Compose says it
+            return Result(stdout="", stderr='service "backend" is not running\n', exited=1)
         return Result(stdout=f"{self.database} (head)\n" if self.database else "",
                       stderr=captured("alembic-current-v1.txt.stderr"), exited=0)
 

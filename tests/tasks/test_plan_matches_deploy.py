@@ -11,7 +11,9 @@ What legitimately differs between two runs is normalised, explicitly (see ``norm
   among the main thread's commands is not fixed: it is compared as present once, not by position;
 - independent reads run at once in a deploy (Session.concurrently), one after another in the
   plan: the commands of one such group are put back in the group's order (``in_group_order``),
-  each read's own commands keeping theirs.
+  each read's own commands keeping theirs;
+- a read a later step needs starts early in its own thread in a deploy (Session.prefetch), in
+  place in the plan: its commands are put back where it started (``prefetched_in_place``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from invoke import Exit, MockContext
 from config import load_settings
 from tasks import base, web, worker
 from tasks import executor as executor_mod
+from tasks import session as session_mod
 from tasks.conftest import Remote, hermetic_config
 from tasks.deploy import deploy
 from tasks.plan import PATHS, preview
@@ -76,6 +79,22 @@ def test_in_group_order_sorts_within_a_group_only():
     assert in_group_order(entries) == ["a", "r0-first", "r0-second", "r1", "r1-second", "b", "s0", "s1"]
 
 
+def prefetched_in_place(entries: list, started: list[tuple[int, int]]) -> list:
+    """(read slot, command) entries with the commands of each prefetch (its slot's group) moved to
+    the place it started (the number of commands logged before it), in their order."""
+    entries = list(entries)
+    for at, group in sorted(started, reverse=True):
+        mine = [e for e in entries[at:] if e[0] is not None and e[0][0] == group]
+        rest = [e for e in entries[at:] if not (e[0] is not None and e[0][0] == group)]
+        entries[at:] = [(None, c) for _, c in mine] + rest
+    return entries
+
+
+def test_prefetched_in_place_moves_a_prefetch_back_to_where_it_started():
+    entries = [(None, "a"), (None, "b"), ((5, 0), "p1"), (None, "c"), ((5, 0), "p2"), ((6, 1), "r")]
+    assert prefetched_in_place(entries, [(1, 5)]) == [(None, "a"), (None, "p1"), (None, "p2"), (None, "b"), (None, "c"), ((6, 1), "r")]
+
+
 def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     """`fab deploy --stage production` as the CLI runs it, against scripted hosts: production,
     and staging (the checklist asks it whether the pending migrations were applied there)."""
@@ -110,13 +129,23 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
             slots.append(worker.read_slot())
         return web.HttpAnswer(url, 200, 0.01, "ok")
     mocker.patch.object(web, "request", side_effect=request)
+    started: list[tuple[int, int]] = []                    # (commands logged before it, its group) per prefetch
+    real_background = session_mod.Background
+
+    def background(fn, setup):
+        with logging:                                       # its first command is logged after this
+            job = real_background(fn, setup)
+            started.append((len(remotes[0].commands), job.slot[0]))
+        return job
+    mocker.patch.object(session_mod, "Background", side_effect=background)
     try:
         deploy(MockContext(config=hermetic_config()), stage="production")
     except Exit:
         pass                    # the auto-rollback path ends with exit 7, as it should
     assert len(slots) == len(remotes[0].commands)
     assert any(slot is not None for slot in slots)          # reads did run at once (and were put back in order)
-    return in_group_order(list(zip(slots, remotes[0].commands)))
+    assert started                                          # the checklist's database revision did start early
+    return in_group_order(prefetched_in_place(list(zip(slots, remotes[0].commands)), started))
 
 
 @pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])

@@ -199,7 +199,8 @@ def test_plan_version_shows_the_tag_check_first_and_the_env_write_right_before_u
     assert versions_cmd.read_variable_command("/app/ai-doc-qa", "IMAGE_TAG") in version
     assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).config_images() in version
     assert "docker pull --quiet registry.example.com/ai-doc-qa/backend:v2" in version
-    assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).pull(["backend", "model_server", "proxy"]) in section(out, "pull")
+    # The pull begins during the checklist, once the incoming release is fetched (its compose files unchanged).
+    assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).pull(["backend", "model_server", "proxy"]) in section(out, "checklist")
     services = section(out, "services")
     write = services.index(versions_cmd.set_variable_command("/app/ai-doc-qa", "IMAGE_TAG", "v2"))
     assert write < services.index(V2.up())            # the .env changes when the services switch, not before

@@ -1,0 +1,131 @@
+"""Reads and the pull begun early (issue 9, target 1): Session.prefetch starts a read a later step
+needs in its own thread; the step asks for it with Session.fetched and reads again, in place, if it
+failed. A deploy begins the checklist's `alembic current` with the run and its pull as soon as the
+checklist has fetched the incoming release, unless a compose file changes there; a checklist that
+blocks leaves no pull running on the host. Nothing is timed: "at once" is a barrier."""
+import itertools
+import threading
+
+from invoke import Result
+
+from config import load_settings
+from tasks.deploy import deploy
+from tasks.session import Session
+from tests.tasks.scripted import run_task
+from tests.tasks.scripted_host import ScriptedHost
+
+
+def session(settings, mocker, answer):
+    cxn = mocker.Mock()
+    cxn.run.side_effect = answer
+    return Session(settings, "h", cxn)
+
+
+def test_a_prefetched_read_runs_beside_the_caller_and_its_result_is_fetched(settings, mocker):
+    barrier = threading.Barrier(2, timeout=30)       # the read waits for the main thread's own command
+
+    def answer(command, **kw):
+        barrier.wait()
+        return Result(stdout=command.split("'")[1] + "\n", exited=0)
+    s = session(settings, mocker, answer)
+    s.prefetch("k", lambda: s.run("echo early").stdout.split()[-1])
+    assert s.run("echo main").stdout.split()[-1] == "main"
+    assert s.fetched("k", lambda: "read again") == "early"
+    assert s.fetched("k", lambda: "read again") == "read again"      # fetched once
+
+
+def test_a_failed_prefetch_is_read_again_in_place(settings, mocker):
+    calls = []
+
+    def answer(command, **kw):
+        calls.append(command)
+        return Result(stdout="", stderr="no", exited=1)
+    s = session(settings, mocker, answer)
+    s.prefetch("k", lambda: s.run("early read"))
+    assert s.fetched("k", lambda: "again") == "again"
+    assert len(calls) == 1
+
+
+def test_without_a_background_executor_a_prefetch_runs_at_once_in_this_thread(settings, mocker):
+    seen = []
+    s = session(settings, mocker, lambda c, **kw: Result(stdout="", exited=0))
+    s.executor.background = False           # fab plan: in order, where it starts
+    s.prefetch("k", lambda: seen.append(threading.current_thread()) or "done")
+    assert seen == [threading.main_thread()] and s.fetched("k", lambda: "again") == "done"
+
+
+def test_a_bug_in_a_prefetch_is_not_hidden(settings, mocker):
+    s = session(settings, mocker, lambda c, **kw: Result(stdout="", exited=0))
+    s.prefetch("k", lambda: 1 / 0)
+    try:
+        s.fetched("k", lambda: "again")
+    except ZeroDivisionError:
+        return
+    raise AssertionError("a ZeroDivisionError in a prefetch must reach the step")
+
+
+# ---- the deploy's early pull, on the scripted staging-like host --------------------------------
+
+def deploy_on(mocker, capsys, host, extra=()):
+    code, out, err, remote = run_task(mocker, capsys, deploy, [*extra, *host.script()])
+    return code, out, err, remote.commands
+
+
+def pulls_and_merge(commands):
+    return [i for i, c in enumerate(commands) if c.startswith("cd ") and " pull --quiet " in c], \
+        next(i for i, c in enumerate(commands) if " merge --ff-only " in c)
+
+
+def test_the_pull_begins_during_the_checklist_when_no_compose_file_changes(mocker, capsys):
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
+                                         [(r" diff --quiet HEAD origin/main -- ", Result(exited=0))])
+    assert code == 0, err
+    pulls, merge = pulls_and_merge(commands)
+    assert len(pulls) == 1 and pulls[0] < merge                      # once, before `git pull`
+    assert [c for c in commands if " diff --quiet " in c] == [
+        "git -C /app/ai-doc-qa diff --quiet HEAD origin/main -- '*.yml' '*.yaml' .env"]
+
+
+def test_a_changed_compose_file_waits_for_the_pull_step(mocker, capsys):
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
+                                         [(r" diff --quiet HEAD origin/main -- ", Result(exited=1))])
+    assert code == 0, err
+    pulls, merge = pulls_and_merge(commands)
+    assert len(pulls) == 1 and pulls[0] > merge                      # after `git pull`: the new compose file's images
+
+
+def test_an_early_pull_that_fails_is_pulled_again_and_reported_by_the_pull_step(mocker, capsys):
+    st = load_settings("production", {})
+    failing = itertools.repeat(Result(stdout="", stderr="toomanyrequests: rate limit\n", exited=1))
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [
+        (r" diff --quiet HEAD origin/main -- ", Result(exited=0)), (r" pull --quiet ", lambda c: next(failing))])
+    pulls, merge = pulls_and_merge(commands)
+    assert len(pulls) == 2 and pulls[0] < merge and pulls[1] > merge
+    assert code != 0 and "FAILED at pull" in err and "toomanyrequests" in err
+    assert not [c for c in commands if " up -d" in c and "postgres" not in c]
+
+
+def test_a_blocking_checklist_stops_a_pull_still_running_and_says_images_may_be_pulled(mocker, capsys, monkeypatch):
+    monkeypatch.setenv("DEPLOY_CHECKLIST_BLOCKING", "monitoring")
+    monkeypatch.setenv("DEPLOY_MONITORING_URL", "")
+    st = load_settings("production", {})
+    release = threading.Event()
+    killed = []
+
+    def slow_pull(command):
+        release.wait(30)                                            # until the run stops it
+        return Result(stdout="", stderr="", exited=143)
+
+    def pkill(command):
+        killed.append(command)
+        release.set()
+        return Result(exited=0)
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [
+        (r" diff --quiet HEAD origin/main -- ", Result(exited=0)), (r" pull --quiet ", slow_pull), (r"^pkill ", pkill)])
+    assert code == 9, err
+    assert killed and release.is_set()
+    assert "the new images may have been pulled (nothing that runs uses them)" in " ".join(err.split())
+    released = [i for i, c in enumerate(commands) if "echo released" in c]
+    assert released and released[-1] > commands.index(next(c for c in commands if c.startswith("pkill ")))
