@@ -172,7 +172,7 @@ def run_timed(argv: list[str], env: dict | None = None) -> Run:
     """Run a command from the repo root; every output line stamped when it arrives."""
     lines: list[Line] = []
     start = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv, cwd=ROOT, env=fleet.python_env(env if env is not None else dict(os.environ)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1)
 
     def read(stream, name):

@@ -140,12 +140,15 @@ def parse_curl(url: str, exit_code: int, stdout: str, stderr: str = "") -> HttpC
 def probe_loop(url: str, stop_file: str, max_seconds: int) -> str:
     """Request URL every 0.2 s on the host until ``stop_file`` appears (or ``max_seconds`` pass),
     printing ``<unix time> <http status>`` per probe: the downtime of a switch, measured
-    (runbook note 5: ``up -d`` is not zero-downtime by itself)."""
+    (runbook note 5: ``up -d`` is not zero-downtime by itself). The 0.2 s between probes is slept
+    in quarters, each after a look for the stop file: a stop ends it within ~0.05 s, so the deploy
+    does not wait a whole round for its figures."""
     check_url(url)
-    return (f"rm -f {q(stop_file)}; end=$(( $(date +%s) + {whole_seconds(max_seconds)} )); "
-            f"while [ ! -e {q(stop_file)} ] && [ $(date +%s) -lt $end ]; do "
+    stop = q(stop_file)
+    return (f"rm -f {stop}; end=$(( $(date +%s) + {whole_seconds(max_seconds)} )); "
+            f"while [ ! -e {stop} ] && [ $(date +%s) -lt $end ]; do "
             f"echo \"$(date +%s.%N) $(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 {q(url)})\"; "
-            f"sleep 0.2; done; rm -f {q(stop_file)}")
+            f"for _ in 1 2 3 4; do [ -e {stop} ] && break; sleep 0.05; done; done; rm -f {stop}")
 
 
 def probe_stop(stop_file: str) -> str:

@@ -43,8 +43,9 @@ def line(release: str, event: str, **data) -> str:
                       sort_keys=True, separators=(",", ":"))
 
 
-def append(path: str, text_line: str) -> str:
-    """Append one line, creating the directory; ``printf %s`` so the line is never interpreted.
+def append(path: str, text_line: str, *more: str) -> str:
+    """Append one line (or several, in order), creating the directory; ``printf %s`` so the line
+    is never interpreted.
 
     A crash mid-write can leave the file without a final newline; appending straight after it
     would glue this line to the torn one and lose both. So when the file's last byte is not a
@@ -55,7 +56,7 @@ def append(path: str, text_line: str) -> str:
     directory = path.rsplit("/", 1)[0]
     p = q(path)
     return (f"mkdir -p {q(directory)} && {{ if [ -s {p} ] && [ \"$(tail -c 1 {p} | wc -l)\" -eq 0 ]; "
-            f"then echo; fi; printf '%s\\n' {q(text_line)}; }} >> {p}")
+            f"then echo; fi; printf '%s\\n' {' '.join(q(t) for t in (text_line, *more))}; }} >> {p}")
 
 
 def read(path: str, last: int = READ_LINES) -> str:

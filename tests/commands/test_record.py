@@ -57,6 +57,16 @@ def test_new_release_id_sorts_by_time():
 
 # ---- issue 7, item 14: every append starts on a fresh line ------------------------------------------
 
+def test_append_writes_several_lines_in_order_in_one_command(tmp_path):
+    """The recorder holds step timings and appends them with the next event (tasks/recorder.py)."""
+    path = str(tmp_path / "releases.jsonl")
+    lines = [record.line("r1", "step", step="pull", sub=None, seconds=0.2, ok=True),
+             record.line("r1", "step", step="x", sub="y", seconds=1.0, ok=True, note="a'b $(c)"),
+             record.line("r1", "end", outcome="success")]
+    assert subprocess.run(["sh", "-c", record.append(path, *lines)]).returncode == 0
+    assert open(path).read() == "".join(f"{x}\n" for x in lines)
+
+
 def test_append_command_exact_string():
     assert record.append("/srv/my app/.deploy/releases.jsonl", '{"a":"it\'s"}') == (
         "mkdir -p '/srv/my app/.deploy' && { if [ -s '/srv/my app/.deploy/releases.jsonl' ] && "

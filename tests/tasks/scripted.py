@@ -121,7 +121,7 @@ def records(remote: Remote) -> list[dict]:
     for c in remote.commands:
         if "releases.jsonl" in c and APPEND in c:
             words = shlex.shlex(c, posix=True, punctuation_chars=True)
-            out.append(json.loads(next(w for w in words if w.startswith('{"'))))
+            out.extend(json.loads(w) for w in words if w.startswith('{"'))     # several lines per append
     return out
 
 

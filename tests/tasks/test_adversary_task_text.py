@@ -27,8 +27,7 @@ def appended_lines(remote) -> list[dict]:
     out = []
     for c in remote.commands:
         if "releases.jsonl" in c and ">>" in c:
-            word = next(w for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))
-            out.append(json.loads(word))
+            out.extend(json.loads(w) for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))
     return out
 
 

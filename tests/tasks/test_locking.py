@@ -215,7 +215,7 @@ def records(remote):
     out = []
     for c in remote.commands:
         if "releases.jsonl" in c and ">>" in c:
-            out.append(json.loads(next(w for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))))
+            out.extend(json.loads(w) for w in shlex.shlex(c, posix=True, punctuation_chars=True) if w.startswith('{"'))
     return out
 
 

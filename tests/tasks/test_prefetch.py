@@ -4,6 +4,7 @@ failed. A deploy begins the checklist's `alembic current` with the run and its p
 checklist has fetched the incoming release, unless a compose file changes there; a checklist that
 blocks leaves no pull running on the host. Nothing is timed: "at once" is a barrier."""
 import itertools
+import os
 import threading
 
 from invoke import Result
@@ -67,6 +68,8 @@ def test_a_bug_in_a_prefetch_is_not_hidden(settings, mocker):
 # ---- the deploy's early pull, on the scripted staging-like host --------------------------------
 
 def deploy_on(mocker, capsys, host, extra=()):
+    """A production deploy without the test-stage question (that host is not scripted here)."""
+    mocker.patch.dict(os.environ, {"DEPLOY_TESTED_ON_STAGE": ""})
     code, out, err, remote = run_task(mocker, capsys, deploy, [*extra, *host.script()])
     return code, out, err, remote.commands
 
@@ -129,3 +132,24 @@ def test_a_blocking_checklist_stops_a_pull_still_running_and_says_images_may_be_
     assert "the new images may have been pulled (nothing that runs uses them)" in " ".join(err.split())
     released = [i for i, c in enumerate(commands) if "echo released" in c]
     assert released and released[-1] > commands.index(next(c for c in commands if c.startswith("pkill ")))
+
+
+def test_step_timings_go_to_the_host_with_the_next_event_in_order(settings, mocker):
+    from tasks.recorder import Recorder
+    appended = []
+
+    def answer(command, **kw):
+        appended.append(command)
+        return Result(stdout="", exited=0)
+    s = session(settings, mocker, answer)
+    r = Recorder(s, "r1")
+    r.step("prepare", "git pull", 0.1, True)
+    r.step("prepare", None, 0.2, True)
+    assert appended == []                                  # held: a timing is not a fact to wait for
+    r.write("migrations", before=["0001"], after=["0002"])
+    assert len(appended) == 1
+    assert appended[0].index('"sub":"git pull"') < appended[0].index('"step":"prepare","sub":null') \
+        < appended[0].index('"event":"migrations"')
+    r.write("end", outcome="success")
+    assert len(appended) == 2 and '"event":"step"' not in appended[1]
+    assert [x["event"] for x in r.lines] == ["step", "step", "migrations", "end"]
