@@ -197,3 +197,16 @@ def revert(fleet: Fleet, locks: dict[str, DeployLock], hosts: Sequence[str]) -> 
         s = fleet.sessions[h]
         s.timer, s.state = timing_cmd.Timer(), RunState()
     _run_parallel(fleet, {h: (ROLLBACK_STEPS, opts, locks[h], record_cmd.new_release_id()) for h in hosts})
+
+
+def document(fleet: Fleet, hosts: list[str], code: int) -> dict:
+    """The one ``--json`` document of a fleet deploy or rollback: each host's outcome, exit code,
+    error and release record (null for a host that did not run: unchanged, not started)."""
+    out = []
+    for h in hosts:
+        r = fleet.results.get(h) or HostResult(h, plan.NOT_STARTED)
+        recorder = getattr(fleet.sessions[h], "recorder", None)
+        rel = record_cmd.releases(recorder.lines) if r.outcome != plan.UNCHANGED and getattr(recorder, "lines", None) else []
+        out.append({"host": h, "outcome": r.outcome, "exit_code": r.code, "error": r.error.to_dict() if r.error else None,
+                    "record": dataclasses.asdict(rel[0]) if rel else None})
+    return {"release": fleet.rid, "hosts": out, "exit_code": code}

@@ -4,6 +4,7 @@ failed host's error block, the fleet table and one exit code. docs/fleets.md des
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from concurrent import futures
@@ -18,7 +19,7 @@ from config import Settings
 from tasks import interrupts, ui
 from tasks.base import begin, render_error, render_usage_error
 from tasks.errors import DeployError, ExitCode
-from tasks.fleet import Fleet, HostResult, run_batches, wait_after_interrupt
+from tasks.fleet import Fleet, HostResult, document, run_batches, wait_after_interrupt
 from tasks.hoststate import observe
 from tasks.locking import DeployLock
 from tasks.session import Session
@@ -93,17 +94,25 @@ def deploy_fleet(c, settings: Settings, why: str, hosts: Sequence[str], accept_n
         raise Exit(code=int(ExitCode.CONFIG)) from None
     batches = plan.batches(order, size)
     fleet = Fleet(open_sessions(c, settings, order, accept_new), record_cmd.new_release_id(), order[0])
+    host_opts = dataclasses.replace(opts, json_out=False)     # --json: one fleet document at the end, not one per host
     ui.say(f"stage: {settings.stage} ({why})   fleet release {fleet.rid}: {len(order)} hosts, {len(batches)} batch(es) "
            f"of up to {size}; migrations on {order[0]}; FAILURE_POLICY={settings.failure_policy}")
     try:
         with contextlib.ExitStack() as stack:
-            locks = take_locks(stack, fleet, opts)
             try:
-                run_batches(fleet, locks, batches, steps, opts, settings)
+                locks = take_locks(stack, fleet, opts)
+            except Exit as refused:                 # nothing changed; --json still prints the document
+                if opts.json_out:
+                    ui.emit_json(document(fleet, order, int(refused.code)))
+                raise
+            try:
+                run_batches(fleet, locks, batches, steps, host_opts, settings)
             except KeyboardInterrupt as exc:        # between batches, or while the policy acts
                 wait_after_interrupt(fleet, exc)
             with interrupts.ignored():              # a second signal must not cut the table short
                 code = report(fleet, settings, order, fleet.results, serving_versions(fleet))
+                if opts.json_out:
+                    ui.emit_json(document(fleet, order, code))
     finally:
         close(fleet.sessions)
     raise_exit(code)

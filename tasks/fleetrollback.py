@@ -24,7 +24,7 @@ from config import Settings
 from tasks import interrupts, ui
 from tasks.base import render_error
 from tasks.errors import CommandFailed, DeployError, ExitCode
-from tasks.fleet import Fleet, HostResult, _run_parallel
+from tasks.fleet import Fleet, HostResult, _run_parallel, document
 from tasks.fleetdeploy import close, open_sessions, raise_exit, report, serving_versions, take_locks
 from tasks.hoststate import describe_images
 from tasks.rollbackflow import current_images, load_releases, planned_steps, resolve_target
@@ -138,16 +138,3 @@ def refuse(fleet: Fleet, errors: dict[str, DeployError]) -> None:
     fleet.results.update({h: HostResult(h, fleet_plan.NOT_STARTED, int((errors.get(h) or whole).code), errors.get(h) or whole)
                           for h in fleet.sessions if h in errors or whole})
     raise Exit(code=int(next(iter(errors.values())).code))
-
-
-def document(fleet: Fleet, hosts: list[str], code: int) -> dict:
-    """The one ``--json`` document of a fleet rollback: each host's outcome, exit code, error and
-    release record (null for a host that already served the target)."""
-    out = []
-    for h in hosts:
-        r = fleet.results.get(h) or HostResult(h, fleet_plan.NOT_STARTED)
-        recorder = getattr(fleet.sessions[h], "recorder", None)
-        rel = record_cmd.releases(recorder.lines) if r.outcome != fleet_plan.UNCHANGED and getattr(recorder, "lines", None) else []
-        out.append({"host": h, "outcome": r.outcome, "exit_code": r.code, "error": r.error.to_dict() if r.error else None,
-                    "record": dataclasses.asdict(rel[0]) if rel else None})
-    return {"release": fleet.rid, "hosts": out, "exit_code": code}

@@ -2,6 +2,7 @@
 the fleet's own step lists (so the migration gate, the lock boundaries and the policy are real);
 the locks, connections and the final observation are fakes that record what happened."""
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -62,6 +63,7 @@ def world(mocker, capsys):
 
     def fake_flow(s, steps, opts, rid="", held=None):
         log.add("flow", s.host, opts.kind, rid)
+        log.add("json_out", s.host, opts.json_out)
         try:
             for step in steps:
                 held.ensure_held(step.name)
@@ -93,20 +95,26 @@ def world(mocker, capsys):
     steps = (Step("checklist", step("checklist")), Step("pull", step("pull")), Step("migrate", step("migrate")),
              Step("services", step("services"), recoverable=True, switches=True), Step("verify", step("verify")))
 
-    def run(policy="revert", batch="100%", **keys):
+    def run(policy="revert", batch="100%", json=False, **keys):
         st = dataclasses.replace(load_settings("staging", {}), hosts=HOSTS, failure_policy=policy, batch_size=batch,
                                  batch_wait=0.0, **keys)
         for s in sessions.values():
             s.settings = st
         code = 0
+        ui.set_json_mode(json)          # as the task wrapper does for --json: progress to stderr
         try:
-            fleetdeploy.deploy_fleet(types.SimpleNamespace(config=None), st, "test", HOSTS, False, steps, RunOptions("deploy"))
+            fleetdeploy.deploy_fleet(types.SimpleNamespace(config=None), st, "test", HOSTS, False, steps,
+                                     RunOptions("deploy", json_out=json))
         except Exit as e:
             code = e.code
+        finally:
+            ui.set_json_mode(False)
         out = capsys.readouterr()
+        w.stdout = out.out
         return code, out.out + out.err
 
-    return types.SimpleNamespace(run=run, log=log, fail=fail)
+    w = types.SimpleNamespace(run=run, log=log, fail=fail, stdout="")
+    return w
 
 
 def serving(log, host):
@@ -212,3 +220,25 @@ def test_sigterm_mid_fleet_reaches_every_host_and_releases_every_lock(world, moc
     assert [s for h, s in world.log.of("step") if h == "a"] == ["checklist"]
     assert table(out)["a"][0] == "aborted"
     assert sorted(h for (h,) in world.log.of("unlock")) == list(HOSTS)
+
+
+def test_deploy_json_on_a_fleet_is_one_document_in_hosts_order(world):
+    """Each host's flow prints nothing to stdout (its own --json is off); the fleet prints one
+    document: the release, the exit code, every host's outcome and error."""
+    world.fail[("b", "services")] = failing_b
+    code, out = world.run(policy="continue", json=True)
+    doc = json.loads(world.stdout)
+    assert {e[1] for e in world.log.of("json_out")} == {False}
+    assert doc["release"] == world.log.of("flow")[0][2] and doc["exit_code"] == code == ExitCode.ROLLED_BACK
+    assert [(h["host"], h["outcome"], h["exit_code"]) for h in doc["hosts"]] == [
+        ("a", "success", 0), ("b", "rolled_back", ExitCode.ROLLED_BACK), ("c", "success", 0)]
+    assert doc["hosts"][1]["error"]["what"] == "health failed"
+
+
+def test_deploy_json_with_a_lock_refused_still_prints_one_document(world):
+    FakeLock.refuse = {"c"}
+    code, out = world.run(json=True)
+    doc = json.loads(world.stdout)
+    assert code == doc["exit_code"] == ExitCode.LOCKED
+    assert [h["outcome"] for h in doc["hosts"]] == ["not started"] * 3
+    assert doc["hosts"][2]["error"]["exit_code"] == ExitCode.LOCKED
