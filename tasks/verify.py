@@ -8,9 +8,9 @@ from commands import docker as docker_cmd
 from commands import health as health_cmd
 from tasks import messages, slotstate, ui, web
 from tasks.base import operator_task
-from tasks.errors import DeployError, ExitCode
+from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.fleetread import CHECK
-from tasks.hoststate import http_check, inspect_ids
+from tasks.hoststate import http_check, inspect_ids, observe
 from tasks.session import Session
 from tasks.steps import RunOptions
 
@@ -93,8 +93,21 @@ def verify_step(s: Session, opts: RunOptions | None = None) -> None:
     with s.timed("verify", "smoke"):
         smoke_checks(s)
     with s.timed("verify", "logs"):
-        scan_logs(s)
+        if opts is not None and opts.kind == "deploy":
+            # What this deploy leaves serving is read beside the scan (a read; cached until a
+            # change, so the end records it without reading again).
+            s.concurrently(lambda: scan_logs(s), lambda: _observe_quietly(s))
+        else:
+            scan_logs(s)
     monitoring_link(s)
+
+
+def _observe_quietly(s: Session) -> None:
+    """The end reads it again, and says why it cannot, if this read fails."""
+    try:
+        observe(s)
+    except (CommandFailed, DeployError):
+        s.state.observed = None
 
 
 @operator_task(fleet=CHECK)

@@ -153,3 +153,13 @@ def test_step_timings_go_to_the_host_with_the_next_event_in_order(settings, mock
     r.write("end", outcome="success")
     assert len(appended) == 2 and '"event":"step"' not in appended[1]
     assert [x["event"] for x in r.lines] == ["step", "step", "migrations", "end"]
+
+
+def test_the_images_a_deploy_leaves_are_read_beside_the_log_scan_not_again_at_the_end(mocker, capsys):
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
+    assert code == 0, err
+    image_reads = [i for i, c in enumerate(commands) if c.startswith("docker image inspect ")]
+    proofs = [i for i, c in enumerate(commands) if c.endswith("touch -- /app/ai-doc-qa/.deploy/lock/heartbeat )")]
+    assert image_reads[-1] < proofs[-1]          # the last proof of the lock is before the end's record
+    assert '"event":"images_after"' in next(c for c in reversed(commands) if "images_after" in c)
