@@ -161,6 +161,7 @@ def run_checklist(s: Session, message: str = "") -> list[Item]:
         raise DeployError.from_command(failed, "git fetch failed, so the incoming release cannot be checked",
                                        step="checklist", state="nothing changed",
                                        next_step=f"check the git remote from the host: git -C {st.app_dir} fetch {st.git_remote}") from None
+    s.state.fetched = remote
     for hook in s.state.after_fetch:        # a deploy's pull may start now (tasks/services.py, early_pull)
         hook(remote)
     # Independent reads at once (each its own SSH channel); on-call last: it reports what is pending.

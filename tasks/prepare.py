@@ -22,12 +22,8 @@ def short(sha: str) -> str:
     return sha[:10]
 
 
-def git_pull(s: Session) -> tuple[str, str]:
-    """Fast-forward the checkout to REMOTE/BRANCH. Returns (old, new) commit."""
-    st = s.settings
-    app = st.app_dir
-    state = checkout_state(s)
-    remote = git_cmd.remote_ref(st.git_remote, st.git_branch)
+def fetch(s: Session, state, remote: str) -> None:
+    st, app = s.settings, s.settings.app_dir
     with s.timed("prepare", "git fetch"):
         try:
             s.run(git_cmd.fetch(app, st.git_remote, st.git_branch), timeout=st.command_timeout)
@@ -35,6 +31,20 @@ def git_pull(s: Session) -> tuple[str, str]:
             raise DeployError.from_command(failed, f"git fetch {st.git_remote} {st.git_branch} failed", step="prepare › git fetch",
                                            state=f"nothing changed: code still at {short(state.head)}",
                                            next_step=f"check the remote from the host: git -C {app} fetch {st.git_remote}") from None
+
+
+def git_pull(s: Session) -> tuple[str, str]:
+    """Fast-forward the checkout to REMOTE/BRANCH. Returns (old, new) commit."""
+    st = s.settings
+    app = st.app_dir
+    state = checkout_state(s)
+    remote = git_cmd.remote_ref(st.git_remote, st.git_branch)
+    if s.state.fetched == remote:
+        # This run's checklist fetched it and checked what comes (migrations, env keys, compose
+        # files): a second fetch could bring commits nobody checked. They wait for the next deploy.
+        ui.say(f"      git: merging {remote} as this run's checklist fetched and checked it")
+    else:
+        fetch(s, state, remote)
     behind, ahead = git_cmd.parse_ahead_behind(s.run(git_cmd.ahead_behind(app, remote)).stdout)
     if ahead:
         raise diverged(s, state, remote, ahead, behind)

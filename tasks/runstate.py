@@ -37,6 +37,7 @@ class RunState:
     ids_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)   # one resolution at a time
     prefetched: dict = field(default_factory=dict)      # key -> worker.Background: reads started early (Session.prefetch)
     after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
+    fetched: str = ""                  # the remote ref this run's checklist fetched and checked: prepare merges it as is
     pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
     compose_project: str = ""          # the Compose project of the app's containers, from their label
     record_warned: bool = False        # bad release-record lines were reported once already

@@ -163,3 +163,12 @@ def test_the_images_a_deploy_leaves_are_read_beside_the_log_scan_not_again_at_th
     proofs = [i for i, c in enumerate(commands) if c.endswith("touch -- /app/ai-doc-qa/.deploy/lock/heartbeat )")]
     assert image_reads[-1] < proofs[-1]          # the last proof of the lock is before the end's record
     assert '"event":"images_after"' in next(c for c in reversed(commands) if "images_after" in c)
+
+
+def test_a_deploy_fetches_once_and_merges_what_its_checklist_checked(mocker, capsys):
+    """A second fetch in prepare could bring commits (migrations) the checklist never saw."""
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
+    assert code == 0, err
+    assert len([c for c in commands if " fetch --quiet " in c]) == 1
+    assert "git: merging origin/main as this run's checklist fetched and checked it" in out
