@@ -142,7 +142,7 @@ def early_pull(s: Session, remote: str) -> bool:
     """Pull now if no compose file (nor a tracked .env) changes at ``remote``; False if it waits
     for its step. A failure is pulled again, and reported, by the step."""
     st = s.settings
-    if not s.run(git_cmd.unchanged(st.app_dir, remote, compose_cmd.IMAGE_NAMING_FILES), check=False).ok:
+    if not s.run(git_cmd.unchanged(st.app_dir, remote, compose_cmd.image_naming_files(st.compose_file)), check=False).ok:
         return False
     s.state.pulled_early = True
     pull(s, step="pull")

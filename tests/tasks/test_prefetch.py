@@ -153,3 +153,15 @@ def test_step_timings_go_to_the_host_with_the_next_event_in_order(settings, mock
     r.write("end", outcome="success")
     assert len(appended) == 2 and '"event":"step"' not in appended[1]
     assert [x["event"] for x in r.lines] == ["step", "step", "migrations", "end"]
+
+
+def test_early_pull_also_asks_about_the_configured_compose_file_and_the_env_beside_it(mocker, capsys, monkeypatch):
+    """COMPOSE_FILE may have any name and live in a subdirectory; Compose then reads the .env of
+    that directory (its project directory). A change to either at the incoming release names other
+    images: the pull must wait for `git pull`, so the diff must cover both."""
+    monkeypatch.setenv("DEPLOY_COMPOSE_FILE", "deploy/stack.compose")
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
+                                         [(r" diff --quiet HEAD origin/main -- ", Result(exited=0))])
+    [diff] = [c for c in commands if " diff --quiet " in c]
+    assert diff.endswith(" -- '*.yml' '*.yaml' .env deploy/stack.compose deploy/.env"), diff
