@@ -165,3 +165,22 @@ def test_early_pull_also_asks_about_the_configured_compose_file_and_the_env_besi
                                          [(r" diff --quiet HEAD origin/main -- ", Result(exited=0))])
     [diff] = [c for c in commands if " diff --quiet " in c]
     assert diff.endswith(" -- '*.yml' '*.yaml' .env deploy/stack.compose deploy/.env"), diff
+
+
+def test_step_timings_held_with_an_event_whose_append_failed_go_with_the_next_one(settings, mocker):
+    """A failed append (full disk for a moment, a timeout) loses that event as before, but not the
+    step timings held with it: without them a successful run's record says `outcome success, but
+    step checklist never finished ok` and is no longer evidence for a rollback."""
+    from tasks.recorder import Recorder
+    appended = []
+    answers = iter([Result(stdout="", stderr="No space left on device", exited=1)])
+
+    def answer(command, **kw):
+        appended.append(command)
+        return next(answers, Result(stdout="", exited=0))
+    s = session(settings, mocker, answer)
+    r = Recorder(s, "r1")
+    r.step("checklist", None, 0.1, True)
+    r.write("checklist", items=[])            # this append fails
+    r.write("end", outcome="success")
+    assert '"step":"checklist"' in appended[-1] and '"event":"end"' in appended[-1]
