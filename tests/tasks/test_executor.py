@@ -89,6 +89,8 @@ def test_background_read_ending_keeps_the_main_threads_command_in_flight(setting
 
     def background():
         main_started.wait(10)
+        while s.inflight is None and not release.is_set():      # the main thread records its command
+            release.wait(0.01)
         s.run("docker compose pull --quiet", mutating=True, interruptible=True, bookkeeping=True)
         seen["inflight"] = s.inflight
         release.set()
