@@ -87,7 +87,7 @@ class Answers:
             git.ahead_behind(app, ref): lambda: Answer(stdout=h.behind(),
                                                        what=f"commits behind and ahead of {ref}: diverged history is refused"),
             git.unchanged(app, ref, compose_cmd.image_naming_files(st.compose_file)): lambda: Answer(
-                what="do the compose files differ at the incoming release? No: the pull begins now, during the checklist"),
+                stdout=NEW_COMMIT + "\n", what="do the compose files differ at the incoming release? No: the pull begins now, during the checklist"),
             git.merge_ff_only(app, ref): lambda: Answer(stdout=h.merge(), what="git pull, fast-forward only"),
             git.log_range(app, OLD_COMMIT, NEW_COMMIT): lambda: Answer(stdout=h.log(OLD_COMMIT, NEW_COMMIT), what="the commits pulled"),
             git.migration_headers(app, ref, st.migrations_path): lambda: Answer(stdout=h.migration_headers(ref),

@@ -38,6 +38,7 @@ class RunState:
     prefetched: dict = field(default_factory=dict)      # key -> worker.Background: reads started early (Session.prefetch)
     after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
     pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
+    head: str = ""                     # the commit prepare checked out (the early pull compared another: pull again)
     compose_project: str = ""          # the Compose project of the app's containers, from their label
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
