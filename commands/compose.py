@@ -17,6 +17,16 @@ from config.validators import check_tag, check_variable
 # release, the images `pull` fetches after `git pull` are the ones they name now (tasks/services.py).
 IMAGE_NAMING_FILES = ["*.yml", "*.yaml", ".env"]
 
+
+def image_naming_files(compose_file: str) -> list[str]:
+    """:data:`IMAGE_NAMING_FILES` and what they miss of this stage's: a COMPOSE_FILE not named
+    ``*.yml``/``*.yaml``, and the ``.env`` of its directory (Compose reads the .env of its project
+    directory, the compose file's, not only the app dir's)."""
+    check_path(compose_file, "COMPOSE_FILE", absolute=False)
+    extra = [] if compose_file.endswith((".yml", ".yaml")) else [compose_file]
+    folder = compose_file.rpartition("/")[0]
+    return [*IMAGE_NAMING_FILES, *extra, *([f"{folder}/.env"] if folder and folder != "." else [])]
+
 V2 = "docker compose"
 V1 = "docker-compose"
 # A service's image in Compose v1's ``config`` output (services at two spaces, their keys at four).

@@ -116,8 +116,12 @@ def parse_logs_of(stdout: str, mark: str) -> dict[str, str]:
     out: dict[str, list[str]] = {}
     current = None
     for line in stdout.splitlines():
-        head, _, cid = line.partition(" ")
-        if head == mark and _CONTAINER_ID.match(cid):
+        # Found anywhere in the line: a log that ends without a newline (a container killed
+        # mid-line) glues the next separator to its last line. The mark is per run: not forgeable.
+        torn, found, cid = line.rpartition(mark + " ")
+        if found and _CONTAINER_ID.match(cid):
+            if torn and current is not None:
+                current.append(torn)
             current = out.setdefault(cid, [])
         elif current is not None:
             current.append(line)

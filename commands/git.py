@@ -69,8 +69,18 @@ def log_range(app_dir: str, old: str, new: str, limit: int = 50) -> str:
 
 
 def unchanged(app_dir: str, ref: str, pathspecs: list[str]) -> str:
-    """Exit 0 when no file matching ``pathspecs`` differs between HEAD and ``ref``, 1 when one does."""
-    return _git(app_dir, f"diff --quiet HEAD {q(check_ref(ref))} -- " + " ".join(q(p) for p in pathspecs))
+    """Prints the commit ``ref`` names now (:func:`parse_commit`), then exits 0 when no file
+    matching ``pathspecs`` differs between HEAD and that commit, non-zero when one does. The
+    commit, not the ref: a later ``git fetch`` may move the ref to a commit not compared."""
+    commit = _git(app_dir, f"rev-parse --verify --quiet {q(check_ref(ref) + '^{commit}')}")
+    diff = _git(app_dir, 'diff --quiet HEAD "$c" -- ' + " ".join(q(p) for p in pathspecs))
+    return f'c=$({commit}) && echo "$c" && {diff}'
+
+
+def parse_commit(stdout: str) -> str:
+    """The commit :func:`unchanged` printed, or "" when there is none."""
+    first = stdout.strip().split("\n")[0].strip()
+    return first if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", first) else ""
 
 
 def show_file(app_dir: str, ref: str, path: str) -> str:

@@ -75,11 +75,14 @@ class SSHExecutor:
         wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {s.run_tag} </dev/null"
         s.ensure_connected(command)
         start = time.monotonic()
+        # Only the main thread's command is tracked for Ctrl-C: a read ending in another thread (the
+        # heartbeat, a prefetch, the early pull) must not clear it while e.g. `compose up` runs.
+        main = threading.current_thread() is threading.main_thread()
         try:
             job = Job(lambda: s._exec(wrapped, timeout))
-            if threading.current_thread() is threading.main_thread():
+            if main:
                 s.inflight = (job, command, timeout, mutating and not interruptible)
-            r = job.wait(ui.Ticker() if threading.current_thread() is threading.main_thread() else None)
+            r = job.wait(ui.Ticker() if main else None)
         except KeyboardInterrupt:
             # Remembered for settle_after_interrupt(): commands run while unwinding (finally
             # blocks) must not make us forget the one that was interrupted.
@@ -88,13 +91,18 @@ class SSHExecutor:
             s.inflight = None
             raise
         except CommandTimedOut as exc:
-            s.inflight = None
+            self._done(s, main)
             raise CommandFailed(command, None, exc.result.stdout, exc.result.stderr, timed_out=True, timeout=timeout) from None
         except LOST_CONNECTION as exc:
-            s.inflight = None
+            self._done(s, main)
             raise s._lost(command, f"{exc.__class__.__name__}: {exc}", started=not never_started(exc)) from None
-        s.inflight = None
+        self._done(s, main)
         return self._result(s, command, r, timeout, time.monotonic() - start)
+
+    @staticmethod
+    def _done(s, main: bool) -> None:
+        if main:
+            s.inflight = None
 
     @staticmethod
     def _result(s, command: str, r, timeout: float, seconds: float) -> Result:

@@ -86,8 +86,8 @@ class Answers:
             git.fetch(app, st.git_remote, st.git_branch): lambda: Answer(what="fetch the incoming release"),
             git.ahead_behind(app, ref): lambda: Answer(stdout=h.behind(),
                                                        what=f"commits behind and ahead of {ref}: diverged history is refused"),
-            git.unchanged(app, ref, compose_cmd.IMAGE_NAMING_FILES): lambda: Answer(
-                what="do the compose files differ at the incoming release? No: the pull begins now, during the checklist"),
+            git.unchanged(app, ref, compose_cmd.image_naming_files(st.compose_file)): lambda: Answer(
+                stdout=NEW_COMMIT + "\n", what="do the compose files differ at the incoming release? No: the pull begins now, during the checklist"),
             git.merge_ff_only(app, ref): lambda: Answer(stdout=h.merge(), what="git pull, fast-forward only"),
             git.log_range(app, OLD_COMMIT, NEW_COMMIT): lambda: Answer(stdout=h.log(OLD_COMMIT, NEW_COMMIT), what="the commits pulled"),
             git.migration_headers(app, ref, st.migrations_path): lambda: Answer(stdout=h.migration_headers(ref),

@@ -51,6 +51,7 @@ def git_pull(s: Session) -> tuple[str, str]:
     with s.timed("prepare", "git pull"):
         new = fast_forward(s, state, remote, behind)
     s.state.git = f"code at {short(new)}" + (f" (was {short(state.head)})" if new != state.head else "")
+    s.state.head = new
     s.recorder.write("git", before=state.head, after=new)
     report_pull(s, state.head, new, remote, behind)
     return state.head, new

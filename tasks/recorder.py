@@ -41,12 +41,15 @@ class Recorder(NullRecorder):
         if event == "step":
             self.held.append(text)      # a timing, not a fact a later reader needs before the next event
             return
-        texts, self.held = [*self.held, text], []
+        steps, self.held = self.held, []
         if s.dry or s.dead:
             return          # nothing can be written to an unreachable host; the error block says so
         try:
-            s.run(record_cmd.append(s.settings.releases_file, *texts), mutating=True, bookkeeping=True)
+            s.run(record_cmd.append(s.settings.releases_file, *steps, text), mutating=True, bookkeeping=True)
         except (CommandFailed, DeployError) as exc:
+            # The timings go with the next event (a step written twice is harmless; one missing
+            # makes a success look forged, see record.inconsistency).
+            self.held = [*steps, *self.held]
             ui.warn(f"could not append to the release record {s.settings.releases_file}: {exc}")
 
     def step(self, step: str, sub: str | None, seconds: float, ok: bool) -> None:

@@ -39,6 +39,7 @@ class RunState:
     after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
     fetched: str = ""                  # the remote ref this run's checklist fetched and checked: prepare merges it as is
     pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
+    head: str = ""                     # the commit prepare checked out (the early pull compared another: pull again)
     compose_project: str = ""          # the Compose project of the app's containers, from their label
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it

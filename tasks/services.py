@@ -138,19 +138,23 @@ def pull_prefetch(s: Session) -> None:
         s.state.after_fetch.append(lambda remote: s.prefetch(EARLY_PULL, lambda: early_pull(s, remote)))
 
 
-def early_pull(s: Session, remote: str) -> bool:
-    """Pull now if no compose file (nor a tracked .env) changes at ``remote``; False if it waits
-    for its step. A failure is pulled again, and reported, by the step."""
+def early_pull(s: Session, remote: str) -> str:
+    """Pull now if no compose file (nor a tracked .env) changes at ``remote``: the commit compared
+    then; "" if it waits for its step. A failure is pulled again, and reported, by the step."""
     st = s.settings
-    if not s.run(git_cmd.unchanged(st.app_dir, remote, compose_cmd.IMAGE_NAMING_FILES), check=False).ok:
-        return False
+    r = s.run(git_cmd.unchanged(st.app_dir, remote, compose_cmd.image_naming_files(st.compose_file)), check=False)
+    commit = git_cmd.parse_commit(r.stdout)
+    if not r.ok or not commit:
+        return ""
     s.state.pulled_early = True
     pull(s, step="pull")
-    return True
+    return commit
 
 
 def pull_step(s: Session, opts: RunOptions) -> None:
-    if not s.fetched(EARLY_PULL, lambda: False):
+    """Pulls unless the early pull did for the very commit prepare checked out (a release pushed
+    after the checklist's fetch may name other images)."""
+    if s.fetched(EARLY_PULL, lambda: "") != s.state.head or not s.state.head:
         pull(s, step="pull")
 
 

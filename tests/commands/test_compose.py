@@ -73,3 +73,10 @@ def test_the_compose_probe_starts_docker_compose_v1_once(tmp_path):
     r = subprocess.run(["/bin/sh", "-c", compose.PROBE_COMPOSE], capture_output=True, text=True,
                        env={"PATH": str(tmp_path)})
     assert r.stdout == "none\n"
+
+
+def test_image_naming_files_add_an_odd_compose_file_name_and_the_env_beside_it():
+    from commands.compose import image_naming_files
+    assert image_naming_files("docker-compose.production.yml") == ["*.yml", "*.yaml", ".env"]
+    assert image_naming_files("deploy/compose.yaml") == ["*.yml", "*.yaml", ".env", "deploy/.env"]
+    assert image_naming_files("stack.compose") == ["*.yml", "*.yaml", ".env", "stack.compose"]

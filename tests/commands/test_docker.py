@@ -126,3 +126,19 @@ def test_parse_project_containers_keeps_the_wanted_services_and_ignores_other_li
     assert docker.parse_project_containers(out, ["backend"]) == [a]
     assert docker.parse_project_containers(out) == [a, b]
     assert docker.parse_project_containers("") == []
+
+
+def test_parse_logs_of_a_container_whose_log_ends_without_a_newline_keeps_the_next_separator():
+    """Captured on the staging host: a container killed right after writing a line without its
+    newline; `docker logs` then ends without one and the next `echo MARK ID` is glued to that
+    line. The next container's lines must stay its own (not the killed one's), the torn line the
+    killed one's."""
+    from commands.docker import parse_logs_of
+    a, b = "a" * 64, "b" * 12
+    captured = (f"@@logs-x1234567 {a}\n"
+                '127.0.0.1 - - [28/Nov/2026 15:05:30] "GET /health HTTP/1.1" 200 -\n'
+                f"ERROR torn line no newline@@logs-x1234567 {b}\n"
+                "ERROR: model_server broke\n")
+    assert parse_logs_of(captured, "@@logs-x1234567") == {
+        a: '127.0.0.1 - - [28/Nov/2026 15:05:30] "GET /health HTTP/1.1" 200 -\nERROR torn line no newline',
+        b: "ERROR: model_server broke"}

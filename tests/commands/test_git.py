@@ -106,3 +106,13 @@ def test_migration_headers_command_runs(repos):
     assert [(m.revision, m.down_revisions) for m in git.parse_migration_headers(out)] == [("0001", ()), ("0002", ("0001",))]
     # before the pull, HEAD has none of them
     assert git.parse_migration_headers(sh(git.migration_headers(str(clone), "HEAD", "migrations/versions")).stdout) == []
+
+
+def test_unchanged_names_the_commit_it_compares_and_parse_commit_reads_it():
+    from commands.git import parse_commit, unchanged
+    assert unchanged("/app", "origin/main", ["*.yml", ".env"]) == (
+        "c=$(git -C /app rev-parse --verify --quiet 'origin/main^{commit}') && echo \"$c\" && "
+        "git -C /app diff --quiet HEAD \"$c\" -- '*.yml' .env")
+    sha = "2fc2ddcf8a" + "0" * 30
+    assert parse_commit(sha + "\n") == sha
+    assert parse_commit("") == "" and parse_commit("fatal: bad revision\n") == ""

@@ -71,6 +71,7 @@ class ScriptedHost:
             (r" fetch --quiet ", ok()),
             (r" rev-list --left-right --count ", lambda c: Result(stdout="0\t0\n" if self.head == NEW else "1\t0\n", exited=0)),
             (r" merge --ff-only ", self.merge),
+            (r' diff --quiet HEAD "\$c" -- ', ok(NEW + "\n")),      # origin/main's commit; no compose file differs
             (r" log --oneline ", ok(captured("git-log-oneline-origin-v2.txt").splitlines()[0] + "\n")),
             (r" grep -E ", ok(HEADERS)),
             (r" show origin/main:\.env\.example", ok(EXAMPLE)),

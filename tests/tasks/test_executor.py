@@ -69,3 +69,34 @@ def test_a_second_session_has_the_same_class_dry_run_and_context_and_its_own_red
     connect.assert_called_once_with(ctx, "deploy@test", settings)
     assert type(other) is Session and other.host == "deploy@test" and other.cxn is connect.return_value
     assert other.dry is True and other.ctx is ctx and other.redactor is not s.redactor
+
+
+def test_background_read_ending_keeps_the_main_threads_command_in_flight(settings, mocker):
+    """A read in another thread (the early pull, a prefetched read, the lock's heartbeat) that ends
+    while the main thread's ``compose up`` runs must not forget that one: Ctrl-C then would not let
+    ``up`` finish (settle_after_interrupt) and kill_running would stop it half-way."""
+    import threading
+    main_started, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def run(wrapped, **kwargs):
+        if "up -d" in wrapped:
+            main_started.set()
+            release.wait(10)
+        return Result(stdout="", exited=0)
+
+    s = Session(settings, "h", mocker.Mock(is_connected=True, run=mocker.Mock(side_effect=run)))
+
+    def background():
+        main_started.wait(10)
+        while s.inflight is None and not release.is_set():      # the main thread records its command
+            release.wait(0.01)
+        s.run("docker compose pull --quiet", mutating=True, interruptible=True, bookkeeping=True)
+        seen["inflight"] = s.inflight
+        release.set()
+
+    t = threading.Thread(target=background)
+    t.start()
+    s.run("docker compose up -d", timeout=30, mutating=True)
+    t.join(10)
+    assert seen["inflight"] is not None and seen["inflight"][1:] == ("docker compose up -d", 30, True)

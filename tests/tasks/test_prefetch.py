@@ -13,7 +13,7 @@ from config import load_settings
 from tasks.deploy import deploy
 from tasks.session import Session
 from tests.tasks.scripted import run_task
-from tests.tasks.scripted_host import ScriptedHost
+from tests.tasks.scripted_host import NEW, ScriptedHost
 
 
 def session(settings, mocker, answer):
@@ -82,18 +82,19 @@ def pulls_and_merge(commands):
 def test_the_pull_begins_during_the_checklist_when_no_compose_file_changes(mocker, capsys):
     st = load_settings("production", {})
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
-                                         [(r" diff --quiet HEAD origin/main -- ", Result(exited=0))])
+                                         [(r" diff --quiet ", Result(stdout=NEW + "\n", exited=0))])
     assert code == 0, err
     pulls, merge = pulls_and_merge(commands)
     assert len(pulls) == 1 and pulls[0] < merge                      # once, before `git pull`
     assert [c for c in commands if " diff --quiet " in c] == [
-        "git -C /app/ai-doc-qa diff --quiet HEAD origin/main -- '*.yml' '*.yaml' .env"]
+        "c=$(git -C /app/ai-doc-qa rev-parse --verify --quiet 'origin/main^{commit}') && echo \"$c\" && "
+        "git -C /app/ai-doc-qa diff --quiet HEAD \"$c\" -- '*.yml' '*.yaml' .env"]
 
 
 def test_a_changed_compose_file_waits_for_the_pull_step(mocker, capsys):
     st = load_settings("production", {})
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
-                                         [(r" diff --quiet HEAD origin/main -- ", Result(exited=1))])
+                                         [(r" diff --quiet ", Result(stdout=NEW + "\n", exited=1))])
     assert code == 0, err
     pulls, merge = pulls_and_merge(commands)
     assert len(pulls) == 1 and pulls[0] > merge                      # after `git pull`: the new compose file's images
@@ -103,7 +104,7 @@ def test_an_early_pull_that_fails_is_pulled_again_and_reported_by_the_pull_step(
     st = load_settings("production", {})
     failing = itertools.repeat(Result(stdout="", stderr="toomanyrequests: rate limit\n", exited=1))
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [
-        (r" diff --quiet HEAD origin/main -- ", Result(exited=0)), (r" pull --quiet ", lambda c: next(failing))])
+        (r" diff --quiet ", Result(stdout=NEW + "\n", exited=0)), (r" pull --quiet ", lambda c: next(failing))])
     pulls, merge = pulls_and_merge(commands)
     assert len(pulls) == 2 and pulls[0] < merge and pulls[1] > merge
     assert code != 0 and "FAILED at pull" in err and "toomanyrequests" in err
@@ -126,7 +127,7 @@ def test_a_blocking_checklist_stops_a_pull_still_running_and_says_images_may_be_
         release.set()
         return Result(exited=0)
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [
-        (r" diff --quiet HEAD origin/main -- ", Result(exited=0)), (r" pull --quiet ", slow_pull), (r"^pkill ", pkill)])
+        (r" diff --quiet ", Result(stdout=NEW + "\n", exited=0)), (r" pull --quiet ", slow_pull), (r"^pkill ", pkill)])
     assert code == 9, err
     assert killed and release.is_set()
     assert "the new images may have been pulled (nothing that runs uses them)" in " ".join(err.split())
@@ -172,3 +173,50 @@ def test_a_deploy_fetches_once_and_merges_what_its_checklist_checked(mocker, cap
     assert code == 0, err
     assert len([c for c in commands if " fetch --quiet " in c]) == 1
     assert "git: merging origin/main as this run's checklist fetched and checked it" in out
+
+
+def test_early_pull_also_asks_about_the_configured_compose_file_and_the_env_beside_it(mocker, capsys, monkeypatch):
+    """COMPOSE_FILE may have any name and live in a subdirectory; Compose then reads the .env of
+    that directory (its project directory). A change to either at the incoming release names other
+    images: the pull must wait for `git pull`, so the diff must cover both."""
+    monkeypatch.setenv("DEPLOY_COMPOSE_FILE", "deploy/stack.compose")
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services),
+                                         [(r" diff --quiet ", Result(stdout=NEW + "\n", exited=0))])
+    [diff] = [c for c in commands if " diff --quiet " in c]
+    assert diff.endswith(" -- '*.yml' '*.yaml' .env deploy/stack.compose deploy/.env"), diff
+
+
+def test_step_timings_held_with_an_event_whose_append_failed_go_with_the_next_one(settings, mocker):
+    """A failed append (full disk for a moment, a timeout) loses that event as before, but not the
+    step timings held with it: without them a successful run's record says `outcome success, but
+    step checklist never finished ok` and is no longer evidence for a rollback."""
+    from tasks.recorder import Recorder
+    appended = []
+    answers = iter([Result(stdout="", stderr="No space left on device", exited=1)])
+
+    def answer(command, **kw):
+        appended.append(command)
+        return next(answers, Result(stdout="", exited=0))
+    s = session(settings, mocker, answer)
+    r = Recorder(s, "r1")
+    r.step("checklist", None, 0.1, True)
+    r.write("checklist", items=[])            # this append fails
+    r.write("end", outcome="success")
+    assert '"step":"checklist"' in appended[-1] and '"event":"end"' in appended[-1]
+
+
+def test_a_release_pushed_between_the_checklist_and_prepare_is_pulled_again(mocker, capsys):
+    """The early pull compared HEAD with the commit the checklist fetched; prepare fetches again
+    and may fast-forward to a newer one (pushed meanwhile) whose compose file names other images.
+    The pull step must then pull for the commit it deployed, before migrate: otherwise `up` pulls
+    them (after the database changed) or runs images the new compose file does not name."""
+    from tests.tasks.scripted_host import OLD
+    st = load_settings("production", {})
+    checked = OLD[:7] + "3" * 33                    # what origin/main was when the checklist fetched
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [
+        (r" diff --quiet ", Result(stdout=checked + "\n", exited=0))])
+    assert code == 0, err
+    pulls, merge = pulls_and_merge(commands)
+    assert len(pulls) == 2 and pulls[0] < merge < pulls[1], (pulls, merge)
+    assert NEW != checked
