@@ -59,7 +59,7 @@ MIGRATE_IN_BACKEND = "docker exec [0-9a-f]{12,64} " + re.escape(shlex.join(["sh"
 def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
     out = main_part(run_plan(capsys))
     assert re.findall(r"^\[([a-z -]+)\]$", out, re.M) == [
-        "connect", "start", "checklist", "prepare", "migrate", "services", "verify", "finish"]   # the pull: in the checklist
+        "connect", "start", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
     cmds = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.strip().startswith("#")]
     pull, up = cmds.index(V2.pull(["backend", "model_server", "proxy"])), cmds.index(V2.up())
     record_images = cmds.index(V2.ps_ids(["postgres", "redis", "backend", "model_server", "proxy"]))
@@ -194,7 +194,7 @@ def test_plan_version_shows_the_tag_check_first_and_the_env_write_right_before_u
     out = run_plan(capsys, version="v2")
     assert "Plan for `fab deploy --version v2`" in out and "it ends: success" in out
     assert re.findall(r"^\[([a-z -]+)\]$", main_part(out), re.M) == [
-        "connect", "start", "version", "checklist", "prepare", "migrate", "services", "verify", "finish"]
+        "connect", "start", "version", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
     version = section(out, "version")
     assert versions_cmd.read_variable_command("/app/ai-doc-qa", "IMAGE_TAG") in version
     assert dataclasses.replace(V2, env=("IMAGE_TAG", "v2")).config_images() in version
