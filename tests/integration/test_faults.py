@@ -118,8 +118,10 @@ def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):
     sandbox.reset()
     sandbox.ctl("version", "v2")
     proc = sandbox.fab_background("deploy", *STAGING)
-    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "pull" and e["sub"] is None, 60, "pull done")
-    time.sleep(1.0)                                     # inside the migration (alembic takes ~3 s here)
+    # The database answered: alembic starts now (~0.4 s here since issue 9), then the switch. The
+    # kill lands in the migration (exit 5) or, at the latest, in the switch (exit 7).
+    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "migrate" and e["sub"] == "db ready",
+                   60, "database ready")
     kill_ssh_sessions()
     out = sandbox.finish(proc, 180)
     text = " ".join(out.split())
