@@ -2,11 +2,9 @@
 goes through :func:`run_flow` with its list of :class:`Step` objects.
 
 It takes the deploy lock, records the images running before anything changes, runs the steps in
-order (timed, written to the release record as they finish, the lock proven at every boundary),
-puts the previous images back when health or smoke fail after the switch (auto-rollback), cleans
-up after Ctrl-C/SIGTERM/SIGHUP, and ends with the record's ``end`` line, the timing table with the
-bottleneck, the outcome line and the notification.
-"""
+order (timed, recorded as they finish, the lock proven at every boundary), puts the previous images
+back when health or smoke fail after the switch (auto-rollback), cleans up after Ctrl-C/SIGTERM/
+SIGHUP, and ends with the record's ``end`` line, the timing table, the outcome and the notification."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +39,7 @@ def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions, rid: str = "",
     with held or DeployLock(s, opts.kind, opts.message, opts.lock_wait) as lock:   # refused: nothing recorded or changed
         s.lock = lock
         s.recorder = Recorder(s, rid)
-        outcome, error = _run(s, rid, steps, opts, t0)
+        outcome, error = _run(s, rid, steps, opts, t0)    # the lock's release waits for the record's last lines
     if opts.json_out:
         rel = record_cmd.releases(s.recorder.lines)
         ui.emit_json(dataclasses.asdict(rel[0]) if rel else {})

@@ -251,6 +251,7 @@ class DeployLock:
     # -- release ------------------------------------------------------------------------------------
     def release(self) -> None:
         self._stop.set()
+        self.s.recorder.flush()         # the record's last lines first: the next run reads them
         if not self.held:
             return
         if self.lost:

@@ -39,6 +39,7 @@ from tasks.ssh import open_connection, tune
 from tasks.worker import Background, Ready, off_main_thread, read_slot, run_all
 
 T = TypeVar("T")
+KILL_FLUSH_WAIT = 5     # seconds kill_running waits for queued record lines (a hung connection: no longer)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class Session:
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
         if self.dry and mutating:
             return Result(command, 0, "", "", 0.0)
+        if mutating or self.settings.releases_file in command:
+            self.recorder.flush()            # what changes the host, or reads the record, comes after the lines queued before it
         if mutating and not bookkeeping:
             self.state.observed = None       # what runs may change: observe again next time
             self.state.container_ids.clear()
@@ -220,6 +223,7 @@ class Session:
         ``[a]`` keeps pkill from matching its own command line. Returns False if the host is
         unreachable."""
         pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
+        self.recorder.flush(KILL_FLUSH_WAIT)      # a record append in flight is not one to kill
         try:
             self.ensure_connected()
             off_main_thread(lambda: self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True,

@@ -20,7 +20,7 @@ class FakeLock:
     instances = []
 
     def __init__(self, s, task, message="", wait=None):
-        self.task, self.released, self.entered = task, 0, False
+        self.task, self.released, self.entered, self.s = task, 0, False, s
         FakeLock.instances.append(self)
 
     def __enter__(self):
@@ -31,6 +31,7 @@ class FakeLock:
         self.release()
 
     def release(self):
+        self.s.recorder.flush()         # as DeployLock.release: the record's last lines first
         self.released += 1
 
     def ensure_held(self, before):

@@ -13,7 +13,11 @@ What legitimately differs between two runs is normalised, explicitly (see ``norm
   plan: the commands of one such group are put back in the group's order (``in_group_order``),
   each read's own commands keeping theirs;
 - a read a later step needs starts early in its own thread in a deploy (Session.prefetch), in
-  place in the plan: its commands are put back where it started (``prefetched_in_place``).
+  place in the plan: its commands are put back where it started (``prefetched_in_place``);
+- a deploy appends its release-record lines from a writer thread (tasks/recorder.py), several at
+  once when they queue up: the appends are compared apart, as the sequence of events they write
+  (``record_events``), and the writer's own ordering promise (every line queued before a command
+  that changes the host is on the host before it) has its tests in tests/tasks/test_recorder.py.
 """
 from __future__ import annotations
 
@@ -148,13 +152,26 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     return in_group_order(prefetched_in_place(list(zip(slots, remotes[0].commands)), started))
 
 
+RECORD_APPEND = re.compile(r"^mkdir -p \S+/\.deploy && \{ if \[ -s \S+/releases\.jsonl \]")
+EVENT = re.compile(r'"event":"([a-z_]+)"')
+
+
+def record_events(commands: list[str]) -> tuple[list[str], list[str]]:
+    """(the commands without the release-record appends, the events those appends wrote, in order)."""
+    appends = [c for c in commands if RECORD_APPEND.match(c)]
+    return [c for c in commands if not RECORD_APPEND.match(c)], [e for c in appends for e in EVENT.findall(c)]
+
+
 @pytest.mark.parametrize("world", [PlanWorld(), *(w for _, w in PATHS)], ids=["deploy", "first-deploy", "auto-rollback"])
 def test_the_plan_shows_exactly_the_commands_a_deploy_issues(mocker, world):
-    deployed, deployed_probes = normalised(scripted_deploy(mocker, world))
-    planned, planned_probes = normalised([c.command for c in preview(load_settings("production", {}), world, "docker compose").calls])
+    deployed, deployed_events = record_events(scripted_deploy(mocker, world))
+    deployed, deployed_probes = normalised(deployed)
+    planned, planned_events = record_events([c.command for c in preview(load_settings("production", {}), world, "docker compose").calls])
+    planned, planned_probes = normalised(planned)
     assert deployed_probes == planned_probes == 1
-    assert len(deployed) > 50
+    assert len(deployed) > 40 and len(deployed_events) > 15
     assert planned == deployed
+    assert planned_events == deployed_events
 
 
 def test_the_comparison_sees_a_different_path(mocker):

@@ -135,23 +135,6 @@ def test_a_blocking_checklist_stops_a_pull_still_running_and_says_images_may_be_
     assert released and released[-1] > commands.index(next(c for c in commands if c.startswith("pkill ")))
 
 
-def test_every_step_timing_is_on_the_host_as_soon_as_the_step_ends(settings, mocker):
-    """The record is a live trail: whoever watches it (fab status, the staging tests) sees a step
-    end when it ends, not with the next event."""
-    from tasks.recorder import Recorder
-    appended = []
-
-    def answer(command, **kw):
-        appended.append(command)
-        return Result(stdout="", exited=0)
-    s = session(settings, mocker, answer)
-    r = Recorder(s, "r1")
-    r.step("prepare", "git pull", 0.1, True)
-    assert len(appended) == 1 and '"sub":"git pull"' in appended[0]
-    r.step("prepare", None, 0.2, True)
-    assert len(appended) == 2 and '"step":"prepare","sub":null' in appended[1]
-
-
 def test_the_images_a_deploy_leaves_are_read_beside_the_log_scan_not_again_at_the_end(mocker, capsys):
     st = load_settings("production", {})
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
