@@ -72,13 +72,14 @@ def inspect_ids(s: Session, services: Sequence[str], env_keys: Sequence[str] = (
     return states
 
 
-def exec_command(s: Session, service: str, argv: Sequence[str]) -> str:
+def exec_command(s: Session, service: str, argv: Sequence[str], known: Sequence[ContainerState] | None = None) -> str:
     """The command that runs ``argv`` in ``service``'s container: ``docker exec ID`` once the Compose
     project is known (its containers are then found by label, ~15 ms) and the service has exactly
     one running container, which is the one ``compose exec`` would pick; otherwise ``compose exec
-    -T SERVICE`` (project unknown, none running, or several: Compose chooses, and says why not)."""
+    -T SERVICE`` (project unknown, none running, or several: Compose chooses, and says why not).
+    ``known``: the service's containers as just inspected (not inspected again)."""
     if s.compose.project or s.state.compose_project:
-        running = [c for c in inspect_ids(s, [service]) if c.service == service and c.status == "running"]
+        running = [c for c in (inspect_ids(s, [service]) if known is None else known) if c.service == service and c.status == "running"]
         if len(running) == 1:
             return docker_cmd.exec_in(running[0].id, argv)
     return s.compose.exec(service, argv)
@@ -99,10 +100,11 @@ def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str]
     return [c for c in states if not wanted or c.service in wanted]
 
 
-def images_of(s: Session, states: Sequence[ContainerState], services: Sequence[str]) -> dict:
-    """service -> {ref, id, digests} of what runs now (digests let a pruned image be pulled back)."""
+def images_of(s: Session, states: Sequence[ContainerState], services: Sequence[str], *, digests_too: bool = True) -> dict:
+    """service -> {ref, id, digests} of what runs now (digests let a pruned image be pulled back;
+    one ``docker image inspect``, left out with ``digests_too=False`` where only the IDs are shown)."""
     by_service = {c.service: c for c in states if c.service in services}
-    ids = sorted({c.image_id for c in by_service.values() if c.image_id})
+    ids = sorted({c.image_id for c in by_service.values() if c.image_id}) if digests_too else []
     digests: dict[str, list[str]] = {}
     if ids:
         for info in docker_cmd.parse_image_inspect(s.run(docker_cmd.image_inspect(ids)).stdout):
@@ -144,7 +146,7 @@ def logs_tail(s: Session, service: str, lines: int = 20) -> str:
     return ui.clean(r.stdout + r.stderr).strip()
 
 
-HTTP_POLL = 0.2     # seconds between polls while the health URL may answer before Docker says healthy
+HTTP_POLL = 0.1     # seconds between polls while the health URL may answer before Docker says healthy
 
 
 def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str, step: str,
@@ -185,8 +187,9 @@ def _judge(s: Session, services: Sequence[str], states: Sequence[ContainerState]
     service, url = http
     if not any(c.service == service and c.status == "running" and c.health == "starting" for c in states):
         return verdict      # no request while nothing it could change is waiting
-    ok = http_check(s, url, s.settings.smoke_timeout).ok
-    return health_cmd.evaluate_http_first(services, states, service, ok, baseline, redact=s.redactor)
+    check = http_check(s, url, s.settings.smoke_timeout)
+    s.state.health_answer = check if check.ok else None      # wait_http need not ask again
+    return health_cmd.evaluate_http_first(services, states, service, check.ok, baseline, redact=s.redactor)
 
 
 def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.HttpCheck:

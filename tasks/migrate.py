@@ -9,7 +9,7 @@ from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
-from tasks.hoststate import backend_running, exec_command, exec_sh
+from tasks.hoststate import backend_running, containers, exec_command, exec_sh
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -58,7 +58,9 @@ def upgrade(s: Session) -> None:
     """alembic upgrade head through ``exec -T backend`` (``run --rm`` on a first deploy), with the
     revision before and after and the history, in one round trip."""
     st = s.settings
-    exec_ = backend_running(s)
+    slots = slotstate.enabled(s)
+    known = None if slots else containers(s, [st.backend_service])      # one inspect: running? and where to exec
+    exec_ = backend_running(s) if slots else any(c.status == "running" for c in known)
     if not exec_:
         ui.say(f"      no running {st.backend_service} container: using `run --rm` (first deploy)")
     if s.dry:
@@ -66,7 +68,7 @@ def upgrade(s: Session) -> None:
         ui.say(f"[dry] database at {', '.join(before) or 'base'}; would run alembic upgrade head")
         return
     argv = ["sh", "-c", alembic_cmd.MIGRATE_SCRIPT]
-    cmd = exec_command(s, slotstate.exec_service(s), argv) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = exec_command(s, slotstate.exec_service(s), argv, known) if exec_ else s.compose.run_rm(st.backend_service, argv)
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:

@@ -41,6 +41,7 @@ class RunState:
     pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
     head: str = ""                     # the commit prepare checked out (the early pull compared another: pull again)
     compose_project: str = ""          # the Compose project of the app's containers, from their label
+    health_answer: object = None       # the health URL's 2xx answer that made wait_ready ready (HttpCheck)
     record_warned: bool = False        # bad release-record lines were reported once already
     record_unreadable: bool = False    # the release record exists but the SSH user cannot read it
     inconsistent_warned: bool = False  # releases whose events do not add up were reported once already

@@ -95,10 +95,12 @@ def switch(s: Session) -> dict:
                 up(s)
             s.state.serving = "new containers started, not yet healthy (old images recorded)"
             with s.timed("services", "health wait"):
+                s.state.health_answer = None
                 states = wait_ready(s, [*st.dependency_services, *st.services], st.health_timeout,
                                     what="the services did not become healthy", step="services › health wait",
                                     http=(st.backend_service, st.health_url))
-                check = wait_http(s, st.health_url, st.health_timeout, step="services › health wait")
+                # The health URL's answer that made the backend ready, else (Docker said healthy) ask it.
+                check = s.state.health_answer or wait_http(s, st.health_url, st.health_timeout, step="services › health wait")
     finally:
         downtime = probe.stop()
     if downtime:
@@ -106,7 +108,7 @@ def switch(s: Session) -> dict:
         s.recorder.write("downtime", url=st.smoke_urls[0], probes=downtime.probes, failed=downtime.failed,
                          longest_seconds=downtime.longest)
     end_change_window(s)
-    images = images_of(s, states, st.services) if states else {}
+    images = images_of(s, states, st.services, digests_too=False) if states else {}   # verify records them with digests
     s.state.serving = "serving the new version " + label(images, check.version)
     s.state.version = check.version
     ui.say(f"      healthy: {describe_images(images)}" + (f"; {check.url} reports version {check.version}" if check.version else ""))

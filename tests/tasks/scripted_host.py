@@ -33,9 +33,10 @@ def hexid(text: str) -> str:
 class ScriptedHost:
     """One host: ``script()`` is the (regex, answer) list for tests/tasks/conftest.Remote."""
 
-    def __init__(self, services, deps, *, running=True, healthy_after_up=True, database="0001"):
+    def __init__(self, services, deps, *, running=True, healthy_after_up=True, database="0001", starting_after_up=False):
         self.services, self.deps = list(services), list(deps)
         self.healthy_after_up, self.database, self.head = healthy_after_up, database, OLD
+        self.starting_after_up = starting_after_up      # Docker says `starting` while the new backend answers
         self.ref = {svc: f"127.0.0.1:5000/ai-doc-qa/{svc}:latest" for svc in self.deps + self.services}
         self.tags = {ref: ("sha256:" + hexid(f"{svc} v1")) for svc, ref in self.ref.items()}
         self.tags[self.ref["backend"]] = INSPECT["Image"]               # the captured backend v1 image
@@ -49,7 +50,8 @@ class ScriptedHost:
         self.n += 1
         image = self.tags[self.ref[svc]]
         self.containers[svc] = {"id": hexid(f"c{self.n}"), "image": image,
-                                "healthy": self.healthy_after_up or image != self.v2}
+                                "healthy": self.healthy_after_up or image != self.v2,
+                                "starting": self.starting_after_up and image == self.v2}
 
     def script(self):
         ok = lambda out="": (lambda c: Result(stdout=out, exited=0))       # noqa: E731
@@ -111,7 +113,7 @@ class ScriptedHost:
             d = copy.deepcopy(INSPECT)
             d.update(Id=cid, Name=f"/ai-doc-qa-{svc}-1", Image=c["image"])
             d["Config"].update(Image=self.ref[svc], Labels={**d["Config"]["Labels"], "com.docker.compose.service": svc})
-            d["State"]["Health"]["Status"] = "healthy" if c["healthy"] else "unhealthy"
+            d["State"]["Health"]["Status"] = "starting" if c.get("starting") else "healthy" if c["healthy"] else "unhealthy"
             out.append(d)
         return Result(stdout=json.dumps(out, indent=4), exited=0)
 

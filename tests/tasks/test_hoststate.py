@@ -181,8 +181,9 @@ def test_wait_ready_returns_once_every_service_is_healthy(host, mocker):
 
 def test_wait_ready_with_the_health_url_stops_as_soon_as_it_answers_not_at_dockers_interval(host, mocker):
     """Target 2 (issue 9): after `up`, the backend counts as ready once its health URL answers while
-    Docker still reports `starting`; polls every 0.2 s; the IDs are resolved once, then only
-    `docker inspect` and curl run per poll (no compose call)."""
+    Docker still reports `starting`; polls every 0.1 s; the IDs are resolved once, then only
+    `docker inspect` and curl run per poll (no compose call); the answer that made it ready is
+    kept (the switch does not ask the URL again)."""
     clock = Clock(mocker)
     starting = Containers(*all_of())
     starting.by_service["backend"] = container(ALL_V1, "backend", Health={"Status": "starting", "Log": []})
@@ -192,10 +193,11 @@ def test_wait_ready_with_the_health_url_stops_as_soon_as_it_answers_not_at_docke
     states = hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait",
                                   http=("backend", "http://localhost:8000/health"))
     assert sorted(c.service for c in states) == ["backend", "proxy"]
-    assert clock.slept == [0.2]
+    assert clock.slept == [0.1]
     assert sum(" ps -a -q" in c for c in remote.commands) == 1
     assert sum(c.startswith("docker inspect") for c in remote.commands) == 2
     assert sum("curl " in c for c in remote.commands) == 2
+    assert s.state.health_answer.ok and s.state.health_answer.version == "v1"
 
 
 def test_wait_ready_fails_fast_on_an_unhealthy_container_with_its_logs(host, mocker):

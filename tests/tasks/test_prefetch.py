@@ -180,3 +180,28 @@ def test_a_release_pushed_between_the_checklist_and_prepare_is_pulled_again(mock
     pulls, merge = pulls_and_merge(commands)
     assert len(pulls) == 2 and pulls[0] < merge < pulls[1], (pulls, merge)
     assert NEW != checked
+
+
+def test_the_health_answer_that_made_the_backend_ready_is_not_asked_again(mocker, capsys):
+    """Docker still says `starting` while the new backend's health URL answers: that answer (and
+    the version it reports) ends the wait; the switch neither asks the URL again nor inspects the
+    images (verify records them, digests and all, beside the log scan)."""
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services, starting_after_up=True))
+    assert code == 0, err
+    up = next(i for i, c in enumerate(commands) if c.endswith(" up -d"))
+    smoke = next(i for i, c in enumerate(commands) if i > up and st.smoke_urls[0] in c and c.startswith("out=$(curl "))
+    between = commands[up:smoke]
+    assert sum(c.startswith("out=$(curl ") and st.health_url in c for c in between) == 1
+    assert not any(c.startswith("docker image inspect ") for c in between)
+    assert "reports version v2" in out
+
+
+def test_the_migration_asks_docker_once_whether_the_backend_runs_and_where_to_exec(mocker, capsys):
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
+    assert code == 0, err
+    ready = next(i for i, c in enumerate(commands) if "pg_isready" in c)
+    migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c)
+    assert commands[migrate].startswith("docker exec ")
+    assert sum(c.startswith("docker inspect -- ") for c in commands[ready:migrate]) == 1
