@@ -18,6 +18,7 @@ Two ways in, because of that:
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -195,7 +196,31 @@ def make_program() -> Program:
 def main() -> None:
     global PROJECT_FAB
     PROJECT_FAB = True
-    make_program().run()
+    try:
+        make_program().run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    leave(code)
+
+
+def leave(code) -> None:
+    """Exit once the task is done, without Python's teardown of every module and object (~0.07 s
+    of each `fab`): by then the record's lines are on the host, the lock is released, the threads
+    left are daemons with nothing to finish. What teardown would still do is done here: the run
+    log's handlers and the terminal's streams are flushed. ``code`` as SystemExit takes it."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):       # a closed pipe (`fab ... | head`): nothing more to say
+            pass
+    os._exit(code & 0xFF if code >= 0 else 1)
 
 
 ENTRY_POINT = """#!{python}

@@ -16,8 +16,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import requests
-
 BODY_LIMIT = 64 * 1024          # enough for an error page or a JSON health answer
 
 
@@ -37,6 +35,7 @@ class HttpAnswer:
 def request(method: str, url: str, *, deadline: float, data: bytes | None = None,
             headers: dict | None = None) -> HttpAnswer:
     """One request that ends within ``deadline`` seconds, answered or not."""
+    import requests  # here, not at the top: ~50 ms of every `fab` start, and most tasks send no HTTP
     start = time.monotonic()
     end = start + deadline
     box: dict = {}
@@ -66,6 +65,7 @@ _LATE = object()        # the deadline passed while the body was still arriving
 
 
 def _fetch(method, url, end, data, headers):
+    import requests  # loaded by request() already: see there
     left = max(0.05, end - time.monotonic())
     with requests.request(method, url, data=data, headers=headers, timeout=(left, left), stream=True,
                           allow_redirects=False) as r:

@@ -53,3 +53,22 @@ def test_make_setup_writes_the_projects_fab_again_after_fabric_is_reinstalled(tm
     os.utime(venv_bin / "fab", (later, later))
     r = subprocess.run(["make", "-n", "setup"], cwd=tmp_path, capture_output=True, text=True)
     assert "-m tasks.program install .venv/bin/fab" in r.stdout, r.stdout + r.stderr
+
+
+LEAVE = "import sys; sys.path.insert(0, {root!r}); from tasks.program import leave; print('all said', end=''); leave({code})"
+
+
+@pytest.mark.parametrize("code, rc, err", [("None", 0, ""), ("0", 0, ""), ("7", 7, ""), ("130", 130, ""),
+                                           ("'usage: fab TASK'", 1, "usage: fab TASK")])
+def test_fab_leaves_without_teardown_but_with_its_exit_code_and_every_line_said(code, rc, err):
+    """tasks.program.leave: os._exit skips Python's teardown (~0.07 s a run); the exit code is the
+    one SystemExit would give, and what was printed, unflushed, still reaches the reader (a pipe)."""
+    r = subprocess.run([sys.executable, "-c", LEAVE.format(root=ROOT, code=code)], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr.strip()) == (rc, "all said", err)
+
+
+def test_fab_start_does_not_load_requests(tmp_path):
+    """requests is imported by the first HTTP request, not by every `fab` (~50 ms of each start)."""
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, {root!r}); import fabfile; "
+                        "print('requests' in sys.modules)".format(root=ROOT)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.stdout.strip() == "False", r.stderr
