@@ -37,15 +37,19 @@ def git_pull(s: Session) -> tuple[str, str]:
     """Fast-forward the checkout to REMOTE/BRANCH. Returns (old, new) commit."""
     st = s.settings
     app = st.app_dir
-    state = checkout_state(s)
     remote = git_cmd.remote_ref(st.git_remote, st.git_branch)
+    counted = lambda: s.run(git_cmd.ahead_behind(app, remote)).stdout      # noqa: E731
     if s.state.fetched == remote:
         # This run's checklist fetched it and checked what comes (migrations, env keys, compose
         # files): a second fetch could bring commits nobody checked. They wait for the next deploy.
+        # Nothing to fetch: the checkout and how far it is from the remote are read at once.
+        state, count = s.concurrently(lambda: checkout_state(s), counted)
         ui.say(f"      git: merging {remote} as this run's checklist fetched and checked it")
     else:
+        state = checkout_state(s)
         fetch(s, state, remote)
-    behind, ahead = git_cmd.parse_ahead_behind(s.run(git_cmd.ahead_behind(app, remote)).stdout)
+        count = counted()
+    behind, ahead = git_cmd.parse_ahead_behind(count)
     if ahead:
         raise diverged(s, state, remote, ahead, behind)
     with s.timed("prepare", "git pull"):

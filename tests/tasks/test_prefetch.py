@@ -205,3 +205,15 @@ def test_the_migration_asks_docker_once_whether_the_backend_runs_and_where_to_ex
     migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c)
     assert commands[migrate].startswith("docker exec ")
     assert sum(c.startswith("docker inspect -- ") for c in commands[ready:migrate]) == 1
+
+
+def test_a_deploy_reads_the_checkout_and_its_distance_at_once_and_still_refuses_local_edits(mocker, capsys):
+    """After the checklist's fetch, prepare reads the checkout (HEAD, branch, edits) beside
+    `rev-list --count`; a dirty tree still stops the deploy before the merge (exit 3, step failed)."""
+    from tests.tasks.scripted_host import OLD  # the scripted host's commit before the merge
+    st = load_settings("production", {})
+    dirty = (r"rev-parse HEAD && .* status --porcelain", Result(stdout=f"{OLD}\nmain\n M app/main.py\n", exited=0))
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [dirty])
+    assert code == 3, err
+    assert "has local changes to tracked files" in out + err
+    assert not any(" merge --ff-only " in c for c in commands)
