@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from commands import alembic as alembic_cmd
 from commands import checklist as items_cmd
+from commands import compose as compose_cmd
 from commands import envdiff
 from commands import git as git_cmd
 from commands import migration_safety as safety
@@ -54,8 +55,21 @@ def checklist_prefetch(s: Session) -> None:
 
 def early_db_revision(s: Session) -> tuple[list[str], str]:
     """``compose exec`` at once, before any container is looked at: no wait for the IDs. Any
-    failure (no backend running, alembic failing) is read again by the checklist, which says why."""
-    r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT))
+    failure (no backend running, alembic failing) is read again by the checklist, which says why.
+
+    With COMPOSE_COMMAND=auto it does not wait for the probe either: it runs with ``docker
+    compose``, the probe's first choice, and keeps the answer once the probe has chosen the same;
+    a host with only ``docker-compose`` has it read again with that, here, still early."""
+    st = s.settings
+    if slotstate.enabled(s) or st.compose_command != "auto" or s.compose_probed:
+        r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT))
+        return alembic_cmd.parse_current(r.stdout), ""
+    guess = compose_cmd.Compose(compose_cmd.V2, st.app_dir, st.compose_file, st.compose_project)
+    r = s.run(guess.exec(st.backend_service, alembic_cmd.CURRENT), check=False)
+    if s.compose.command != guess.command:
+        r = s.run(s.compose.exec(st.backend_service, alembic_cmd.CURRENT))
+    elif not r.ok:
+        raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
     return alembic_cmd.parse_current(r.stdout), ""
 
 

@@ -263,6 +263,11 @@ class Session:
                 return self._probe_compose()
         return self._compose
 
+    @property
+    def compose_probed(self) -> bool:
+        """Whether the host's Compose is known already (asking :attr:`compose` costs nothing then)."""
+        return self._compose is not None
+
     def _probe_compose(self) -> compose_cmd.Compose:
         if self._compose is None:
             s = self.settings

@@ -123,7 +123,11 @@ def deploy_host_commands(out: str) -> list[str]:
 def test_plan_for_compose_v1_and_an_explicit_compose_command(capsys, monkeypatch):
     cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
     assert "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml up -d" in cmds
-    assert compose_cmd.PROBE_COMPOSE in cmds and not [c for c in cmds if "docker compose -f" in c]
+    # The checklist's early `alembic current` tries `docker compose` (the probe's first choice)
+    # without waiting for the probe; on this v1 host it is asked again with docker-compose.
+    guessed = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml exec -T backend alembic current"
+    assert compose_cmd.PROBE_COMPOSE in cmds and [c for c in cmds if "docker compose -f" in c] == [guessed]
+    assert cmds.index(guessed) < cmds.index(guessed.replace("docker compose", "docker-compose"))
     monkeypatch.setenv("DEPLOY_COMPOSE_COMMAND", "docker compose")
     cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
     assert "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml up -d" in cmds

@@ -7,10 +7,12 @@ import itertools
 import os
 import threading
 
+import pytest
 from invoke import Result
 
 from config import load_settings
 from tasks.deploy import deploy
+from tasks.errors import CommandFailed
 from tasks.session import Session
 from tests.tasks.scripted import run_task
 from tests.tasks.scripted_host import NEW, ScriptedHost
@@ -217,3 +219,52 @@ def test_a_deploy_reads_the_checkout_and_its_distance_at_once_and_still_refuses_
     assert code == 3, err
     assert "has local changes to tracked files" in out + err
     assert not any(" merge --ff-only " in c for c in commands)
+
+
+def early_revision_on(settings, mocker, compose: str, alembic_ok: bool = True):
+    """early_db_revision against a host with ``compose`` ("v2" or "v1"); the probe is asked by
+    another thread (as the start's `compose ps` does) and answers only once the guessed
+    `docker compose exec` has started: the guess does not wait for it."""
+    from tasks.checklist import early_db_revision
+    guess_started = threading.Event()
+    seen = []
+
+    def answer(command, **kw):
+        seen.append(command)
+        if "docker compose version" in command:
+            assert guess_started.wait(10)
+            return Result(stdout=f"{compose} 2.26.1\n" if compose == "v2" else "v1 1.29.2\n", exited=0)
+        if "docker compose -f" in command and "alembic current" in command:
+            guess_started.set()
+            if compose == "v1":
+                return Result(stderr="docker: 'compose' is not a docker command.\n", exited=1)
+            return Result(stdout="0001 (head)\n" if alembic_ok else "", stderr="" if alembic_ok else "boom\n",
+                          exited=0 if alembic_ok else 1)
+        if "docker-compose -f" in command and "alembic current" in command:
+            return Result(stdout="0001 (head)\n", exited=0)
+        raise AssertionError(command)
+    s = session(settings, mocker, answer)
+    prober = threading.Thread(target=lambda: s.compose)
+    prober.start()
+    try:
+        return early_db_revision(s), seen
+    finally:
+        prober.join(10)
+
+
+def test_the_early_database_revision_does_not_wait_for_the_compose_probe(settings, mocker):
+    (revs, why), seen = early_revision_on(settings, mocker, "v2")
+    assert revs == ["0001"] and why == ""
+    assert sum("alembic current" in c for c in seen) == 1
+
+
+def test_on_a_compose_v1_host_the_early_database_revision_is_read_again_with_docker_compose(settings, mocker):
+    (revs, why), seen = early_revision_on(settings, mocker, "v1")
+    assert revs == ["0001"]
+    assert [("docker compose -f" in c, "docker-compose -f" in c) for c in seen if "alembic current" in c] == [(True, False), (False, True)]
+
+
+def test_a_failed_early_database_revision_is_left_to_the_checklist(settings, mocker):
+
+    with pytest.raises(CommandFailed):
+        early_revision_on(settings, mocker, "v2", alembic_ok=False)
