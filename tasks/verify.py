@@ -62,15 +62,21 @@ def log_tails(s: Session, services: list[str], tail: int) -> list[tuple[str, str
     return [(svc, r.stdout + "\n" + r.stderr) for svc, r in zip(services, tails)]
 
 
-def scan_logs(s: Session) -> list[tuple[str, str]]:
-    """Lines of the last LOG_TAIL log lines of each deployed service that match LOG_ERROR_PATTERN."""
+def deployed_log_tails(s: Session) -> list[tuple[str, str]]:
+    """The last LOG_TAIL log lines of each deployed service (blue/green: of the serving slot;
+    `logs backend` read the old slot the switch had stopped)."""
+    st = s.settings
+    backend = slotstate.exec_service(s) if slotstate.enabled(s) else st.backend_service
+    return log_tails(s, [backend if svc == st.backend_service else svc for svc in st.services], st.log_tail)
+
+
+def scan_logs(s: Session, tails: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """Lines of the last LOG_TAIL log lines of each deployed service that match LOG_ERROR_PATTERN
+    (``tails``: those lines, read already)."""
     st = s.settings
     pattern = re.compile(st.log_error_pattern)
     findings = []
-    backend = slotstate.exec_service(s) if slotstate.enabled(s) else st.backend_service
-    # blue/green: the serving slot's logs; `logs backend` read the old slot the switch had stopped
-    names = [backend if svc == st.backend_service else svc for svc in st.services]
-    for svc, text in log_tails(s, names, st.log_tail):
+    for svc, text in deployed_log_tails(s) if tails is None else tails:
         # Redacted whole before it is split into lines and each line is cut (see ui.excerpt).
         for line in ui.lines(text, s.redactor):
             if pattern.search(line):
@@ -89,14 +95,27 @@ def monitoring_link(s: Session) -> None:
         ui.say(f"      monitoring: {s.settings.monitoring_url}  (open it and watch error rate and latency for 15 minutes)")
 
 
+LOG_TAILS, SERVING = "verify: log tails", "verify: what serves"
+
+
 def verify_step(s: Session, opts: RunOptions | None = None) -> None:
-    with s.timed("verify", "smoke"):
-        smoke_checks(s)
+    deploy = opts is not None and opts.kind == "deploy"
+    if deploy:
+        # The log scan's reads, and what this deploy leaves serving (cached until a change, so the
+        # end records it without reading again), begin with the smoke checks: all are reads.
+        s.prefetch(LOG_TAILS, lambda: deployed_log_tails(s))
+        s.prefetch(SERVING, lambda: _observe_quietly(s))
+    try:
+        with s.timed("verify", "smoke"):
+            smoke_checks(s)
+    except BaseException:
+        if deploy:
+            s.settle_prefetches()     # ended before the failure is handled: a rollback changes what they read
+        raise
     with s.timed("verify", "logs"):
-        if opts is not None and opts.kind == "deploy":
-            # What this deploy leaves serving is read beside the scan (a read; cached until a
-            # change, so the end records it without reading again).
-            s.concurrently(lambda: scan_logs(s), lambda: _observe_quietly(s))
+        if deploy:
+            scan_logs(s, s.fetched(LOG_TAILS, lambda: deployed_log_tails(s)))
+            s.fetched(SERVING, lambda: _observe_quietly(s))
         else:
             scan_logs(s)
     monitoring_link(s)

@@ -5,6 +5,7 @@ checklist has fetched the incoming release, unless a compose file changes there;
 blocks leaves no pull running on the host. Nothing is timed: "at once" is a barrier."""
 import itertools
 import os
+import re
 import threading
 
 import pytest
@@ -192,8 +193,8 @@ def test_the_health_answer_that_made_the_backend_ready_is_not_asked_again(mocker
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services, starting_after_up=True))
     assert code == 0, err
     up = next(i for i, c in enumerate(commands) if c.endswith(" up -d"))
-    smoke = next(i for i, c in enumerate(commands) if i > up and st.smoke_urls[0] in c and c.startswith("out=$(curl "))
-    between = commands[up:smoke]
+    switched = next(i for i, c in enumerate(commands) if i > up and re.match(r"^touch /tmp/\S+-probe$", c))   # the switch ends
+    between = commands[up:switched]
     assert sum(c.startswith("out=$(curl ") and st.health_url in c for c in between) == 1
     assert not any(c.startswith("docker image inspect ") for c in between)
     assert "reports version v2" in out
@@ -268,3 +269,51 @@ def test_a_failed_early_database_revision_is_left_to_the_checklist(settings, moc
 
     with pytest.raises(CommandFailed):
         early_revision_on(settings, mocker, "v2", alembic_ok=False)
+
+
+def test_the_log_scan_reads_begin_with_the_smoke_checks(mocker, capsys):
+    """verify: the deployed services' log tails (and what serves now) are read beside the smoke
+    checks: the smoke's first URL answers only once the log read has started."""
+    st = load_settings("production", {})
+    host = ScriptedHost(st.services, st.dependency_services)
+    logs_started = threading.Event()
+
+    def logs(command):
+        logs_started.set()
+        return host.docker_logs(command)
+
+    def smoke(command):
+        assert logs_started.wait(10), "the log read did not start beside the smoke check"
+        return host.curl(command)
+    code, out, err, commands = deploy_on(mocker, capsys, host, [
+        (r"^echo @@logs-\S+ [0-9a-f]+; docker logs ", logs),
+        (r"^out=\$\(curl .*" + re.escape(st.smoke_urls[0]), smoke)])
+    assert code == 0, err
+    assert "logs: no line matches the error pattern" in out
+
+
+def test_a_failed_smoke_check_waits_for_the_log_read_before_the_rollback_changes_anything(mocker, capsys):
+    """The log tails and the image read begun with the smoke checks end before a failed smoke
+    check is handled: the automatic rollback then changes what they read (a late read would
+    leave a stale 'what serves' behind)."""
+    import time  # the log read is made slow on purpose
+    st = load_settings("production", {})
+    host = ScriptedHost(st.services, st.dependency_services)
+    order = []
+
+    def logs(command):
+        time.sleep(0.3)
+        order.append("logs read")
+        return host.docker_logs(command)
+
+    def tag(command):
+        order.append("rollback")
+        return host.tag(command)
+
+    def smoke(command):
+        return Result(stdout="oops\n@@status 500 0.004", exited=0)
+    code, out, err, commands = deploy_on(mocker, capsys, host, [
+        (r"^echo @@logs-\S+ [0-9a-f]+; docker logs ", logs), (r"^docker tag ", tag),
+        (r"^out=\$\(curl .*" + re.escape(st.smoke_urls[0]), smoke)])
+    assert code == 7, err
+    assert order and order[0] == "logs read" and "rollback" in order
