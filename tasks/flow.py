@@ -38,6 +38,7 @@ def run_flow(s: Session, steps: Sequence[Step], opts: RunOptions, rid: str = "",
     t0 = time.monotonic()
     with held or DeployLock(s, opts.kind, opts.message, opts.lock_wait) as lock:   # refused: nothing recorded or changed
         s.lock = lock
+        s.recorder.flush()              # a flow before this one on the session (a fleet's revert): its last lines first
         s.recorder = Recorder(s, rid)
         outcome, error = _run(s, rid, steps, opts, t0)    # the lock's release waits for the record's last lines
     if opts.json_out:

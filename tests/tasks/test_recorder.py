@@ -148,3 +148,40 @@ def test_without_a_background_executor_lines_are_appended_in_place(host_session)
     s.run("docker ps")
     s.recorder.write("end")
     assert events(host.log[2]) == ["end"]
+
+
+class HeldByFleet:
+    """A lock taken and released by someone else (a fleet's HeldLock): ``with`` leaves it alone."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def ensure_held(self, before):
+        pass
+
+
+def test_a_second_flow_on_the_session_comes_after_the_first_flows_last_lines(host_session, settings, mocker):
+    """A fleet's FAILURE_POLICY=revert runs a rollback flow on a session whose deploy flow ended
+    under the fleet's lock (nothing flushed it): the rollback reads the record to choose its target,
+    and must find the deploy's last lines there, and record its own after them."""
+    from tasks import flow as flow_mod
+    from tasks.runstate import Observation
+    from tasks.steps import RunOptions, Step
+    host, s = host_session
+    mocker.patch.object(flow_mod, "observe", return_value=Observation({}, True, "v1"))
+    mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
+    host.hold.set()
+    s.recorder.write("end")              # the deploy flow's last line, its append held on its way
+    assert host.held.wait(WAIT)
+    host.hold.clear()                    # only that one is held
+    threading.Timer(0.2, host.go.set).start()
+    read = f"tail -n 5 {settings.releases_file}"
+    flow_mod.run_flow(s, [Step("rollback", lambda s, o: s.run(read))], RunOptions("rollback"), rid="r2", held=HeldByFleet())
+    s.recorder.flush()
+    appended = [events(c) for c in host.log if is_append(c)]
+    assert appended[0] == ["end"] and appended[1][0] == "start"
+    first_read = next(i for i, c in enumerate(host.log) if "tail -n 5" in c)
+    assert any('"release":"r1"' in c for c in host.log[:first_read])
