@@ -221,6 +221,7 @@ def _clean_up_after_interrupt(s: Session, exc: KeyboardInterrupt, rid: str, step
             ui.say("      interrupted: stopped this run's other commands on the host")
             _restore_after_abort(s)
             _finish(s, rid, "aborted", None, steps, opts)
+            s.recorder.flush()      # the end line inside the watchdog's bound, not in the lock's release (no watchdog there)
         finally:
             watchdog.cancel()
 

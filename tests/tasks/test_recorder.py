@@ -185,3 +185,52 @@ def test_a_second_flow_on_the_session_comes_after_the_first_flows_last_lines(hos
     assert appended[0] == ["end"] and appended[1][0] == "start"
     first_read = next(i for i, c in enumerate(host.log) if "tail -n 5" in c)
     assert any('"release":"r1"' in c for c in host.log[:first_read])
+
+
+class EndHeld(Host):
+    """Holds only the append of an ``end`` line, until ``go``."""
+
+    def __call__(self, command, **kw):
+        if is_append(command) and '"event":"end"' in command:
+            self.held.set()
+            assert self.go.wait(WAIT)
+        self.log.append(command)
+        return Result(stdout="", exited=0)
+
+
+def test_after_ctrl_c_the_end_line_is_on_the_host_within_the_clean_up_bound(settings, mocker):
+    """The clean-up after Ctrl-C is bounded by its watchdog (INTERRUPT_CLEANUP_LIMIT, then
+    os._exit): the aborted run's end line must be written inside that bound, not after it, in the
+    lock's release, where further signals are ignored and no watchdog ends a hung append."""
+    import types
+
+    from tasks import flow as flow_mod
+    from tasks.runstate import Observation
+    from tasks.steps import RunOptions, Step
+    host = EndHeld()
+    cxn = mocker.Mock()
+    cxn.run.side_effect = host
+    cxn.is_connected = True
+    s = Session(settings, "h", cxn)
+    mocker.patch.object(flow_mod, "observe", return_value=Observation({}, True, "v1"))
+    mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
+    on_host_at_cancel = []
+
+    class Watchdog:
+        def __init__(self, *a, **kw):
+            self.daemon = False
+
+        def start(self):
+            pass
+
+        def cancel(self):
+            on_host_at_cancel.extend(e for c in host.log if is_append(c) for e in events(c))
+
+    mocker.patch.object(flow_mod, "threading", types.SimpleNamespace(Timer=Watchdog))
+    threading.Thread(target=lambda: host.held.wait(WAIT) and threading.Timer(0.2, host.go.set).start(), daemon=True).start()
+
+    def interrupted(s, o):
+        raise KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        flow_mod.run_flow(s, [Step("prepare", interrupted)], RunOptions("deploy"), held=HeldByFleet())
+    assert "end" in on_host_at_cancel
