@@ -67,8 +67,12 @@ class Recorder(NullRecorder):
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every line written so far is on the host (or its append failed, warned)."""
-        if self._writer is not None:
-            self._writer.flush(timeout if timeout is not None else self.session.settings.command_timeout + FLUSH_GRACE)
+        if self._writer is None:
+            return
+        wait = timeout if timeout is not None else self.session.settings.command_timeout + FLUSH_GRACE
+        if not self._writer.flush(wait):
+            ui.warn(f"release record {self.session.settings.releases_file} on {self.session.host}: lines still not "
+                    f"appended after {wait:g} s (an append hangs); going on, they may come later or not at all")
 
     def _append(self, texts: list[str]) -> None:
         s = self.session
@@ -97,13 +101,13 @@ class Writer:
             self._queue.append(text)
             self._cond.notify_all()
 
-    def flush(self, timeout: float) -> None:
-        """Wait for the queue to empty and the append in flight to end. From the writer thread
-        itself (its own append asks) there is nothing to wait for."""
+    def flush(self, timeout: float) -> bool:
+        """Wait for the queue to empty and the append in flight to end; False if ``timeout`` came
+        first. From the writer thread itself (its own append asks) there is nothing to wait for."""
         if threading.current_thread() is self._thread:
-            return
+            return True
         with self._cond:
-            self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def _loop(self, context: tuple) -> None:
         ui.adopt(context)

@@ -234,3 +234,15 @@ def test_after_ctrl_c_the_end_line_is_on_the_host_within_the_clean_up_bound(sett
     with pytest.raises(KeyboardInterrupt):
         flow_mod.run_flow(s, [Step("prepare", interrupted)], RunOptions("deploy"), held=HeldByFleet())
     assert "end" in on_host_at_cancel
+
+
+def test_a_flush_that_gives_up_says_so(host_session, capsys):
+    """A flush that times out (an append hung) lets the command it guarded start before the lines,
+    or the lock go before the last line: never silently."""
+    host, s = host_session
+    host.hold.set()
+    s.recorder.write("end")
+    assert host.held.wait(WAIT)
+    s.recorder.flush(0.01)
+    host.go.set()
+    assert "release record" in capsys.readouterr().out
