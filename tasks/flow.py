@@ -1,10 +1,9 @@
 """The flow engine: every run that changes the host (deploy, prepare, migrate, services, rollback)
 goes through :func:`run_flow` with its list of :class:`Step` objects.
 
-It takes the deploy lock, records the images running before anything changes, runs the steps in
-order (timed, recorded as they finish, the lock proven at every boundary), puts the previous images
-back when health or smoke fail after the switch (auto-rollback), cleans up after Ctrl-C/SIGTERM/
-SIGHUP, and ends with the record's ``end`` line, the timing table, the outcome and the notification."""
+It takes the deploy lock, records the images running before anything changes, runs the steps in order (timed, recorded
+as they finish, the lock proven at every boundary), puts the previous images back when health or smoke fail after the switch
+(auto-rollback), cleans up after Ctrl-C/SIGTERM/SIGHUP, and ends with the record's ``end`` line, timings, outcome and notice."""
 from __future__ import annotations
 
 import dataclasses
@@ -52,11 +51,12 @@ def _run(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: floa
     """The steps and their failure paths; returns (outcome, error) once the end is recorded."""
     outcome, error = "failed", None
     try:
-        _start(s, rid, steps, opts, t0)
-        _run_steps(s, steps, opts)
-        outcome = "success"
-    except DeployError as err:
-        outcome, error = _after_failure(s, err, steps, opts)
+        try:
+            _start(s, rid, steps, opts, t0)
+            _run_steps(s, steps, opts)
+            outcome = "success"
+        except DeployError as err:      # nested: a Ctrl-C during the auto-rollback is cleaned up too
+            outcome, error = _after_failure(s, err, steps, opts)
     except KeyboardInterrupt as exc:       # Ctrl-C, or SIGTERM/SIGHUP (interrupts.Terminated)
         _clean_up_after_interrupt(s, exc, rid, steps, opts)
         raise

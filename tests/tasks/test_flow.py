@@ -241,3 +241,19 @@ def test_json_out_prints_the_release_record_at_the_end(flow, capsys):
     out = capsys.readouterr().out
     release = json.loads(out[out.index("{"):])
     assert release["outcome"] == "success" and release["kind"] == "deploy"
+
+
+def test_ctrl_c_during_the_auto_rollback_still_cleans_up_and_records_the_end(flow, mocker):
+    """Ctrl-C while the auto-rollback restores (a DeployError being handled): the same clean-up as
+    any Ctrl-C (the running command settled, the others stopped, the previous images put back,
+    ``aborted`` recorded), not an exit without the record's end line."""
+    s, remote, calls = flow
+    kill = mocker.patch.object(type(s), "kill_running")
+    restore = mocker.patch.object(flow_mod, "restore", side_effect=[KeyboardInterrupt(), BEFORE])
+    err = DeployError("backend unhealthy", code=ExitCode.UNHEALTHY, step="services › health wait")
+    with pytest.raises(KeyboardInterrupt):
+        run(flow, DEPLOY_STEPS, "deploy", fail={"services": err})
+    kill.assert_called_once()
+    assert restore.call_count == 2
+    assert records(remote)[-1]["event"] == "end" and records(remote)[-1]["outcome"] == "aborted"
+    assert FakeLock.instances[0].released == 1
