@@ -45,6 +45,7 @@ class Recorder(NullRecorder):
         self.release = release
         self.lines = []
         self._writer: Writer | None = None
+        self._writer_lock = threading.Lock()    # one writer, whichever thread writes first
 
     def write(self, event: str, **data) -> None:
         """One line, on the host within milliseconds: the record is a live trail (``fab status``
@@ -58,8 +59,9 @@ class Recorder(NullRecorder):
         if not s.executor.background:
             self._append([text])
             return
-        if self._writer is None:
-            self._writer = Writer(self._append)
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = Writer(self._append)
         self._writer.put(text)
 
     def step(self, step: str, sub: str | None, seconds: float, ok: bool) -> None:
