@@ -346,13 +346,13 @@ FLEET_TARGET = "10. fleet: 3 hosts in parallel vs 1 host"
 
 def fleet_row(fleet_offered: bool, fleet: Mapping | None = None) -> dict:
     """The fleet's row. ``fleet``: what bench/fleet.py measured, as {"tool", "anchor", "ratio",
-    "result"} (strings, its own figures); None until it is wired in."""
+    "result"} (strings, its own figures); None when this run skipped it (--fleet-rounds 0)."""
     if fleet:
         return row(fleet.get("target", FLEET_TARGET), str(fleet.get("tool", "-")), str(fleet.get("anchor", "-")),
                    str(fleet.get("ratio", "-")), str(fleet.get("result", "measured")))
     if not fleet_offered:
         return row(FLEET_TARGET, NOT_AVAILABLE, "-", "-", NOT_AVAILABLE)
-    return row(FLEET_TARGET, "not measured", "-", "-", "not measured: sandbox/ctl has --hosts, bench/run.py has no fleet rounds yet")
+    return row(FLEET_TARGET, "not measured", "-", "-", "not measured in this run (--fleet-rounds 0): python bench/fleet.py measures it")
 
 
 def build_rows(results: Mapping) -> list[dict]:
