@@ -38,13 +38,27 @@ def container_ids(s: Session, services: Sequence[str]) -> list[str]:
     key = tuple(query)
     with s.state.ids_lock:          # reads at once (Session.concurrently, prefetch) resolve them once
         if key not in s.state.container_ids:
-            project = s.compose.project or s.state.compose_project
+            project = s.settings.compose_project or s.state.compose_project    # (the settings: asking s.compose would probe)
             if project:
                 ids = docker_cmd.parse_project_containers(s.run(docker_cmd.project_containers(project)).stdout, query)
             else:
-                ids = compose_cmd.parse_ps_ids(s.run(s.compose.ps_ids(query)).stdout)
+                ids = compose_cmd.parse_ps_ids(_compose_ps_ids(s, query))
             s.state.container_ids[key] = ids
         return s.state.container_ids[key]
+
+
+def _compose_ps_ids(s: Session, query: Sequence[str]) -> str:
+    """``compose ps -a -q``'s output. The first time, with COMPOSE_COMMAND=auto, it does not wait
+    for the Compose probe: it is asked with ``docker compose`` (the probe's first choice) beside
+    the probe and kept once the probe has chosen the same; otherwise asked again with the probed one."""
+    st = s.settings
+    if s.compose_probed or st.compose_command != "auto":
+        return s.run(s.compose.ps_ids(query)).stdout
+    guess = compose_cmd.Compose(compose_cmd.V2, st.app_dir, st.compose_file, st.compose_project)
+    compose, r = s.concurrently(lambda: s.compose, lambda: s.run(guess.ps_ids(query), check=False))
+    if compose.command == guess.command and r.ok:
+        return r.stdout
+    return s.run(s.compose.ps_ids(query)).stdout
 
 
 def _learn_project(s: Session, states: Sequence[ContainerState]) -> None:

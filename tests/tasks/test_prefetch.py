@@ -317,3 +317,38 @@ def test_a_failed_smoke_check_waits_for_the_log_read_before_the_rollback_changes
         (r"^out=\$\(curl .*" + re.escape(st.smoke_urls[0]), smoke)])
     assert code == 7, err
     assert order and order[0] == "logs read" and "rollback" in order
+
+
+def first_ps_on(settings, mocker, compose: str):
+    """The run's first container-ID read on a host with ``compose``: the probe answers only once
+    the `docker compose ps` asked beside it has started (so the read does not wait for it)."""
+    from tasks.hoststate import container_ids  # the reader under test
+    ps_started = threading.Event()
+    seen = []
+
+    def answer(command, **kw):
+        seen.append(command)
+        if "docker compose version" in command:
+            assert ps_started.wait(10), "the first compose ps waited for the probe"
+            return Result(stdout="v2 2.26.1\n" if compose == "v2" else "v1 1.29.2\n", exited=0)
+        if "docker compose -f" in command and " ps -a -q " in command:
+            ps_started.set()
+            if compose == "v1":
+                return Result(stderr="docker: 'compose' is not a docker command.\n", exited=1)
+            return Result(stdout="a" * 64 + "\n" + "b" * 64 + "\n", exited=0)
+        if "docker-compose -f" in command and " ps " in command:
+            return Result(stdout="c" * 64 + "\n", exited=0)
+        raise AssertionError(command)
+    s = session(settings, mocker, answer)
+    return container_ids(s, ["backend"]), seen, s
+
+
+def test_the_first_compose_ps_does_not_wait_for_the_compose_probe(settings, mocker):
+    ids, seen, s = first_ps_on(settings, mocker, "v2")
+    assert ids == ["a" * 64, "b" * 64] and s.compose.command == "docker compose"
+    assert sum(" ps -a -q " in c for c in seen) == 1
+
+
+def test_on_a_compose_v1_host_the_first_compose_ps_is_asked_again_with_docker_compose(settings, mocker):
+    ids, seen, s = first_ps_on(settings, mocker, "v1")
+    assert ids == ["c" * 64] and s.compose.command == "docker-compose"
