@@ -111,6 +111,7 @@ def verify_step(s: Session, opts: RunOptions | None = None) -> None:
     except BaseException:
         if deploy:
             s.settle_prefetches()     # ended before the failure is handled: a rollback changes what they read
+            s.state.observed = None   # a read it stopped halfway says nothing: the end reads again
         raise
     with s.timed("verify", "logs"):
         if deploy:
