@@ -108,17 +108,17 @@ def verify_step(s: Session, opts: RunOptions | None = None) -> None:
     try:
         with s.timed("verify", "smoke"):
             smoke_checks(s)
-    except BaseException:
+        with s.timed("verify", "logs"):
+            if deploy:
+                scan_logs(s, s.fetched(LOG_TAILS, lambda: deployed_log_tails(s)))
+                s.fetched(SERVING, lambda: _observe_quietly(s))
+            else:
+                scan_logs(s)
+    except BaseException:     # a failed smoke check, or Ctrl-C/SIGTERM while the log tails are awaited
         if deploy:
             s.settle_prefetches()     # ended before the failure is handled: a rollback changes what they read
             s.state.observed = None   # a read it stopped halfway says nothing: the end reads again
         raise
-    with s.timed("verify", "logs"):
-        if deploy:
-            scan_logs(s, s.fetched(LOG_TAILS, lambda: deployed_log_tails(s)))
-            s.fetched(SERVING, lambda: _observe_quietly(s))
-        else:
-            scan_logs(s)
     monitoring_link(s)
 
 
