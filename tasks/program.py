@@ -212,7 +212,10 @@ def leave(code) -> None:
     if code is None:
         code = 0
     elif not isinstance(code, int):
-        print(code, file=sys.stderr)
+        try:
+            print(code, file=sys.stderr)
+        except (OSError, ValueError):       # stderr closed: the exit code still says it failed
+            pass
         code = 1
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
@@ -220,7 +223,7 @@ def leave(code) -> None:
             stream.flush()
         except (OSError, ValueError):       # a closed pipe (`fab ... | head`): nothing more to say
             pass
-    os._exit(code & 0xFF if code >= 0 else 1)
+    os._exit(code & 0xFF)               # as the OS takes SystemExit's number: -1 -> 255
 
 
 ENTRY_POINT = """#!{python}

@@ -58,7 +58,7 @@ def test_make_setup_writes_the_projects_fab_again_after_fabric_is_reinstalled(tm
 LEAVE = "import sys; sys.path.insert(0, {root!r}); from tasks.program import leave; print('all said', end=''); leave({code})"
 
 
-@pytest.mark.parametrize("code, rc, err", [("None", 0, ""), ("0", 0, ""), ("7", 7, ""), ("130", 130, ""),
+@pytest.mark.parametrize("code, rc, err", [("None", 0, ""), ("0", 0, ""), ("7", 7, ""), ("130", 130, ""), ("-1", 255, ""),
                                            ("'usage: fab TASK'", 1, "usage: fab TASK")])
 def test_fab_leaves_without_teardown_but_with_its_exit_code_and_every_line_said(code, rc, err):
     """tasks.program.leave: os._exit skips Python's teardown (~0.07 s a run); the exit code is the
