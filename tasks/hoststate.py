@@ -195,6 +195,7 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
 
 def _judge(s: Session, services: Sequence[str], states: Sequence[ContainerState], baseline: dict,
            http: tuple[str, str] | None) -> health_cmd.Readiness:
+    s.state.health_answer = None     # only an answer of this very poll stands for the URL (not one seconds old)
     verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
     if verdict.ready or verdict.failed or not http:
         return verdict

@@ -179,6 +179,23 @@ def test_wait_ready_returns_once_every_service_is_healthy(host, mocker):
     assert sum(" ps -a -q" in c for c in remote.commands) == 1     # the IDs are read once
 
 
+def test_a_health_answer_of_an_earlier_poll_is_not_kept_when_docker_decides(host, mocker):
+    """The URL answered while the proxy still started; the next poll Docker says every service is
+    healthy (no request then): no answer is kept, so the switch asks the URL again, now."""
+    Clock(mocker)
+    both_starting = Containers(*all_of())
+    for svc in ("backend", "proxy"):
+        both_starting.by_service[svc] = container(ALL_V1, svc, Health={"Status": "starting", "Log": []})
+    healthy = Containers(*all_of())
+    polls = iter([both_starting, healthy])
+    s, remote = host((r"ps -a -q", healthy.ps), (r"^docker inspect", lambda command: next(polls).inspect(command)),
+                     (r"curl ", HEALTH_V1))
+    hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait",
+                         http=("backend", "http://localhost:8000/health"))
+    assert sum("curl " in c for c in remote.commands) == 1         # asked in the first poll only
+    assert s.state.health_answer is None
+
+
 def test_wait_ready_with_the_health_url_stops_as_soon_as_it_answers_not_at_dockers_interval(host, mocker):
     """Target 2 (issue 9): after `up`, the backend counts as ready once its health URL answers while
     Docker still reports `starting`; polls every 0.1 s; the IDs are resolved once, then only
