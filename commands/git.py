@@ -77,6 +77,11 @@ def unchanged(app_dir: str, ref: str, pathspecs: list[str]) -> str:
     return f'c=$({commit}) && echo "$c" && {diff}'
 
 
+def head(app_dir: str) -> str:
+    """The checked-out commit alone (after a merge: no `git status`, which refreshes the index)."""
+    return _git(app_dir, "rev-parse HEAD")
+
+
 def parse_commit(stdout: str) -> str:
     """The commit :func:`unchanged` printed, or "" when there is none."""
     first = stdout.strip().split("\n")[0].strip()

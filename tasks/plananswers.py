@@ -83,6 +83,7 @@ class Answers:
                                                       what="which Compose the host has (COMPOSE_COMMAND=auto)"),
             git.state(app): lambda: Answer(stdout=h.state(),
                                            what="HEAD, branch and local edits: a dirty tree or another branch is refused"),
+            git.head(app): lambda: Answer(stdout=h.state().split("\n", 1)[0] + "\n", what="the commit checked out now"),
             git.fetch(app, st.git_remote, st.git_branch): lambda: Answer(what="fetch the incoming release"),
             git.ahead_behind(app, ref): lambda: Answer(stdout=h.behind(),
                                                        what=f"commits behind and ahead of {ref}: diverged history is refused"),

@@ -107,7 +107,13 @@ def fast_forward(s: Session, state: git_cmd.RepoState, remote: str, behind: int)
             raise DeployError.from_command(failed, "git merge --ff-only failed", step=STEP,
                                            state=f"code still at {short(state.head)} (a fast-forward changes nothing on failure)",
                                            next_step=f"git -C {app} status on the host") from None
-    return state.head if s.dry else git_cmd.parse_state(s.run(git_cmd.state(app)).stdout).head
+    if s.dry:
+        return state.head
+    new = git_cmd.parse_commit(s.run(git_cmd.head(app)).stdout)
+    if not new:
+        raise DeployError(f"git rev-parse HEAD in {app} printed no commit after the merge", command=git_cmd.head(app),
+                          step=STEP, state="code possibly changed by the merge: check it", next_step=f"git -C {app} log -1 on the host")
+    return new
 
 
 def report_pull(s: Session, old: str, new: str, remote: str, behind: int) -> None:

@@ -352,3 +352,22 @@ def test_the_first_compose_ps_does_not_wait_for_the_compose_probe(settings, mock
 def test_on_a_compose_v1_host_the_first_compose_ps_is_asked_again_with_docker_compose(settings, mocker):
     ids, seen, s = first_ps_on(settings, mocker, "v1")
     assert ids == ["c" * 64] and s.compose.command == "docker-compose"
+
+
+def test_after_the_merge_only_the_new_head_is_read_not_the_whole_checkout_state(mocker, capsys):
+    """`git status` after a merge refreshes the index (~0.05 s): the new commit is all prepare needs."""
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
+    assert code == 0, err
+    merge = next(i for i, c in enumerate(commands) if " merge --ff-only " in c)
+    after = next(c for c in commands[merge + 1:] if c.startswith("git -C "))
+    assert after == "git -C /app/ai-doc-qa rev-parse HEAD"
+    assert "git: 7ef2620111 -> " in out
+
+
+def test_no_commit_read_after_the_merge_is_a_clear_error(mocker, capsys):
+    st = load_settings("production", {})
+    garbage = (r"^git -C \S+ rev-parse HEAD$", Result(stdout="fatal: not a commit\n", exited=0))
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [garbage])
+    assert code == 3, err
+    assert "printed no commit after the merge" in out + err and "Traceback" not in out + err
