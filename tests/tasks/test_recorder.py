@@ -118,26 +118,22 @@ def test_a_failed_append_is_warned_about_and_the_writer_goes_on(host_session, ca
     assert [e["event"] for e in s.recorder.lines] == ["start", "end"]
 
 
-def test_the_lock_is_released_after_the_last_line(host_session):
-    host, s = host_session
+def release_the_lock(s):
     lock = DeployLock(s, "deploy")
     lock.held, lock.token = True, "0123456789abcdef"
-    host.hold.set()
-    s.recorder.write("end")
-    assert host.held.wait(WAIT)
-    threading.Timer(0.2, host.go.set).start()
     lock.release()
-    assert events(host.log[0]) == ["end"] and "lock" in host.log[1]
 
 
-def test_ctrl_c_kill_waits_for_an_append_in_flight(host_session):
+@pytest.mark.parametrize("act, word", [(release_the_lock, "lock"), (lambda s: s.kill_running(), "pkill")],
+                         ids=["the lock's release", "ctrl-c's kill"])
+def test_the_lock_release_and_ctrl_c_kill_wait_for_an_append_in_flight(host_session, act, word):
     host, s = host_session
     host.hold.set()
     s.recorder.write("end")
     assert host.held.wait(WAIT)
     threading.Timer(0.2, host.go.set).start()
-    s.kill_running()
-    assert events(host.log[0]) == ["end"] and "pkill" in host.log[1]
+    act(s)
+    assert events(host.log[0]) == ["end"] and word in host.log[1]
 
 
 def test_without_a_background_executor_lines_are_appended_in_place(host_session):
