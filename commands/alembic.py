@@ -7,8 +7,65 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from commands.git import Migration
+from commands.shell import q
 
 CURRENT = ["alembic", "current"]
+
+# The checklist's read of the database revision. ``alembic current`` is a Python start that imports
+# SQLAlchemy, alembic and the migration environment (~0.3 s alone, 0.5-1 s beside the run's other
+# early reads on a 2-core host), and it bounded the whole front of a deploy. The revision is one
+# table: the backend's own Python reads ``alembic_version`` through the app's DATABASE_URL with
+# its Postgres driver (psycopg2, else psycopg; ~0.1 s). Anything unexpected (no driver, no URL or
+# not a Postgres one, no such table, no connection) prints nothing and exits 97, and ``alembic
+# current`` answers as before. Nothing of the URL leaves the container: only the revisions print.
+# The read is proved where it matters: the migration runs only if alembic's own ``current``, in
+# the process that upgrades, names the revisions the checklist read (MIGRATE_SCRIPT, --expect).
+_REVISION_PY = """\
+import os, re, sys
+try:
+    import psycopg2 as driver
+except ImportError:
+    try:
+        import psycopg as driver
+    except ImportError:
+        sys.exit(97)
+url = os.environ.get("DATABASE_URL") or ""
+scheme = re.match(r"postgres(?:ql)?(?:\\+\\w+)?://", url)
+if not scheme:
+    sys.exit(97)
+try:
+    conn = driver.connect("postgresql://" + url[scheme.end():], connect_timeout=5)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT version_num FROM alembic_version")
+        rows = cur.fetchall()
+    finally:
+        conn.close()
+except Exception:
+    sys.exit(97)
+print("@@alembic_version")
+for row in rows:
+    print(row[0])
+"""
+TABLE_MARK = "@@alembic_version"
+
+
+def _python_one_line(source: str) -> str:
+    """``"$py" -c 'exec("...")'``: a Python source as one shell word (the plan and the echo show
+    commands line by line), run by the container's python3 (else python)."""
+    return f'"$py" -c {q("exec(" + json.dumps(source) + ")")}'
+
+
+_PY = "py=$(command -v python3 || command -v python || echo python3); "
+REVISION_SCRIPT = _PY + _python_one_line(_REVISION_PY) + " 2>/dev/null || alembic current"
+REVISION = ["sh", "-c", REVISION_SCRIPT]
+
+
+def parse_revision(stdout: str) -> tuple[list[str], str]:
+    """(revisions, how they were read: "alembic_version table" or "alembic current")."""
+    source = "alembic_version table" if TABLE_MARK in stdout.splitlines() else "alembic current"
+    return parse_current(stdout), source
+
 
 # Runbook step 2 in one round trip to the container: revision before, upgrade, revision after,
 # history. Sections are marked so the output can be split; the upgrade's exit status is the command's.
@@ -19,8 +76,24 @@ CURRENT = ["alembic", "current"]
 # A container whose ``python3``/``python`` cannot import alembic (the CLI lives in a venv that is
 # not on PATH) exits 97 before printing anything (127: no python on PATH at all), and the four CLI
 # calls run as before.
+# ``--expect REV...`` (the revisions the checklist read; none = an empty database): when alembic's
+# ``current`` answers other revisions, nothing is upgraded: "@@moved" and exit 98. The database
+# moved since the checklist (someone migrated by hand), or the checklist's table read is not what
+# alembic sees: either way the pending migrations it checked are not the ones that would run.
+# stdout is wrapped before alembic is imported, so alembic's Config (whose default stdout is the
+# sys.stdout of import time) prints through the wrapper, which keeps what ``current`` printed.
 _MIGRATE_PY = """\
-import sys
+import re, sys
+class Tee:
+    def __init__(self, out):
+        self.out, self.seen = out, None
+    def write(self, text):
+        if self.seen is not None:
+            self.seen.append(text)
+        return self.out.write(text)
+    def __getattr__(self, name):
+        return getattr(self.out, name)
+sys.stdout = tee = Tee(sys.stdout)
 try:
     from alembic.config import main
 except ImportError:
@@ -40,8 +113,22 @@ def alembic(*argv):
         sys.stderr.flush()
 def section(name):
     print("@@" + name, flush=True)
+def revisions(text):
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"([0-9A-Za-z_]+)(\\s+\\([^)]*\\))*$", line)
+        if m and not line.startswith(("INFO", "WARNING", "DEBUG")):
+            found.append(m.group(1))
+    return sorted(found)
+expect = sorted(sys.argv[2:]) if sys.argv[1:2] == ["--expect"] else None
 section("before")
-alembic("current")
+tee.seen = []
+rc = alembic("current")
+seen, tee.seen = "".join(tee.seen), None
+if expect is not None and rc == 0 and revisions(seen) != expect:
+    section("moved")
+    sys.exit(98)
 section("upgrade")
 rc = alembic("upgrade", "head")
 if rc:
@@ -51,19 +138,31 @@ alembic("current")
 section("history")
 alembic("history")
 """
+# The same without Python: the revisions of ``current`` as awk reads them, compared as sorted lists.
 _MIGRATE_CLI = (
-    "echo @@before; alembic current 2>&1; "
+    "echo @@before; cur=$(alembic current 2>&1); rc=$?; printf '%s\\n' \"$cur\"; "
+    "if [ $rc -eq 0 ] && [ \"$1\" = --expect ]; then shift; "
+    "want=$(for r in \"$@\"; do echo \"$r\"; done | sort | tr '\\n' ' '); "
+    "got=$(printf '%s\\n' \"$cur\" | awk '/^(INFO|WARNING|DEBUG)/ { next } "
+    "$1 ~ /^[0-9A-Za-z_]+$/ && (NF == 1 || $2 ~ /^[(]/) { print $1 }' | sort | tr '\\n' ' '); "
+    "if [ \"$got\" != \"$want\" ]; then echo @@moved; exit 98; fi; fi; "
     "echo @@upgrade; alembic upgrade head 2>&1; rc=$?; "
     "if [ $rc -ne 0 ]; then exit $rc; fi; "
     "echo @@after; alembic current 2>&1; "
     "echo @@history; alembic history 2>&1"
 )
 MIGRATE_SCRIPT = (
-    "py=$(command -v python3 || command -v python || echo python3); "
-    # One line (the plan and the echo show commands line by line): the source as an exec() literal.
-    f"\"$py\" -c 'exec({json.dumps(_MIGRATE_PY)})' 2>&1; rc=$?; "
+    _PY + _python_one_line(_MIGRATE_PY) + ' "$@" 2>&1; rc=$?; '
     "if [ $rc -ne 97 ] && [ $rc -ne 127 ]; then exit $rc; fi; " + _MIGRATE_CLI
 )
+MOVED = 98      # MIGRATE_SCRIPT's exit status when the database is not at the expected revisions
+
+
+def migrate_argv(expect: Sequence[str] | None = None) -> list[str]:
+    """``sh -c MIGRATE_SCRIPT``; with ``expect`` (the revisions the checklist read; [] = an empty
+    database) nothing is upgraded unless alembic's ``current`` names the same."""
+    tail = [] if expect is None else ["--expect", *expect]
+    return ["sh", "-c", MIGRATE_SCRIPT, "sh", *tail] if tail else ["sh", "-c", MIGRATE_SCRIPT]
 
 
 @dataclass(frozen=True)
@@ -78,7 +177,7 @@ def parse_migrate(stdout: str) -> MigrateOutput:
     sections: dict[str, list[str]] = {}
     current = None
     for line in stdout.splitlines():
-        if line.startswith("@@") and line[2:].strip() in ("before", "upgrade", "after", "history"):
+        if line.startswith("@@") and line[2:].strip() in ("before", "moved", "upgrade", "after", "history"):
             current = line[2:].strip()
             sections[current] = []
         elif current:

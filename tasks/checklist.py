@@ -32,11 +32,12 @@ from tasks.steps import RunOptions
 
 
 def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
-    """(revisions, why not) from ``alembic current`` in the backend container."""
+    """(revisions, why not) from the backend container: its ``alembic_version`` table, else
+    ``alembic current`` (commands/alembic.py, REVISION)."""
     st = s.settings
     if not backend_running(s):
         return None, f"{st.backend_service} is not running"
-    r = s.run(exec_command(s, slotstate.exec_service(s), alembic_cmd.CURRENT), check=False)
+    r = s.run(exec_command(s, slotstate.exec_service(s), alembic_cmd.REVISION), check=False)
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
         return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"
@@ -47,8 +48,8 @@ DB_REVISION = "checklist: database revision"
 
 
 def checklist_prefetch(s: Session) -> None:
-    """The database revision (``alembic current``: a Python start in the backend, the checklist's
-    slowest read) begins with the run, beside the start's record of the images: nothing it
+    """The database revision (a Python start in the backend, the checklist's slowest read)
+    begins with the run, beside the start's record of the images: nothing it
     reads changes before the checklist, the run holds the deploy lock."""
     s.prefetch(DB_REVISION, lambda: early_db_revision(s))
 
@@ -62,12 +63,12 @@ def early_db_revision(s: Session) -> tuple[list[str], str]:
     a host with only ``docker-compose`` has it read again with that, here, still early."""
     st = s.settings
     if slotstate.enabled(s) or st.compose_command != "auto" or s.compose_probed:
-        r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.CURRENT))
+        r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.REVISION))
         return alembic_cmd.parse_current(r.stdout), ""
     guess = compose_cmd.Compose(compose_cmd.V2, st.app_dir, st.compose_file, st.compose_project)
-    r = s.run(guess.exec(st.backend_service, alembic_cmd.CURRENT), check=False)
+    r = s.run(guess.exec(st.backend_service, alembic_cmd.REVISION), check=False)
     if s.compose.command != guess.command:
-        r = s.run(s.compose.exec(st.backend_service, alembic_cmd.CURRENT))
+        r = s.run(s.compose.exec(st.backend_service, alembic_cmd.REVISION))
     elif not r.ok:
         raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
     return alembic_cmd.parse_current(r.stdout), ""
@@ -80,6 +81,7 @@ def check_migrations(s: Session, remote: str) -> list[Item]:
     items = [items_cmd.migrations_pending(graph, current, why, remote)]
     if current is None:
         return [*items, items_cmd.migrations_breaking_unknown(why)]
+    s.state.checked_revision = list(current)       # the migration runs only from these (tasks/migrate.py)
     todo = alembic_cmd.pending(graph, current)
     s.state.pending_migrations = [m.revision for m in todo]
     items.append(check_breaking(s, remote, todo))

@@ -67,12 +67,15 @@ def upgrade(s: Session) -> None:
         before = current_revision(s, exec_)
         ui.say(f"[dry] database at {', '.join(before) or 'base'}; would run alembic upgrade head")
         return
-    argv = ["sh", "-c", alembic_cmd.MIGRATE_SCRIPT]
+    expect = s.state.checked_revision if exec_ else None
+    argv = alembic_cmd.migrate_argv(expect)
     cmd = exec_command(s, slotstate.exec_service(s), argv, known) if exec_ else s.compose.run_rm(st.backend_service, argv)
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:
         out = alembic_cmd.parse_migrate(failed.stdout)
+        if failed.exit_code == alembic_cmd.MOVED and expect is not None:
+            raise moved(s, failed, expect, out.before) from None
         try:
             now = current_revision(s, exec_)
         except (CommandFailed, DeployError):
@@ -93,6 +96,19 @@ def upgrade(s: Session) -> None:
     s.recorder.write("migrations", before=before, after=after)
     ui.say(f"      {s.state.migrations}")
     show_history(out.history)
+
+
+def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) -> DeployError:
+    """The database is not at the revisions the checklist read: nothing was upgraded."""
+    checked, found = ", ".join(expect) or "base", ", ".join(now) or "base"
+    s.state.migrations = f"database at revision {found}; nothing migrated (the checklist checked from {checked})"
+    failed.stdout = "\n".join(line for line in failed.stdout.splitlines() if not line.startswith("@@"))
+    return DeployError.from_command(
+        failed, f"the database is at revision {found}, but the checklist checked the pending migrations "
+                f"from {checked}: nothing was migrated", step="migrate › alembic", kind="database",
+        state=s.describe_state(),
+        next_step="someone or something changed the database since the checklist read it: find out who "
+                  f"({messages.check_db(s.host)}), then re-run fab deploy (its checklist reads the database again)")
 
 
 def show_history(hist) -> None:

@@ -19,7 +19,11 @@ from tasks.planworld import COMPOSE_VERSIONS, NEW_COMMIT, OLD_COMMIT, PlanHost
 MARK, NUM, HEX = "PLANMARKA", 987654321, "abcdefabcdef"
 URL, STOP_FILE, PATH = "http://planmark.invalid/x", "/tmp/PLANMARKB", "/PLANMARKC"
 HOLDER, RECORD_LINE = {"m": MARK}, '{"m": 1}'
-MIGRATE_ARGV = ["sh", "-c", alembic.MIGRATE_SCRIPT]
+MIGRATE_ARGV = alembic.migrate_argv()
+MIGRATE_FROM = alembic.migrate_argv([MARK])      # from the revisions the checklist read (shown as read)
+MIGRATE_FROM_BASE = alembic.migrate_argv([])     # ... from an empty database
+MIGRATE_WHAT = ("revision before (the migration stops unless it is the one the checklist read), upgrade head, "
+                "revision after, history: one exec into the backend")
 TOKEN, JSON_LINE = "<token>", "<json line>"      # how the plan shows the per-run values
 REF = "planmark.invalid/planmark:planmark"      # an image reference marker (a valid reference)
 
@@ -94,9 +98,11 @@ class Answers:
             git.migration_headers(app, ref, st.migrations_path): lambda: Answer(stdout=h.migration_headers(ref),
                                                                                 what="the migrations of the incoming release"),
             c.exec(st.backend_service, alembic.CURRENT): lambda: self.alembic_current(st.backend_service in h.containers),
+            c.exec(st.backend_service, alembic.REVISION): lambda: self.alembic_current(st.backend_service in h.containers, table=True),
             c.run_rm(st.backend_service, alembic.CURRENT): lambda: self.alembic_current(True),
             c.exec(st.backend_service, MIGRATE_ARGV): lambda: Answer(
                 stdout=h.migrate(), what="revision before, upgrade head, revision after, history: one exec into the backend"),
+            c.exec(st.backend_service, MIGRATE_FROM_BASE): lambda: Answer(stdout=h.migrate(), what=MIGRATE_WHAT),
             c.run_rm(st.backend_service, MIGRATE_ARGV): lambda: Answer(
                 stdout=h.migrate(), what="the same in a new container (`run --rm`): no backend container runs yet"),
             c.exec_sh(st.postgres_service, st.db_ready_command): lambda: Answer(
@@ -127,8 +133,11 @@ class Answers:
             (Shape(c.logs(MARK, NUM), MARK, NUM),
              lambda svc, n: Answer(stdout=self.logs(words(svc)[0]), what=f"the last {n} log lines of {words(svc)[0]}")),
             (Shape(docker.exec_in(HEX, alembic.CURRENT), HEX), lambda _: self.alembic_current(True)),
-            (Shape(docker.exec_in(HEX, MIGRATE_ARGV), HEX), lambda _: Answer(
-                stdout=h.migrate(), what="revision before, upgrade head, revision after, history: one exec into the backend")),
+            (Shape(docker.exec_in(HEX, alembic.REVISION), HEX), lambda _: self.alembic_current(True, table=True)),
+            (Shape(docker.exec_in(HEX, MIGRATE_ARGV), HEX), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
+            (Shape(docker.exec_in(HEX, MIGRATE_FROM_BASE), HEX), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
+            (Shape(docker.exec_in(HEX, MIGRATE_FROM), HEX, MARK), lambda *_: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
+            (Shape(c.exec(st.backend_service, MIGRATE_FROM), MARK), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
             (Shape(docker.exec_in(HEX, ["sh", "-c", st.db_ready_command]), HEX), lambda _: Answer(
                 stdout="accepting connections\n", what="does postgres accept connections (polled until it does)")),
             (Shape(docker.inspect([MARK]), MARK),
@@ -199,11 +208,13 @@ class Answers:
         return dataclasses.replace(plain, what=f"{plain.what} ({var}={words(m.group(2))[0]}: the new tag, the .env unchanged)")
 
     # -- answers that need more than one line -------------------------------------------------------
-    def alembic_current(self, runs: bool) -> Answer:
+    def alembic_current(self, runs: bool, table: bool = False) -> Answer:
+        what = ("the database revision now: its alembic_version table through the backend's DATABASE_URL "
+                "(`alembic current` if that cannot be read)") if table else "the database revision now"
         if not runs:
-            return Answer(1, "", f'service "{self.host.settings.backend_service}" is not running\n', "the database revision now")
+            return Answer(1, "", f'service "{self.host.settings.backend_service}" is not running\n', what)
         return Answer(stdout=self.host.current(), stderr="INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.\n",
-                      what="the database revision now")
+                      what=what)
 
     def tag(self, image: str, ref: str) -> Answer:
         return Answer(stdout=self.host.tag(image, ref), what=f"point {ref} at the recorded image {docker.short_image_id(image)}")

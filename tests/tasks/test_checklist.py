@@ -38,7 +38,7 @@ def production(*first, backend_running=True):
         *[c for c in all_of() if c["Name"] != "/ai-doc-qa-backend-1"])
     return [*first, (r"@@ai-doc-qa-file@@", env_files), (r" fetch --quiet origin main", ""),
             (r" grep -E ", captured("git-grep-migration-headers-origin-v2.txt")),
-            (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", alembic_current("alembic-current-v1.txt")),
+            (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", alembic_current("alembic-current-v1.txt")),
             (r"\.env\.example.*cat --", captured("env-example-v1.txt")),
             (r" show origin/main:\.env\.example", captured("git-show-env-example-origin-v2.txt")),
             *containers.script(), (IMAGE_INSPECT, Images(captured("docker-image-inspect.txt"))),
@@ -50,7 +50,7 @@ def staging(mocker):
     """The staging host the production checklist asks (a second scripted session)."""
     def make(current="alembic-current-v2.txt", fail=None):
         remote = Remote([COMPOSE_V2, (r"@@ai-doc-qa-file@@", ""), *Containers(*all_of()).script(),
-                         (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", alembic_current(current))])
+                         (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", alembic_current(current))])
         opened = []
 
         def open_session(s, settings, host):
@@ -142,7 +142,7 @@ def test_a_stopped_backend_means_the_revision_is_unknown(mocker, capsys, monitor
 
 def test_a_failing_alembic_current_names_its_error(mocker, capsys, monitoring):
     code, out, err, remote = run_task(mocker, capsys, checklist, production(
-        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", Result(stdout="", stderr=captured("alembic-current-v1.txt.stderr")
+        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", Result(stdout="", stderr=captured("alembic-current-v1.txt.stderr")
                                                       + "FAILED: Can't locate revision identified by '0009'\n", exited=255))))
     assert rows(out)["migrations_pending"][1].startswith(
         "cannot read the database revision (alembic current failed: FAILED: Can't locate revision identified by '0009')")

@@ -25,7 +25,7 @@ SHOW = r"^for f in .*; do echo @@ai-doc-qa-source@@"
 
 
 def at_v2_with_v3(show=SHOW_0003):
-    return production((r" grep -E ", GREP_V3), (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", alembic_current("alembic-current-v2.txt")),
+    return production((r" grep -E ", GREP_V3), (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", alembic_current("alembic-current-v2.txt")),
                       (SHOW, show))
 
 
@@ -105,7 +105,7 @@ def test_blue_green_blocks_a_pending_file_it_cannot_read(mocker, capsys, stage):
 def test_nothing_pending_reads_no_file(mocker, capsys, stage):
     stage(strategy="blue-green")
     code, out, err, remote = run_task(mocker, capsys, checklist, production(
-        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", alembic_current("alembic-current-v2.txt"))))
+        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", alembic_current("alembic-current-v2.txt"))))
     assert code == 0, err
     assert row(out) == ("ok", "no pending revision")
     assert not [c for c in remote.commands if "@@ai-doc-qa-source@@" in c]
@@ -114,7 +114,7 @@ def test_nothing_pending_reads_no_file(mocker, capsys, stage):
 def test_an_unknown_database_revision_warns_and_does_not_block(mocker, capsys, stage):
     stage(strategy="blue-green")
     code, out, err, remote = run_task(mocker, capsys, checklist, production(
-        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", Result(stdout="", stderr="FAILED: Can't locate revision identified by '0009'\n",
+        (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", Result(stdout="", stderr="FAILED: Can't locate revision identified by '0009'\n",
                                                       exited=255))))
     assert code == 0, err
     assert row(out) == ("warn", "cannot tell which revisions are pending (alembic current failed: "
@@ -127,7 +127,7 @@ def test_a_revision_file_whose_name_cannot_be_quoted_is_left_unread_and_needs_re
     odd = "migrations/versions/0003_it's.py"
     grep = GREP_V3.replace(V3, odd)
     code, out, err, remote = run_task(mocker, capsys, checklist, production(
-        (r" grep -E ", grep), (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) alembic current", alembic_current("alembic-current-v2.txt"))))
+        (r" grep -E ", grep), (r"(?:exec -T backend|^docker exec [0-9a-f]{64}) (?:sh -c .*\|\| )?alembic current", alembic_current("alembic-current-v2.txt"))))
     assert code == 9 and "Traceback" not in err
     assert row(out)[1].startswith("breaks the code still serving (the old slot serves during and after the migration): "
                                   "0003: cannot analyse")

@@ -205,7 +205,7 @@ def test_the_migration_asks_docker_once_whether_the_backend_runs_and_where_to_ex
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
     assert code == 0, err
     ready = next(i for i, c in enumerate(commands) if "pg_isready" in c)
-    migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c)
+    migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c and "@@upgrade" in c)
     assert commands[migrate].startswith("docker exec ")
     assert sum(c.startswith("docker inspect -- ") for c in commands[ready:migrate]) == 1
 
