@@ -6,6 +6,7 @@ Only the subcommands and flags that both generations accept are used; state is r
 """
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -26,6 +27,25 @@ def image_naming_files(compose_file: str) -> list[str]:
     extra = [] if compose_file.endswith((".yml", ".yaml")) else [compose_file]
     folder = compose_file.rpartition("/")[0]
     return [*IMAGE_NAMING_FILES, *extra, *([f"{folder}/.env"] if folder and folder != "." else [])]
+
+# A project name both generations keep as it is (v1 drops other characters, v2 refuses them).
+_PLAIN_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def default_project(app_dir: str, compose_file: str, dot_env: dict | None) -> tuple[str, str] | None:
+    """(name, project directory) Compose gives the app when the tool does not name it: the
+    project directory is the compose file's; the name is COMPOSE_PROJECT_NAME of its ``.env``
+    (``dot_env``, the app dir's .env as read; None: not read) or the directory's name. None when
+    it cannot be told from these alone: the compose file in a subdirectory (its own .env), the
+    .env not read, or a name either generation would rewrite. (A top-level ``name:`` in the
+    compose file, or COMPOSE_PROJECT_NAME in the SSH user's environment, are not seen here: the
+    caller checks the containers found against the directory and file they were created from.)"""
+    if dot_env is None or posixpath.dirname(compose_file) not in ("", "."):
+        return None
+    project_dir = posixpath.normpath(app_dir)
+    name = dot_env.get("COMPOSE_PROJECT_NAME") or posixpath.basename(project_dir)
+    return (name, project_dir) if _PLAIN_PROJECT.fullmatch(name) else None
+
 
 V2 = "docker compose"
 V1 = "docker-compose"

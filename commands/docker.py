@@ -93,6 +93,50 @@ def project_containers(project: str) -> str:
             f"--filter {q(f'label={COMPOSE_ONEOFF_LABEL}=False')} --format {q(fmt)}")
 
 
+COMPOSE_WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
+COMPOSE_CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+
+
+def project_containers_created_from(project: str) -> str:
+    """:func:`project_containers` with, for each container, the directory and the compose files
+    Compose created it from (its labels, as JSON strings: a path may hold spaces)."""
+    fmt = "{{.ID}} " + " ".join('{{json (.Label "' + label + '")}}' for label in
+                                (COMPOSE_SERVICE_LABEL, COMPOSE_WORKING_DIR_LABEL, COMPOSE_CONFIG_FILES_LABEL))
+    return (f"docker ps -a --no-trunc --filter label={COMPOSE_PROJECT_LABEL}={q(project)} "
+            f"--filter {q(f'label={COMPOSE_ONEOFF_LABEL}=False')} --format {q(fmt)}")
+
+
+@dataclass(frozen=True)
+class CreatedFrom:
+    id: str
+    service: str
+    working_dir: str
+    config_files: tuple[str, ...]
+
+
+def parse_created_from(stdout: str) -> list[CreatedFrom] | None:
+    """Rows of :func:`project_containers_created_from`; None when a line is not one (say nothing
+    rather than half)."""
+    rows = []
+    decoder = json.JSONDecoder()
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        cid, _, rest = line.strip().partition(" ")
+        values = []
+        try:
+            while rest.strip():
+                value, end = decoder.raw_decode(rest.strip())
+                values.append(value)
+                rest = rest.strip()[end:]
+        except ValueError:
+            return None
+        if not _CONTAINER_ID.match(cid) or len(values) != 3 or not all(isinstance(v, str) for v in values):
+            return None
+        rows.append(CreatedFrom(cid, values[0], values[1], tuple(f for f in values[2].split(",") if f)))
+    return rows
+
+
 _ID_SERVICE = re.compile(r"^([0-9a-f]{12,64}) (\S+)$")
 _CONTAINER_ID = re.compile(r"^[0-9a-f]{12,64}$")
 

@@ -44,7 +44,7 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     return alembic_cmd.parse_current(r.stdout), ""
 
 
-DB_REVISION = "checklist: database revision"
+DB_REVISION, COMPOSE_PROBE = "checklist: database revision", "start: compose probe"
 
 
 def checklist_prefetch(s: Session) -> None:
@@ -52,6 +52,11 @@ def checklist_prefetch(s: Session) -> None:
     begins with the run, beside the start's record of the images: nothing it
     reads changes before the checklist, the run holds the deploy lock."""
     s.prefetch(DB_REVISION, lambda: early_db_revision(s))
+    if s.settings.compose_command == "auto" and not s.compose_probed:
+        # The Compose probe too: the run's first container lookup asks no Compose when it can
+        # (hoststate, _ids_of_default_project), and the early pull, which needs the probe, is
+        # what the deploy then waits for. Nobody fetches it: the session keeps what it found.
+        s.prefetch(COMPOSE_PROBE, lambda: s.compose)
 
 
 def early_db_revision(s: Session) -> tuple[list[str], str]:

@@ -7,6 +7,7 @@ v2, runbook note 8).
 """
 from __future__ import annotations
 
+import posixpath
 import time
 from typing import Sequence
 
@@ -42,9 +43,35 @@ def container_ids(s: Session, services: Sequence[str]) -> list[str]:
             if project:
                 ids = docker_cmd.parse_project_containers(s.run(docker_cmd.project_containers(project)).stdout, query)
             else:
-                ids = compose_cmd.parse_ps_ids(_compose_ps_ids(s, query))
+                ids = _ids_of_default_project(s, query)
+                if ids is None:
+                    ids = compose_cmd.parse_ps_ids(_compose_ps_ids(s, query))
             s.state.container_ids[key] = ids
         return s.state.container_ids[key]
+
+
+def _ids_of_default_project(s: Session, query: Sequence[str]) -> list[str] | None:
+    """The first resolution without starting Compose (``compose ps``: ~0.2 s on v2 beside the
+    run's other early reads, ~0.6 s on v1): ONE ``docker ps`` by the project name Compose gives
+    the app by default (commands/compose.py, default_project), kept only when every container
+    found was created from the app's directory and its compose file (their labels). Then that
+    name is the project for the rest of the run, as if read from a label. None (ask Compose)
+    when the name cannot be told, nothing is found, or any container came from elsewhere: another
+    app with a directory of the same name, a project renamed since, a file not the stage's."""
+    st = s.settings
+    read = s.state.env_files          # the app dir's .env, if the run read it (SECRET_FILES); None: missing
+    guess = compose_cmd.default_project(st.app_dir, st.compose_file, (read[".env"] or {}) if ".env" in read else None)
+    if guess is None:
+        return None
+    name, project_dir = guess
+    r = s.run(docker_cmd.project_containers_created_from(name), check=False)
+    rows = docker_cmd.parse_created_from(r.stdout) if r.ok else None
+    compose_file = posixpath.join(project_dir, st.compose_file)
+    if not rows or any(row.working_dir != project_dir or compose_file not in
+                       {posixpath.normpath(posixpath.join(project_dir, f)) for f in row.config_files} for row in rows):
+        return None
+    s.state.compose_project = name
+    return [row.id for row in rows if row.service in query] if query else [row.id for row in rows]
 
 
 def _compose_ps_ids(s: Session, query: Sequence[str]) -> str:

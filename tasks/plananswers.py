@@ -126,6 +126,10 @@ class Answers:
             (Shape(c.ps_ids([MARK]), MARK), lambda g: Answer(stdout=h.ps_ids(words(g)), what=f"the containers of {', '.join(words(g))}")),
             (Shape(docker.project_containers(MARK), MARK), lambda p: Answer(
                 stdout=h.project_containers(words(p)[0]), what="the containers of the Compose project, by its labels (no Compose start)")),
+            (Shape(docker.project_containers_created_from(MARK), MARK), lambda p: Answer(
+                stdout=h.created_from(words(p)[0]),
+                what="the containers of the project Compose names by default, and the directory and files each came from "
+                     "(kept only if all came from the app's: no Compose start)")),
             (Shape(c.up([MARK]), MARK), lambda g: Answer(stdout=h.up(words(g)), what=f"start {', '.join(words(g))}")),
             (Shape(c.stop([MARK]), MARK), lambda g: Answer(stdout=h.stop(words(g)), what=f"stop {', '.join(words(g))}")),
             (Shape(c.up([MARK], no_deps=True), MARK),

@@ -216,6 +216,12 @@ class PlanHost:
     def project_containers(self, project: str) -> str:
         return "".join(f"{c.id} {svc}\n" for svc, c in self.containers.items())   # any project: a model
 
+    def created_from(self, project: str) -> str:
+        """The containers by the default project name, each created from the app dir and its compose file."""
+        st = self.settings
+        where = [json.dumps(st.app_dir), json.dumps(f"{st.app_dir.rstrip('/')}/{st.compose_file}")]
+        return "".join(f"{c.id} {json.dumps(svc)} {' '.join(where)}\n" for svc, c in self.containers.items())
+
     def ps_ids(self, services: list[str]) -> str:
         return "".join(f"{c.id}\n" for svc, c in self.containers.items() if not services or svc in services)
 

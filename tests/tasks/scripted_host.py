@@ -33,7 +33,9 @@ def hexid(text: str) -> str:
 class ScriptedHost:
     """One host: ``script()`` is the (regex, answer) list for tests/tasks/conftest.Remote."""
 
-    def __init__(self, services, deps, *, running=True, healthy_after_up=True, database="0001", starting_after_up=False):
+    def __init__(self, services, deps, *, running=True, healthy_after_up=True, database="0001", starting_after_up=False,
+                 app_dir="/app/ai-doc-qa"):
+        self.app_dir = app_dir
         self.services, self.deps = list(services), list(deps)
         self.healthy_after_up, self.database, self.head = healthy_after_up, database, OLD
         self.starting_after_up = starting_after_up      # Docker says `starting` while the new backend answers
@@ -63,6 +65,7 @@ class ScriptedHost:
             (r"echo released", ok("released\n")),
             (r">> \S+releases\.jsonl$", ok()),
             (r" ps -a -q", self.ps),
+            (r"^docker ps -a --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa .*working_dir", self.created_from),
             (r"^docker ps -a --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa ", self.docker_ps),
             (r"^docker inspect -- ", self.inspect),
             (r"^docker image inspect ", self.image_inspect),
@@ -103,6 +106,11 @@ class ScriptedHost:
         mark = command.split()[1]
         return Result(stdout="".join(f"{mark} {c['id']}\nINFO:     Application startup complete.\n"
                                      for c in self.containers.values() if c["id"] in command), exited=0)
+
+    def created_from(self, command):
+        """As the sandbox answers: every container created from the app dir and its compose file."""
+        where = f'"{self.app_dir}" "{self.app_dir}/docker-compose.production.yml"'
+        return Result(stdout="".join(f'{c["id"]} "{s}" {where}\n' for s, c in self.containers.items()), exited=0)
 
     def docker_ps(self, command):
         return Result(stdout="".join(f"{c['id']} {s}\n" for s, c in self.containers.items()), exited=0)

@@ -105,7 +105,7 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     st = load_settings("production", {})
     prod = ScriptedHost(st.services, st.dependency_services, running=world.running,
                         healthy_after_up=world.healthy_after_up, database=world.database)
-    staging = ScriptedHost(st.services, st.dependency_services, database="0002")
+    staging = ScriptedHost(st.services, st.dependency_services, database="0002", app_dir=load_settings("staging", {}).app_dir)
     remotes = [Remote(prod.script()), Remote(staging.script())]
     remotes[1].commands = remotes[0].commands               # one log, in the order the commands ran
     slots: list = []                                        # the read slot of each command in that log

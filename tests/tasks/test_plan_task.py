@@ -12,7 +12,7 @@ import pytest
 import requests
 from invoke import Exit, MockContext
 
-from commands import alembic, git, health, lock
+from commands import alembic, docker, git, health, lock
 from commands import compose as compose_cmd
 from commands import versions as versions_cmd
 from config import load_settings
@@ -64,7 +64,8 @@ def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
         "connect", "start", "checklist", "prepare", "pull", "migrate", "services", "verify", "finish"]
     cmds = [line.strip() for line in out.splitlines() if line.startswith("  ") and not line.strip().startswith("#")]
     pull, up = cmds.index(V2.pull(["backend", "model_server", "proxy"])), cmds.index(V2.up())
-    record_images = cmds.index(V2.ps_ids(["postgres", "redis", "backend", "model_server", "proxy"]))
+    # the containers of the project Compose names by default (ai-doc-qa, the app dir's name), no Compose start
+    record_images = cmds.index(docker.project_containers_created_from("ai-doc-qa"))
     migrate = cmds.index(next(c for c in cmds if re.fullmatch(MIGRATE_IN_BACKEND, c)))
     assert record_images < pull < migrate < up     # images recorded before any pull (runbook note 3); pulled before migrating
     assert git.merge_ff_only("/app/ai-doc-qa", "origin/main") in cmds
@@ -111,8 +112,9 @@ def test_the_commands_that_change_the_host_are_marked():
     assert {git.merge_ff_only(st.app_dir, "origin/main"), V2.pull(st.services), V2.up(), V2.up(st.dependency_services),
             lock.release(st.lock_dir, "<token>"), lock.heartbeat(st.lock_dir, "<token>")} <= changes
     assert [c for c in changes if re.fullmatch(MIGRATE_IN_BACKEND, c)]
-    reads = {git.state(st.app_dir), git.fetch(st.app_dir, "origin", "main"), V2.ps_ids([*st.dependency_services, *st.services]), lock.status(st.lock_dir)}
-    assert not reads & changes and {git.state(st.app_dir), V2.ps_ids([*st.dependency_services, *st.services])} <= {e.command for e in es}
+    ids = docker.project_containers_created_from("ai-doc-qa")
+    reads = {git.state(st.app_dir), git.fetch(st.app_dir, "origin", "main"), ids, lock.status(st.lock_dir)}
+    assert not reads & changes and {git.state(st.app_dir), ids} <= {e.command for e in es}
 
 
 def deploy_host_commands(out: str) -> list[str]:
