@@ -15,7 +15,7 @@ CURRENT = ["alembic", "current"]
 # SQLAlchemy, alembic and the migration environment (~0.3 s alone, 0.5-1 s beside the run's other
 # early reads on a 2-core host), and it bounded the whole front of a deploy. The revision is one
 # table: the backend's own Python reads ``alembic_version`` through the app's DATABASE_URL with
-# its Postgres driver (psycopg2, else psycopg; ~0.1 s). Anything unexpected (no driver, no URL or
+# its Postgres driver (psycopg2, else psycopg; ~0.1 s; 2 s to connect, 2 s for a lock, 5 s a query). Anything unexpected (no driver, no URL or
 # not a Postgres one, no such table, no connection) prints nothing and exits 97, and ``alembic
 # current`` answers as before. Nothing of the URL leaves the container: only the revisions print.
 # The read is proved where it matters: the migration runs only if alembic's own ``current``, in
@@ -34,7 +34,8 @@ scheme = re.match(r"postgres(?:ql)?(?:\\+\\w+)?://", url)
 if not scheme:
     sys.exit(97)
 try:
-    conn = driver.connect("postgresql://" + url[scheme.end():], connect_timeout=5)
+    conn = driver.connect("postgresql://" + url[scheme.end():], connect_timeout=2,
+                          options="-c lock_timeout=2000 -c statement_timeout=5000")
     try:
         cur = conn.cursor()
         cur.execute("SELECT version_num FROM alembic_version")
@@ -45,7 +46,8 @@ except Exception:
     sys.exit(97)
 print("@@alembic_version")
 for row in rows:
-    print(row[0])
+    if row[0] is not None:
+        print(row[0])
 """
 TABLE_MARK = "@@alembic_version"
 
@@ -91,6 +93,9 @@ class Tee:
         if self.seen is not None:
             self.seen.append(text)
         return self.out.write(text)
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
     def __getattr__(self, name):
         return getattr(self.out, name)
 sys.stdout = tee = Tee(sys.stdout)

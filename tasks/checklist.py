@@ -41,7 +41,12 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
         return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"
-    return alembic_cmd.parse_current(r.stdout), ""
+    return _revision(s, r.stdout)
+
+
+def _revision(s: Session, stdout: str) -> tuple[list[str], str]:
+    revisions, s.state.checked_revision_source = alembic_cmd.parse_revision(stdout)
+    return revisions, ""
 
 
 DB_REVISION, COMPOSE_PROBE = "checklist: database revision", "start: compose probe"
@@ -69,14 +74,14 @@ def early_db_revision(s: Session) -> tuple[list[str], str]:
     st = s.settings
     if slotstate.enabled(s) or st.compose_command != "auto" or s.compose_probed:
         r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.REVISION))
-        return alembic_cmd.parse_current(r.stdout), ""
+        return _revision(s, r.stdout)
     guess = compose_cmd.Compose(compose_cmd.V2, st.app_dir, st.compose_file, st.compose_project)
     r = s.run(guess.exec(st.backend_service, alembic_cmd.REVISION), check=False)
     if s.compose.command != guess.command:
         r = s.run(s.compose.exec(st.backend_service, alembic_cmd.REVISION))
     elif not r.ok:
         raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
-    return alembic_cmd.parse_current(r.stdout), ""
+    return _revision(s, r.stdout)
 
 
 def check_migrations(s: Session, remote: str) -> list[Item]:

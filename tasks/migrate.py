@@ -74,7 +74,8 @@ def upgrade(s: Session) -> None:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
     except CommandFailed as failed:
         out = alembic_cmd.parse_migrate(failed.stdout)
-        if failed.exit_code == alembic_cmd.MOVED and expect is not None:
+        marks = failed.stdout.splitlines()
+        if failed.exit_code == alembic_cmd.MOVED and expect is not None and "@@moved" in marks and "@@upgrade" not in marks:
             raise moved(s, failed, expect, out.before) from None
         try:
             now = current_revision(s, exec_)
@@ -103,12 +104,18 @@ def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) 
     checked, found = ", ".join(expect) or "base", ", ".join(now) or "base"
     s.state.migrations = f"database at revision {found}; nothing migrated (the checklist checked from {checked})"
     failed.stdout = "\n".join(line for line in failed.stdout.splitlines() if not line.startswith("@@"))
+    source = s.state.checked_revision_source or "alembic current"
     return DeployError.from_command(
-        failed, f"the database is at revision {found}, but the checklist checked the pending migrations "
-                f"from {checked}: nothing was migrated", step="migrate › alembic", kind="database",
-        state=s.describe_state(),
+        failed, f"the database is at revision {found} (alembic current, in the migrating process), but the checklist "
+                f"checked the pending migrations from {checked} (read by {source}): nothing was migrated",
+        step="migrate › alembic", kind="database", state=s.describe_state(),
+        # the whole script is in the run log; the block shows what ran, not 3 KB of Python
+        command=failed.command.split(" sh -c ", 1)[0] + " sh -c <MIGRATE_SCRIPT of commands/alembic.py> sh --expect " + " ".join(expect),
         next_step="someone or something changed the database since the checklist read it: find out who "
-                  f"({messages.check_db(s.host)}), then re-run fab deploy (its checklist reads the database again)")
+                  f"({messages.check_db(s.host)}), then re-run fab deploy (its checklist reads the database again). "
+                  "If it happens again with nobody migrating, the checklist's read and alembic disagree for good: the "
+                  "app's env.py uses another database or version table than DATABASE_URL's alembic_version "
+                  "(docs/runbook-differences.md 16)")
 
 
 def show_history(hist) -> None:

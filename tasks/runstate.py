@@ -33,6 +33,7 @@ class RunState:
     failed_step: str = ""              # the step of the flow that failed
     pending_migrations: list[str] = field(default_factory=list)
     checked_revision: list[str] | None = None   # the database revision the checklist checked the pending migrations from
+    checked_revision_source: str = ""           # how it was read: "alembic_version table" or "alembic current"
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     container_ids: dict = field(default_factory=dict)   # Compose services -> container IDs; dropped by any change
     ids_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)   # one resolution at a time

@@ -16,9 +16,9 @@ SECRET_URL = "postgresql+psycopg2://app:s3cr3t-pw@127.0.0.1:5433/docqa?sslmode=d
 
 DRIVER = '''
 import os
-def connect(dsn, connect_timeout=None):
+def connect(dsn, connect_timeout=None, options=None):
     with open(os.environ["T_LOG"], "a") as f:
-        f.write(f"connect {dsn} timeout={connect_timeout}\\n")
+        f.write(f"connect {dsn} timeout={connect_timeout} options={options}\\n")
     if os.environ.get("T_FAIL") == "connect":
         raise RuntimeError("could not connect to " + dsn)
     return Conn()
@@ -33,7 +33,7 @@ class Cursor:
             raise RuntimeError('relation "alembic_version" does not exist')
         self.sql = sql
     def fetchall(self):
-        return [(r,) for r in os.environ.get("T_ROWS", "").split()]
+        return [(None if r == "NULL" else r,) for r in os.environ.get("T_ROWS", "").split()]
 '''
 
 # The stand-in alembic: `current` prints T_CURRENT (stdout) and a log line (stderr); `upgrade`
@@ -51,7 +51,7 @@ def main(argv=None, prog=None):
         print("INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.", file=sys.stderr)
         if os.environ.get("T_CURRENT_FAILS"):
             sys.exit(255)
-        cfg.stdout.write(os.environ.get("T_CURRENT", ""))
+        cfg.stdout.writelines([os.environ.get("T_CURRENT", "")])
     elif argv == ["upgrade", "head"]:
         cfg.stdout.write("upgraded\\n")
 '''
@@ -110,7 +110,9 @@ def test_the_revision_is_read_from_the_table_through_the_apps_url(container):
     assert r.stdout == "@@alembic_version\n0002\n" and r.stderr == ""
     assert alembic.parse_revision(r.stdout) == (["0002"], "alembic_version table")
     # the SQLAlchemy driver suffix is dropped: libpq reads the rest (query included) as is
-    assert calls() == ["connect postgresql://app:s3cr3t-pw@127.0.0.1:5433/docqa?sslmode=disable timeout=5"]
+    # 2 s to connect, 2 s for a lock on the table, 5 s for the query: then alembic current answers
+    assert calls() == ["connect postgresql://app:s3cr3t-pw@127.0.0.1:5433/docqa?sslmode=disable timeout=2 "
+                       "options=-c lock_timeout=2000 -c statement_timeout=5000"]
 
 
 def test_several_heads_and_an_empty_table(container):
@@ -118,13 +120,14 @@ def test_several_heads_and_an_empty_table(container):
     assert alembic.parse_revision(run(alembic.REVISION_SCRIPT, DATABASE_URL=SECRET_URL, T_ROWS="a1 b2").stdout)[0] == ["a1", "b2"]
     assert alembic.parse_revision(run(alembic.REVISION_SCRIPT, DATABASE_URL=SECRET_URL, T_ROWS="").stdout) == \
         ([], "alembic_version table")
+    assert run(alembic.REVISION_SCRIPT, DATABASE_URL=SECRET_URL, T_ROWS="NULL 0003").stdout == "@@alembic_version\n0003\n"
 
 
 def test_psycopg_3_is_used_when_psycopg2_is_missing(container):
     run, calls = container
     run.install(driver="psycopg")
     r = run(alembic.REVISION_SCRIPT, DATABASE_URL="postgres://u@h/db", T_ROWS="0001")
-    assert r.stdout == "@@alembic_version\n0001\n" and calls() == ["connect postgresql://u@h/db timeout=5"]
+    assert r.stdout == "@@alembic_version\n0001\n" and calls()[0].startswith("connect postgresql://u@h/db timeout=2 ")
 
 
 @pytest.mark.parametrize("why, env, driver", [
