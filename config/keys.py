@@ -118,7 +118,12 @@ GROUPS = (
           Key("MODEL_HEALTH_URL", t.optional(url), OptStr, "",
               "The model server's health URL, checked with curl on the host with a short timeout (a hang = timeout)."),
           Key("TESTED_ON_STAGE", t.optional(t.text), OptStr, "",
-              "Production only: a pending migration the named stage has not applied is flagged \"untested\".")),
+              "Production only: a pending migration the named stage has not applied is flagged \"untested\"."),
+          Key("DB_REVISION_READ", t.choice("table", "alembic"), Str, "table",
+              "How the checklist reads the database revision. table: the alembic_version table through the\n"
+              "backend's DATABASE_URL and its Postgres driver (~0.1 s; `alembic current` when that cannot be\n"
+              "read). alembic: `alembic current` always (~0.3-1 s), for an app whose env.py migrates another\n"
+              "database or version table than DATABASE_URL's alembic_version (docs/runbook-differences.md 16).")),
     group("Policy",
           Key("CHECKLIST_BLOCKING", t.checklist_items, Strs, "env_missing_for_release",
               "Checklist items that stop a deploy when they fail (others only warn). Known items:\n"

@@ -37,11 +37,16 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     st = s.settings
     if not backend_running(s):
         return None, f"{st.backend_service} is not running"
-    r = s.run(exec_command(s, slotstate.exec_service(s), alembic_cmd.REVISION), check=False)
+    r = s.run(exec_command(s, slotstate.exec_service(s), revision_argv(s)), check=False)
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
         return None, f"alembic current failed: {ui.excerpt(last[-1], 120, s.redactor) if last else 'exit code ' + str(r.exited)}"
     return _revision(s, r.stdout)
+
+
+def revision_argv(s: Session) -> list[str]:
+    """DB_REVISION_READ: the alembic_version table (alembic current when it cannot be read), or alembic current."""
+    return alembic_cmd.REVISION if s.settings.db_revision_read == "table" else alembic_cmd.CURRENT
 
 
 def _revision(s: Session, stdout: str) -> tuple[list[str], str]:
@@ -73,12 +78,12 @@ def early_db_revision(s: Session) -> tuple[list[str], str]:
     a host with only ``docker-compose`` has it read again with that, here, still early."""
     st = s.settings
     if slotstate.enabled(s) or st.compose_command != "auto" or s.compose_probed:
-        r = s.run(s.compose.exec(slotstate.exec_service(s), alembic_cmd.REVISION))
+        r = s.run(s.compose.exec(slotstate.exec_service(s), revision_argv(s)))
         return _revision(s, r.stdout)
     guess = compose_cmd.Compose(compose_cmd.V2, st.app_dir, st.compose_file, st.compose_project)
-    r = s.run(guess.exec(st.backend_service, alembic_cmd.REVISION), check=False)
+    r = s.run(guess.exec(st.backend_service, revision_argv(s)), check=False)
     if s.compose.command != guess.command:
-        r = s.run(s.compose.exec(st.backend_service, alembic_cmd.REVISION))
+        r = s.run(s.compose.exec(st.backend_service, revision_argv(s)))
     elif not r.ok:
         raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
     return _revision(s, r.stdout)

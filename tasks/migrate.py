@@ -114,8 +114,8 @@ def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) 
         next_step="someone or something changed the database since the checklist read it: find out who "
                   f"({messages.check_db(s.host)}), then re-run fab deploy (its checklist reads the database again). "
                   "If it happens again with nobody migrating, the checklist's read and alembic disagree for good: the "
-                  "app's env.py uses another database or version table than DATABASE_URL's alembic_version "
-                  "(docs/runbook-differences.md 16)")
+                  "app's env.py uses another database or version table than DATABASE_URL's alembic_version: "
+                  "set DB_REVISION_READ=alembic (docs/runbook-differences.md 16)")
 
 
 def show_history(hist) -> None:
