@@ -71,8 +71,6 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     """Record the start and the images running now, before anything changes (runbook note 3)."""
     st = s.settings
     lock_seconds = time.monotonic() - t0
-    for prefetch in (x.prefetch for x in steps if x.prefetch):
-        prefetch(s)                 # reads a later step needs, begun now beside the record of the images
     s.recorder.write("start", kind=opts.kind, stage=st.stage, host=s.host, who=operator(),
                      steps=[x.name for x in steps], message=opts.message, dry=s.dry)
     if s.connect_seconds:
@@ -80,6 +78,8 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     _add(s, "start", "lock", lock_seconds)
     with s.timed("start", "record images"):
         before = observe(s)
+    for prefetch in (x.prefetch for x in steps if x.prefetch):
+        prefetch(s)                 # reads a later step needs, begun now (the containers are known: no Compose start)
     _add(s, "start", None, time.monotonic() - t0)
     s.state.before = before
     s.state.serving = (f"still serving the old version: {label(before.images, before.version)}" if before.healthy else

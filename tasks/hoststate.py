@@ -119,7 +119,7 @@ def exec_command(s: Session, service: str, argv: Sequence[str], known: Sequence[
     one running container, which is the one ``compose exec`` would pick; otherwise ``compose exec
     -T SERVICE`` (project unknown, none running, or several: Compose chooses, and says why not).
     ``known``: the service's containers as just inspected (not inspected again)."""
-    if s.compose.project or s.state.compose_project:
+    if s.settings.compose_project or s.state.compose_project:     # (the settings: asking s.compose would wait for the probe)
         running = [c for c in (inspect_ids(s, [service]) if known is None else known) if c.service == service and c.status == "running"]
         if len(running) == 1:
             return docker_cmd.exec_in(running[0].id, argv)
@@ -270,5 +270,5 @@ def observe(s: Session) -> Observation:
     if check is not None:
         healthy = check.ok and health_cmd.evaluate_http_first(st.services, states, st.backend_service, check.ok).ready
         version = check.version
-    s.state.observed = Observation(images, healthy, version, slot)
+    s.state.observed = Observation(images, healthy, version, slot, tuple(states))
     return s.state.observed

@@ -52,7 +52,7 @@ def log_tails(s: Session, services: list[str], tail: int) -> list[tuple[str, str
     (its containers found by label): ``docker logs`` of every container of these services in ONE
     round trip, no Compose start (v1: three concurrent ``compose logs`` took ~0.95 s on 2 cores);
     otherwise one ``compose logs`` per service, at once."""
-    if s.compose.project or s.state.compose_project:
+    if s.settings.compose_project or s.state.compose_project:
         states = [c for c in inspect_ids(s, services) if c.service in services]
         mark = "@@logs-" + s.run_tag
         r = s.run(docker_cmd.logs_of([c.id for c in states], tail, mark), check=False)

@@ -92,7 +92,9 @@ def test_health_wait_cuts_the_healthcheck_output_after_redacting(session):
 
 def test_checklist_alembic_error_cut_to_120_characters_prints_no_prefix_of_a_secret(session, mocker):
     s, _ = session([(r"alembic current", Result(stdout="", stderr=line_cut_at(120, "E: ") + "\n", exited=1))])
-    mocker.patch.object(checklist, "backend_running", return_value=True)
+    backend = mocker.Mock(service=s.settings.backend_service, status="running")
+    mocker.patch.object(checklist, "inspect_ids", return_value=[backend])
+    mocker.patch.object(checklist, "exec_command", return_value="docker exec c alembic current")
     revisions, why = checklist.current_db_revision(s)
     assert revisions is None and "alembic current failed: E: xxx" in why
     assert leaked_prefix(why) is None
