@@ -31,15 +31,23 @@ from tasks.steps import RunOptions
 
 
 def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
-    """(revisions, why not) from the backend's running container (as the start observed it, else
-    one ``docker inspect``), by ``docker exec`` once the Compose project is known: its
-    ``alembic_version`` table, else ``alembic current`` (commands/alembic.py, REVISION)."""
-    st = s.settings
+    """(revisions, why not) from the backend's running container, by ``docker exec`` once the
+    Compose project is known: its ``alembic_version`` table, else ``alembic current``
+    (commands/alembic.py, REVISION). The container as the start observed it when that observation
+    holds it (not inspected again; nothing changed since, or it would be dropped); a read through
+    it that fails is made once more on a fresh inspect (the container may have been replaced by hand)."""
     service = slotstate.exec_service(s)
-    seen = s.state.observed         # what the start just observed (dropped by any change): not inspected again
-    known = list(seen.containers) if seen is not None and seen.containers and not slotstate.enabled(s) else inspect_ids(s, [service])
+    seen = s.state.observed
+    if seen is not None and not slotstate.enabled(s) and any(c.service == service for c in seen.containers):
+        revisions, why = _read_revision(s, service, list(seen.containers))
+        if revisions is not None:
+            return revisions, why
+    return _read_revision(s, service, inspect_ids(s, [service]))
+
+
+def _read_revision(s: Session, service: str, known) -> tuple[list[str] | None, str]:
     if not any(c.service == service and c.status == "running" for c in known):
-        return None, f"{st.backend_service} is not running"
+        return None, f"{s.settings.backend_service} is not running"
     r = s.run(exec_command(s, service, revision_argv(s), known), check=False)
     if not r.ok:
         last = [line for line in ui.lines(r.stdout + r.stderr, s.redactor) if line.strip() and "level=warning" not in line]
