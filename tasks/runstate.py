@@ -50,6 +50,11 @@ class RunState:
     inconsistent_warned: bool = False  # releases whose events do not add up were reported once already
     env_files: dict = field(default_factory=dict)   # name -> parsed env file (None: missing), read once
 
+    def changed(self) -> None:
+        """A command that may change what runs: observe again, resolve the containers again."""
+        self.observed = None
+        self.container_ids.clear()
+
     def touch(self) -> None:
         """A command that changes what serves is about to run: the change window starts (once)."""
         self.services_touched = True

@@ -51,7 +51,10 @@ class FakeLock:
     def __exit__(self, *exc):
         FakeLock.log.add("unlock", self.host)
 
-    def ensure_held(self, before):
+    def settle(self):
+        pass
+
+    def ensure_held(self, before, deferred=False):
         pass
 
 

@@ -34,7 +34,10 @@ class FakeLock:
         self.s.recorder.flush()         # as DeployLock.release: the record's last lines first
         self.released += 1
 
-    def ensure_held(self, before):
+    def settle(self):
+        pass
+
+    def ensure_held(self, before, deferred=False):
         pass
 
 

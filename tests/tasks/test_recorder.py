@@ -155,7 +155,10 @@ class HeldByFleet:
     def __exit__(self, *exc):
         return None
 
-    def ensure_held(self, before):
+    def settle(self):
+        pass
+
+    def ensure_held(self, before, deferred=False):
         pass
 
 
