@@ -110,7 +110,22 @@ def inspect_ids(s: Session, services: Sequence[str], env_keys: Sequence[str] = (
         r = s.run(docker_cmd.inspect(ids))
     states = docker_cmd.parse_inspect(r.stdout, env_keys)
     _learn_project(s, states)
+    s.state.inspected = (time.monotonic(), tuple(states))
     return states
+
+
+def last_inspected(s: Session, services: Sequence[str]) -> list[ContainerState] | None:
+    """The containers of ``services`` as the run's last ``docker inspect`` read them, when that was
+    under RECENT seconds ago, it read every one of them and nothing changed since (a change drops
+    it): None otherwise. For a read right after another one (the migration after the database-ready
+    poll): a container that stopped since fails the exec as it would a moment after a fresh inspect."""
+    at, seen = s.state.inspected or (0.0, ())
+    if time.monotonic() - at > RECENT or not set(container_ids(s, services)) <= {c.id for c in seen}:
+        return None
+    return [c for c in seen if c.service in services]
+
+
+RECENT = 0.5
 
 
 def exec_command(s: Session, service: str, argv: Sequence[str], known: Sequence[ContainerState] | None = None) -> str:

@@ -9,7 +9,7 @@ from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
-from tasks.hoststate import backend_running, containers, exec_command, exec_sh
+from tasks.hoststate import backend_running, containers, exec_command, exec_sh, last_inspected
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -59,7 +59,8 @@ def upgrade(s: Session) -> None:
     revision before and after and the history, in one round trip."""
     st = s.settings
     slots = slotstate.enabled(s)
-    known = None if slots else containers(s, [st.backend_service])      # one inspect: running? and where to exec
+    # running? and where to exec: as the database-ready poll's inspect read it just now, else one inspect
+    known = None if slots else (last_inspected(s, [st.backend_service]) or containers(s, [st.backend_service]))
     exec_ = backend_running(s) if slots else any(c.status == "running" for c in known)
     if not exec_:
         ui.say(f"      no running {st.backend_service} container: using `run --rm` (first deploy)")

@@ -37,6 +37,7 @@ class RunState:
     checked_revision_source: str = ""           # how it was read: "alembic_version table" or "alembic current"
     observed: Observation | None = None   # cache of the last observation; dropped by any change
     container_ids: dict = field(default_factory=dict)   # Compose services -> container IDs; dropped by any change
+    inspected: tuple = ()              # (monotonic time, states) of the last docker inspect; dropped by any change
     ids_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)   # one resolution at a time
     prefetched: dict = field(default_factory=dict)      # key -> worker.Background: reads started early (Session.prefetch)
     after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
@@ -54,6 +55,7 @@ class RunState:
         """A command that may change what runs: observe again, resolve the containers again."""
         self.observed = None
         self.container_ids.clear()
+        self.inspected = ()
 
     def touch(self) -> None:
         """A command that changes what serves is about to run: the change window starts (once)."""

@@ -199,14 +199,35 @@ def test_the_health_answer_that_made_the_backend_ready_is_not_asked_again(mocker
     assert "reports version v2" in out
 
 
-def test_the_migration_asks_docker_once_whether_the_backend_runs_and_where_to_exec(mocker, capsys):
+def test_the_migration_asks_docker_nothing_more_whether_the_backend_runs_and_where_to_exec(mocker, capsys):
+    """The database-ready poll's inspect, just before, read the backend too: one inspect from the
+    dependencies' `up` to the migration."""
     st = load_settings("production", {})
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
     assert code == 0, err
+    deps_up = next(i for i, c in enumerate(commands) if c.endswith(" up -d -- postgres redis"))
     ready = next(i for i, c in enumerate(commands) if "pg_isready" in c)
     migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c and "@@upgrade" in c)
     assert commands[migrate].startswith("docker exec ")
-    assert sum(c.startswith("docker inspect -- ") for c in commands[ready:migrate]) == 1
+    assert sum(c.startswith("docker inspect -- ") for c in commands[deps_up:migrate]) == 1
+    assert not any(c.startswith("docker inspect -- ") for c in commands[ready:migrate])
+
+
+def test_the_last_inspect_stands_for_a_new_one_only_while_recent_and_nothing_changed(settings, make_session, mocker):
+    """Under RECENT seconds old and no change since: the migration takes it; otherwise it inspects."""
+    from tasks import hoststate
+    from tests.tasks.scripted import COMPOSE_V2, Containers, all_of
+    hosts = Containers(*all_of())
+    s, remote = make_session([COMPOSE_V2, *hosts.script()], settings=settings)
+    s.state.compose_project = "ai-doc-qa"
+    hoststate.inspect_ids(s, ["postgres"])
+    assert [c.service for c in hoststate.last_inspected(s, ["backend"])] == ["backend"]
+    at, seen = s.state.inspected
+    s.state.inspected = (at - hoststate.RECENT - 0.1, seen)
+    assert hoststate.last_inspected(s, ["backend"]) is None
+    s.state.inspected = (at, seen)
+    s.state.changed()                       # what Session.run does before a command that changes the host
+    assert hoststate.last_inspected(s, ["backend"]) is None
 
 
 def test_a_deploy_reads_the_checkout_and_its_distance_at_once_and_still_refuses_local_edits(mocker, capsys):
