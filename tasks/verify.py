@@ -10,7 +10,7 @@ from tasks import messages, slotstate, ui, web
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.fleetread import CHECK
-from tasks.hoststate import http_check, inspect_ids, observe
+from tasks.hoststate import http_check, inspect_ids, last_inspected, observe
 from tasks.session import Session
 from tasks.steps import RunOptions
 
@@ -53,7 +53,8 @@ def log_tails(s: Session, services: list[str], tail: int) -> list[tuple[str, str
     round trip, no Compose start (v1: three concurrent ``compose logs`` took ~0.95 s on 2 cores);
     otherwise one ``compose logs`` per service, at once."""
     if s.settings.compose_project or s.state.compose_project:
-        states = [c for c in inspect_ids(s, services) if c.service in services]
+        # The containers as the health wait's last inspect read them just now (else one inspect): the IDs to read.
+        states = [c for c in (last_inspected(s, services) or inspect_ids(s, services)) if c.service in services]
         mark = "@@logs-" + s.run_tag
         r = s.run(docker_cmd.logs_of([c.id for c in states], tail, mark), check=False)
         texts = docker_cmd.parse_logs_of(r.stdout, mark)

@@ -380,3 +380,19 @@ def test_no_commit_read_after_the_merge_is_a_clear_error(mocker, capsys):
     code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services), [garbage])
     assert code == 3, err
     assert "printed no commit after the merge" in out + err and "Traceback" not in out + err
+
+
+def test_the_log_tails_right_after_the_health_wait_read_the_logs_and_inspect_nothing(settings, make_session):
+    """The health wait's last inspect named the containers just now: verify's log scan reads their
+    logs in one command, with no inspect of its own."""
+    from tasks import hoststate
+    from tasks.verify import log_tails
+    from tests.tasks.scripted import COMPOSE_V2, Containers, all_of
+    hosts = Containers(*all_of())
+    s, remote = make_session([COMPOSE_V2, (r"^echo @@logs-", Result(stdout="", exited=0)), *hosts.script()], settings=settings)
+    s.state.compose_project = "ai-doc-qa"
+    hoststate.inspect_ids(s, ["backend"])                  # the health wait's last poll
+    before = len(remote.commands)
+    log_tails(s, ["backend", "proxy"], 50)
+    new = remote.commands[before:]
+    assert len(new) == 1 and new[0].startswith(f"echo @@logs-{s.run_tag} {hosts.by_service['backend']['Id']}; docker logs ")
