@@ -24,7 +24,7 @@ from tasks import slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.hostsecrets import env_file, learn_secrets
-from tasks.hoststate import describe_images, exec_command, inspect_ids, observe
+from tasks.hoststate import describe_images, exec_command, inspect_ids, last_inspected, observe
 from tasks.notify import notify
 from tasks.session import Session
 from tasks.steps import RunOptions
@@ -33,13 +33,13 @@ from tasks.steps import RunOptions
 def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     """(revisions, why not) from the backend's running container, by ``docker exec`` once the
     Compose project is known: its ``alembic_version`` table, else ``alembic current``
-    (commands/alembic.py, REVISION). The container as the start observed it when that observation
-    holds it (not inspected again; nothing changed since, or it would be dropped); a read through
-    it that fails is made once more on a fresh inspect (the container may have been replaced by hand)."""
+    (commands/alembic.py, REVISION). The container as the run's last inspect read it when that was
+    just now and read it (hoststate.last_inspected: the start's, for the read begun there); a read
+    through it that fails is made once more on a fresh inspect (a container replaced by hand)."""
     service = slotstate.exec_service(s)
-    seen = s.state.observed
-    if seen is not None and not slotstate.enabled(s) and any(c.service == service for c in seen.containers):
-        revisions, why = _read_revision(s, service, list(seen.containers))
+    recent = last_inspected(s, [service])
+    if recent:
+        revisions, why = _read_revision(s, service, recent)
         if revisions is not None:
             return revisions, why
     return _read_revision(s, service, inspect_ids(s, [service]))
@@ -70,10 +70,10 @@ DB_REVISION, COMPOSE_PROBE = "checklist: database revision", "start: compose pro
 
 def checklist_prefetch(s: Session) -> None:
     """The database revision (a Python start in the backend, the checklist's slowest read)
-    begins once the start has recorded the images, beside the record's own lines: the backend's
-    container is known then (``docker exec``, no Compose start: ~0.1 s of CPU less on 2 shared
-    cores than ``compose exec``). Nothing it reads changes before the checklist: the run holds
-    the deploy lock."""
+    begins once the start has inspected the containers, beside the rest of its record of the
+    images: the backend's container is known then (``docker exec``, no Compose start: ~0.1 s of
+    CPU less on 2 shared cores than ``compose exec``). Nothing it reads changes before the
+    checklist: the run holds the deploy lock."""
     s.prefetch(DB_REVISION, lambda: current_db_revision(s))
     if s.settings.compose_command == "auto" and not s.compose_probed:
         # The Compose probe too: the run's container lookups ask no Compose when they can

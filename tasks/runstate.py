@@ -16,7 +16,6 @@ class Observation:
     healthy: bool
     version: str | None = None
     slot: str = ""              # STRATEGY=blue-green: the backend slot that serves
-    containers: tuple = field(default=(), compare=False, repr=False)   # (ContainerState, ...) as inspected (not recorded)
 
 
 @dataclass

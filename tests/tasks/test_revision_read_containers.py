@@ -53,7 +53,7 @@ def test_scale_2_falls_back_to_compose_exec(make_session, settings):
     s, remote = make_session(script, settings=settings)
     s.state.compose_project = "ai-doc-qa"
     observe(s)
-    assert sum(c.service == "backend" for c in s.state.observed.containers) == 2
+    assert sum(c.service == "backend" for c in s.state.inspected[1]) == 2
     revs, why = checklist.current_db_revision(s)
     assert revs == ["0001"] and " exec -T backend " in exec_lines(remote)[0]
 
