@@ -34,8 +34,8 @@ def current_db_revision(s: Session) -> tuple[list[str] | None, str]:
     """(revisions, why not) from the backend's running container, by ``docker exec`` once the
     Compose project is known: its ``alembic_version`` table, else ``alembic current``
     (commands/alembic.py, REVISION). The container as the run's last inspect read it when that was
-    just now and read it (hoststate.last_inspected: the start's, for the read begun there); a read
-    through it that fails is made once more on a fresh inspect (a container replaced by hand)."""
+    just now and read it (hoststate.last_inspected: the start's, for the read begun after it); a
+    read through it that fails is made once more on a fresh inspect (a container replaced by hand)."""
     service = slotstate.exec_service(s)
     recent = last_inspected(s, [service])
     if recent:
@@ -70,10 +70,11 @@ DB_REVISION, COMPOSE_PROBE = "checklist: database revision", "start: compose pro
 
 def checklist_prefetch(s: Session) -> None:
     """The database revision (a Python start in the backend, the checklist's slowest read)
-    begins once the start has inspected the containers, beside the rest of its record of the
-    images: the backend's container is known then (``docker exec``, no Compose start: ~0.1 s of
-    CPU less on 2 shared cores than ``compose exec``). Nothing it reads changes before the
-    checklist: the run holds the deploy lock."""
+    begins once the start has recorded the images, beside the record's own lines: the backend's
+    container is known then (``docker exec`` by the start's inspect, no Compose start: ~0.1 s of
+    CPU less on 2 shared cores than ``compose exec``). Begun earlier, beside the start's own reads,
+    it only slowed them down (2 cores). Nothing it reads changes before the checklist: the run
+    holds the deploy lock."""
     s.prefetch(DB_REVISION, lambda: current_db_revision(s))
     if s.settings.compose_command == "auto" and not s.compose_probed:
         # The Compose probe too: the run's container lookups ask no Compose when they can

@@ -76,8 +76,10 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     if s.connect_seconds:
         _add(s, "connect", None, s.connect_seconds)
     _add(s, "start", "lock", lock_seconds)
-    with s.timed("start", "record images"):     # reads later steps need begin once the containers are inspected
-        before = observe(s, begun=lambda: [prefetch(s) for prefetch in (x.prefetch for x in steps if x.prefetch)])
+    with s.timed("start", "record images"):
+        before = observe(s)
+    for prefetch in (x.prefetch for x in steps if x.prefetch):
+        prefetch(s)                 # reads a later step needs, begun now (the containers are known: no Compose start)
     _add(s, "start", None, time.monotonic() - t0)
     s.state.before = before
     s.state.serving = (f"still serving the old version: {label(before.images, before.version)}" if before.healthy else

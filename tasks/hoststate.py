@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 from commands import compose as compose_cmd
 from commands import docker as docker_cmd
@@ -267,16 +267,13 @@ def wait_http(s: Session, url: str, timeout: float, *, step: str) -> health_cmd.
         time.sleep(s.settings.health_interval)
 
 
-def observe(s: Session, begun: Callable[[], object] | None = None) -> Observation:
+def observe(s: Session) -> Observation:
     """What runs now: images per deployed service, whether all are healthy (containers *and* the
-    health URL), and the version the health URL reports. Cached until the next change.
-    ``begun``: called once the containers are inspected (the start begins later steps' reads there)."""
+    health URL), and the version the health URL reports. Cached until the next change."""
     if s.state.observed is not None:
         return s.state.observed
     st = s.settings
     states = containers(s, st.services)
-    if begun is not None:
-        begun()
     verdict = health_cmd.evaluate(st.services, states)
     slot, url = slotstate.serving(s)
     running = not verdict.failed and all(c.status == "running" for c in states)

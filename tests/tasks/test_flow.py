@@ -49,7 +49,7 @@ def flow(make_session, mocker):
     mocker.patch.object(flow_mod, "DeployLock", FakeLock)
     mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
     observed = iter([Observation(BEFORE, True, "v1"), Observation(AFTER, True, "v2"), Observation(AFTER, True, "v2")])
-    mocker.patch.object(flow_mod, "observe", side_effect=lambda s, begun=None: (begun and begun(), next(observed))[1])
+    mocker.patch.object(flow_mod, "observe", side_effect=lambda s: next(observed))
     return s, remote, calls
 
 

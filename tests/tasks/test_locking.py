@@ -234,7 +234,7 @@ def locked_flow(make_session, mocker):
     calls = []
     mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
     observed = iter([Observation(BEFORE, True, "v1"), Observation(AFTER, True, "v2"), Observation(AFTER, False, "v2")])
-    mocker.patch.object(flow_mod, "observe", side_effect=lambda s, begun=None: (begun and begun(), next(observed))[1])
+    mocker.patch.object(flow_mod, "observe", side_effect=lambda s: next(observed))
 
     def run(lose_during=None, fail=None):
         def fake(step):
