@@ -71,12 +71,12 @@ class HeldLock:
     def __exit__(self, *exc):
         return None
 
-    def ensure_held(self, before: str, **kw) -> None:
+    def ensure_held(self, before: str) -> None:
         if self.fleet.interrupt is not None and not self.delivered:
             self.delivered = True
             exc = self.fleet.interrupt
             raise interrupts.Terminated(exc.signum) if isinstance(exc, interrupts.Terminated) else KeyboardInterrupt()
-        self.lock.ensure_held(before, **kw)
+        self.lock.ensure_held(before)
 
     def __getattr__(self, name):
         return getattr(self.lock, name)

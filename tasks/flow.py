@@ -101,7 +101,7 @@ def _add(s: Session, step: str, sub: str | None, seconds: float) -> None:
 def _run_steps(s: Session, steps: Sequence[Step], opts: RunOptions) -> None:
     total = len(steps)
     for i, step in enumerate(steps, 1):
-        s.lock.ensure_held(step.name, deferred=True)   # lost or unproven too long: stop before it changes anything
+        s.lock.ensure_held(step.name)       # lost, or unproven too long: stop before the step runs
         ui.say(f"[{i}/{total}] {step.name} ...")
         t1 = time.monotonic()
         try:

@@ -15,7 +15,6 @@ from tasks import interrupts, messages, ui
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.session import Session, operator
 
-PROOF = "lock: proof at the step boundary"     # Session.prefetch key of a deferred proof
 BEAT_TIMEOUT = 15           # one heartbeat command; a hung beat is a failed beat, the next one tries again
 QUICK_RETRIES = 3           # tries (0.2 s apart) when the lock was freed or busy at the moment we looked
 
@@ -58,7 +57,6 @@ class DeployLock:
         self._state = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending: str | None = None    # the step whose boundary proof runs beside it (ensure_held, deferred)
 
     def holder(self) -> dict:
         st = self.s.settings
@@ -225,30 +223,12 @@ class DeployLock:
         with self._state:
             return time.monotonic() - self.last_proof
 
-    def ensure_held(self, before: str, *, deferred: bool = False) -> None:
+    def ensure_held(self, before: str) -> None:
         """At a step boundary: prove ownership now, and refuse to go on (DeployError LOCKED) if the
-        lock was lost or has gone unproven for half of LOCK_STALE_AFTER. ``deferred`` (the flow's
-        step boundaries): the proof runs beside the step's first reads; the step's first command
-        that changes the host waits for it and its verdict (:meth:`settle`, asked by Session.run),
-        as does the next boundary. Nothing changes on the host before the proof has passed."""
+        lock was lost or has gone unproven for half of LOCK_STALE_AFTER."""
         if not self.held and not self.lost:
             return                                # dry run: nothing was taken
-        self.settle()
-        if deferred and self.s.executor.background:
-            self.s.prefetch(PROOF, self.beat)
-            self._pending = before
-            return
         self.beat()
-        self._judge(before)
-
-    def settle(self) -> None:
-        """The proof begun at the last step boundary (if any): waited for, then judged."""
-        before, self._pending = self._pending, None
-        if before is not None:
-            self.s.fetched(PROOF, lambda: None)
-            self._judge(before)
-
-    def _judge(self, before: str) -> None:
         if self.lost:
             raise self._stop_error(before, f"this run lost the deploy lock: {self.lost}")
         limit = self.s.settings.lock_stale_after / 2

@@ -95,9 +95,7 @@ class Session:
         if mutating or self.settings.releases_file in command:
             self.recorder.flush()            # what changes the host, or reads the record, comes after the lines queued before it
         if mutating and not bookkeeping:
-            if self.lock is not None:
-                self.lock.settle()           # the lock's proof begun at the step boundary, before anything changes
-            self.state.changed()             # what runs may change: observe again next time
+            self.state.changed()             # what runs may change: observe again, resolve and inspect again
         result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible)
         if check and result.exited not in ok_codes:
             raise CommandFailed(command, result.exited, result.stdout, result.stderr)
@@ -190,8 +188,9 @@ class Session:
         """Reconnect a dropped connection between commands (same hardened client: host keys are
         checked again). Once a reconnect has failed, fail fast instead of waiting for more timeouts.
 
-        Safe from any thread (the heartbeat may reconnect while the main thread waits): one reconnects
-        under ``_conn_lock``. Only the main thread's failure marks the host unreachable."""
+        Safe from any thread (the lock's heartbeat reconnects while the main thread waits): one
+        thread reconnects under ``_conn_lock``, the other then finds the connection open. Only the
+        main thread's failure marks the host unreachable; a background thread tries again later."""
         if self.cxn is None or self.cxn.is_connected:
             return
         if self.dead:

@@ -51,10 +51,7 @@ class FakeLock:
     def __exit__(self, *exc):
         FakeLock.log.add("unlock", self.host)
 
-    def settle(self):
-        pass
-
-    def ensure_held(self, before, deferred=False):
+    def ensure_held(self, before):
         pass
 
 

@@ -34,10 +34,7 @@ class FakeLock:
         self.s.recorder.flush()         # as DeployLock.release: the record's last lines first
         self.released += 1
 
-    def settle(self):
-        pass
-
-    def ensure_held(self, before, deferred=False):
+    def ensure_held(self, before):
         pass
 
 

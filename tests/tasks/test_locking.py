@@ -229,8 +229,7 @@ def locked_flow(make_session, mocker):
 
     def status(cmd):
         return Result(stdout=OTHER_HOLDER + "\nclock 1000 999 990\n")
-    s, remote = make_session([(ACQUIRE, "acquired\n"), (BEAT, beat), (STATUS, status), (RELEASE, "released\n"),
-                              (r"^up-the-services$", "")])
+    s, remote = make_session([(ACQUIRE, "acquired\n"), (BEAT, beat), (STATUS, status), (RELEASE, "released\n")])
     calls = []
     mocker.patch.object(flow_mod, "notify", return_value=(True, "posted"))
     observed = iter([Observation(BEFORE, True, "v1"), Observation(AFTER, True, "v2"), Observation(AFTER, False, "v2")])
@@ -239,8 +238,6 @@ def locked_flow(make_session, mocker):
     def run(lose_during=None, fail=None):
         def fake(step):
             def work(s, o):
-                if step.switches:     # as `up` does: a command that changes the host (the lock's proof first)
-                    s.run("up-the-services", mutating=True)
                 calls.append(step.name)
                 if step.switches:
                     s.state.services_touched = True
@@ -259,8 +256,7 @@ def test_a_run_that_lost_its_lock_stops_before_services_and_keeps_the_other_lock
     restore = mocker.patch.object(flow_mod, "restore")
     with pytest.raises(DeployError) as exc:
         s.run_deploy(lose_during="migrate")
-    assert calls == ["checklist", "prepare", "pull", "migrate"]           # services changed nothing
-    assert "up-the-services" not in remote.commands
+    assert calls == ["checklist", "prepare", "pull", "migrate"]           # services never ran
     assert exc.value.code == ExitCode.LOCKED and "stopped before services" in exc.value.what
     restore.assert_not_called()
     end = records(remote)[-1]
@@ -342,47 +338,3 @@ def test_a_dry_run_takes_no_lock_and_says_whether_one_is_held(make_session, sett
     assert f"[dry] would take the deploy lock {said}" in capsys.readouterr().out
     assert remote.commands == [lock_cmd.status(s.settings.lock_dir)]      # one read; nothing taken or released
     assert not lock.held and not lock.lost
-
-
-def boundary_session(make_session, ours: bool):
-    """A session whose lock proof answers only once the step's read has started; the order in
-    which the proof, the read and the change reached the host."""
-    read_started, order = threading.Event(), []
-
-    def beat(cmd):
-        assert read_started.wait(10), "the step's read waited for the boundary's proof"
-        order.append("proof")
-        return Result(exited=0 if ours else lock_cmd.NOT_OURS)
-
-    def read(cmd):
-        read_started.set()
-        order.append("read")
-        return Result(stdout="x\n")
-
-    def status(cmd):
-        return Result(stdout=OTHER_HOLDER + "\nclock 1000 999 990\n")
-    s, remote = make_session([(ACQUIRE, "acquired\n"), (BEAT, beat), (STATUS, status), (RELEASE, "released\n"),
-                              (r"^a-read$", read), (r"^a-change$", lambda c: order.append("change") or Result())])
-    return s, order
-
-
-def test_a_step_boundary_proof_runs_beside_the_steps_reads_and_its_first_change_waits_for_it(make_session):
-    s, order = boundary_session(make_session, ours=True)
-    with DeployLock(s, "deploy") as lock:
-        s.lock = lock
-        lock.ensure_held("prepare", deferred=True)
-        s.run("a-read")
-        s.run("a-change", mutating=True)
-    assert order == ["read", "proof", "change"]
-
-
-def test_a_lock_lost_at_a_step_boundary_stops_the_steps_first_change_before_it_runs(make_session):
-    s, order = boundary_session(make_session, ours=False)
-    with DeployLock(s, "deploy") as lock:
-        s.lock = lock
-        lock.ensure_held("prepare", deferred=True)
-        s.run("a-read")
-        with pytest.raises(DeployError) as exc:
-            s.run("a-change", mutating=True)
-    assert order == ["read", "proof"]
-    assert exc.value.code == ExitCode.LOCKED and "stopped before prepare" in exc.value.what

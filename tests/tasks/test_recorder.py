@@ -155,10 +155,7 @@ class HeldByFleet:
     def __exit__(self, *exc):
         return None
 
-    def settle(self):
-        pass
-
-    def ensure_held(self, before, deferred=False):
+    def ensure_held(self, before):
         pass
 
 
