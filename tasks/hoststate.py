@@ -146,11 +146,14 @@ def exec_sh(s: Session, service: str, command_line: str) -> str:
     return exec_command(s, service, ["sh", "-c", command_line])
 
 
-def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = ()) -> list[ContainerState]:
-    """Containers of the given services (all services when empty): IDs resolved once, one docker inspect."""
+def containers(s: Session, services: Sequence[str] = (), env_keys: Sequence[str] = (), *,
+               recent: bool = False) -> list[ContainerState]:
+    """Containers of the given services (all services when empty): IDs resolved once, one docker
+    inspect; ``recent``: the run's last inspect instead, when :func:`last_inspected` allows it."""
     pair = slots_cmd.pair(s.settings) if slotstate.enabled(s) and services else ()
     query = slots_cmd.with_slots(services, pair, s.settings.backend_service)
-    states = [c for c in inspect_ids(s, query, env_keys) if not query or c.service in query]
+    seen = last_inspected(s, query) if recent and query and not env_keys else None
+    states = seen or [c for c in inspect_ids(s, query, env_keys) if not query or c.service in query]
     states = slots_cmd.fold(states, pair, s.settings.backend_service) if pair else states   # blue/green: the serving slot
     wanted = set(services)
     return [c for c in states if not wanted or c.service in wanted]
@@ -273,7 +276,7 @@ def observe(s: Session) -> Observation:
     if s.state.observed is not None:
         return s.state.observed
     st = s.settings
-    states = containers(s, st.services)
+    states = containers(s, st.services, recent=True)    # verify's, right after the health wait: no inspect
     verdict = health_cmd.evaluate(st.services, states)
     slot, url = slotstate.serving(s)
     running = not verdict.failed and all(c.status == "running" for c in states)

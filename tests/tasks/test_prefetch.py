@@ -396,3 +396,17 @@ def test_the_log_tails_right_after_the_health_wait_read_the_logs_and_inspect_not
     log_tails(s, ["backend", "proxy"], 50)
     new = remote.commands[before:]
     assert len(new) == 1 and new[0].startswith(f"echo @@logs-{s.run_tag} {hosts.by_service['backend']['Id']}; docker logs ")
+
+
+def test_what_a_deploy_leaves_serving_is_read_from_the_health_waits_last_inspect(mocker, capsys):
+    """Verify's read of what serves (the end's record) comes right after the health wait: its
+    inspect, under RECENT seconds old with nothing changed since, names the containers and their
+    images; the read asks Docker only for the image digests (and the health URL)."""
+    st = load_settings("production", {})
+    code, out, err, commands = deploy_on(mocker, capsys, ScriptedHost(st.services, st.dependency_services))
+    assert code == 0, err
+    stop = max(i for i, c in enumerate(commands) if re.match(r"^touch /tmp/ai-doc-qa-\w+-probe$", c))
+    assert any(c.startswith("docker inspect -- ") for c in commands[:stop])
+    assert not any(c.startswith("docker inspect -- ") for c in commands[stop:])
+    assert any(c.startswith("docker image inspect ") for c in commands[stop:])
+    assert '"event":"images_after"' in next(c for c in reversed(commands) if "images_after" in c)
