@@ -102,7 +102,7 @@ class Containers:
 
 def run_task(mocker, capsys, task, script, **options) -> tuple[int, str, str, Remote]:
     """Run ``task`` on stage production through the real wrapper; (exit code, stdout, stderr, remote)."""
-    remote = Remote([COMPOSE_V2, *script])
+    remote = Remote([*script, COMPOSE_V2])      # the script first: a test may answer the probe itself
     cxn = mocker.Mock()
     cxn.run.side_effect = remote
     mocker.patch.object(base, "connect", return_value=cxn)
