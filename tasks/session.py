@@ -2,9 +2,8 @@
 redactor every printed and recorded text goes through). Commands run through an executor
 (tasks/executor.py): :class:`SSHExecutor` over SSH, or the plan's recording executor
 (tasks/plan.py); the session's own ``_exec`` and ``kill_running`` are the only callers of
-``Connection.run``. Host keys and connecting live in tasks/hostkeys.py and tasks/ssh.py, the
-worker thread in tasks/worker.py, learning the secrets in tasks/hostsecrets.py, the record writer
-in tasks/recorder.py.
+``Connection.run``. Elsewhere: host keys and connecting (tasks/hostkeys.py, tasks/ssh.py), worker
+threads (tasks/worker.py), the secrets (tasks/hostsecrets.py), the record (tasks/recorder.py).
 
 Fabric facts this module exists for (see ../shared/research/fabric-conventions.md):
 - ``warn`` is always passed explicitly, so a global ``fab -w`` never turns a failed migration
@@ -36,7 +35,7 @@ from tasks.executor import Executor, Result, SSHExecutor
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import open_connection, tune
-from tasks.worker import Background, Ready, off_main_thread, read_slot, run_all
+from tasks.worker import Background, Ready, off_main_thread, read_slot, run_all, stop, stopped_here
 
 T = TypeVar("T")
 KILL_FLUSH_WAIT = 5     # seconds kill_running waits for queued record lines (a hung connection: no longer)
@@ -87,6 +86,8 @@ class Session:
         (``compose pull`` changes nothing that runs). A ``bookkeeping`` write (the release record,
         the lock) changes nothing that runs either: what was observed stays valid.
         """
+        if stopped_here():
+            raise CommandFailed(command, -1, "", "not sent: the run stopped the reads it had begun early")
         timeout = timeout or self.settings.command_timeout
         if (self.echo and not quiet) or (self.dry and mutating):
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
@@ -116,9 +117,8 @@ class Session:
 
     def prefetch(self, key: str, fn: Callable[[], T]) -> None:
         """Start a read a later step needs now, in the background, on its own channel (the
-        checklist's ``alembic current`` beside the start's reads: ~0.4 s). :meth:`fetched` gives
-        its result. Without a background executor (``fab plan``), or inside a concurrent read, it
-        runs here and now, in order."""
+        checklist's database revision). :meth:`fetched` gives its result. Without a background
+        executor (``fab plan``), or inside a concurrent read, it runs here and now, in order."""
         if not self.executor.background or read_slot() is not None:
             self.state.prefetched[key] = Ready(fn)
             return
@@ -141,6 +141,7 @@ class Session:
         pull begun during a checklist that then blocked). Those still running are stopped."""
         pending = [job for job in self.state.prefetched.values() if not job.done.is_set()]
         if pending:
+            stop(pending)               # nothing more sent by them, then what they run is killed
             self.kill_running()
             for job in pending:
                 job.done.wait(20)

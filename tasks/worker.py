@@ -107,6 +107,22 @@ def read_slot() -> tuple[int, int] | None:
     return getattr(SLOT, "slot", None)
 
 
+_STOPPED: set[int] = set()      # the groups of the Background reads stopped (Background.stop)
+
+
+def stop(jobs: Sequence[Background]) -> None:
+    """The run ends, or goes on without these reads (Session.settle_prefetches): from now on they
+    send nothing to the host (Session.run asks :func:`stopped_here`), not even a command one was
+    waiting to send (the Compose probe, behind another read's lock) when its own was killed."""
+    _STOPPED.update(job.slot[0] for job in jobs)
+
+
+def stopped_here() -> bool:
+    """This thread is a Background read that was stopped: it must send nothing more."""
+    slot = read_slot()
+    return slot is not None and slot[0] in _STOPPED
+
+
 def run_all(fns: Sequence[Callable], setup: Callable[[], None] = lambda: None) -> list:
     """Call every ``fn`` at once, each in its own thread (``setup`` first, in that thread), and
     return their results in order; if any raised, raise the first one (in ``fns`` order) once all
