@@ -65,7 +65,7 @@ def _revision(s: Session, stdout: str) -> tuple[list[str], str]:
     return revisions, ""
 
 
-DB_REVISION, COMPOSE_PROBE = "checklist: database revision", "start: compose probe"
+DB_REVISION = "checklist: database revision"
 
 
 def checklist_prefetch(s: Session) -> None:
@@ -76,11 +76,8 @@ def checklist_prefetch(s: Session) -> None:
     it only slowed them down (2 cores). Nothing it reads changes before the checklist: the run
     holds the deploy lock."""
     s.prefetch(DB_REVISION, lambda: current_db_revision(s))
-    if s.settings.compose_command == "auto" and not s.compose_probed:
-        # The Compose probe too: the run's container lookups ask no Compose when they can
-        # (hoststate, _ids_of_default_project), and the early pull, which needs the probe, is
-        # what the deploy then waits for. Nobody fetches it: the session keeps what it found.
-        s.prefetch(COMPOSE_PROBE, lambda: s.compose)
+    # No Compose probe here: the run's reads ask no Compose when they can (hoststate), and a
+    # deploy's early pull tells which Compose the host has by pulling (tasks/services.py).
 
 
 def check_migrations(s: Session, remote: str) -> list[Item]:

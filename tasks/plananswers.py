@@ -113,6 +113,11 @@ class Answers:
             c.up(): lambda: Answer(stdout=h.up([]), what="recreate what changed"),
             lock.status(st.lock_dir): lambda: Answer(stdout="free\n", what="the deploy lock's state"),
         }
+        if h.compose_command == compose_cmd.V1:      # the early pull tries `docker compose` before any probe
+            v2 = dataclasses.replace(c, command=compose_cmd.V2)
+            exact[v2.pull(st.services)] = lambda: Answer(
+                exited=1, stderr="docker: 'compose' is not a docker command.\n",
+                what="the pull with `docker compose`, tried before any probe: not on this host (v1), nothing changed")
         if st.env_example:
             exact[git.show_file(app, ref, st.env_example)] = lambda: Answer(
                 stdout=h.file(st.env_example) or "", what="the env keys the incoming release documents")

@@ -128,8 +128,14 @@ def test_plan_for_compose_v1_and_an_explicit_compose_command(capsys, monkeypatch
     cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
     assert "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml up -d" in cmds
     # The checklist's early revision read asks no Compose (`docker exec` into the backend the
-    # start's `docker ps` found), so nothing runs with the `docker compose` this host lacks.
-    assert compose_cmd.PROBE_COMPOSE in cmds and not [c for c in cmds if "docker compose -f" in c]
+    # start's `docker ps` found). The only `docker compose` command is the early pull's try,
+    # before any probe, as a deploy on that host sends it: it fails, the probe says v1, and the
+    # pull is made with docker-compose, still before `git pull`.
+    tried = [i for i, c in enumerate(cmds) if "docker compose -f" in c]
+    assert len(tried) == 1 and cmds[tried[0]].endswith(" pull --quiet -- backend model_server proxy")
+    assert cmds[tried[0] + 1] == compose_cmd.PROBE_COMPOSE
+    assert cmds[tried[0] + 2] == "cd /app/ai-doc-qa && docker-compose -f docker-compose.production.yml pull --quiet -- backend model_server proxy"
+    assert tried[0] + 2 < next(i for i, c in enumerate(cmds) if " merge --ff-only " in c)
     assert [c for c in cmds if "alembic_version" in c and "@@before" not in c][0].startswith("docker exec ")
     monkeypatch.setenv("DEPLOY_COMPOSE_COMMAND", "docker compose")
     cmds = deploy_host_commands(run_plan(capsys, compose="docker-compose"))
