@@ -93,6 +93,15 @@ def project_containers(project: str) -> str:
             f"--filter {q(f'label={COMPOSE_ONEOFF_LABEL}=False')} --format {q(fmt)}")
 
 
+def inspect_project(project: str) -> str:
+    """``docker inspect`` of every container of a Compose project (one-off ``run`` containers left
+    out), listed as :func:`project_containers` lists them, in the same command: one round trip
+    where a ``docker ps`` then a ``docker inspect`` took two. ``[]`` when it has none."""
+    listing = (f"docker ps --all --quiet --no-trunc --filter label={COMPOSE_PROJECT_LABEL}={q(project)} "
+               f"--filter {q(f'label={COMPOSE_ONEOFF_LABEL}=False')}")
+    return f'ids=$({listing}) || exit $?; if [ -z "$ids" ]; then echo "[]"; else docker inspect -- $ids; fi'
+
+
 COMPOSE_WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 COMPOSE_CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 

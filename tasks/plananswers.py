@@ -149,6 +149,9 @@ class Answers:
             (Shape(c.exec(st.backend_service, MIGRATE_FROM), MARK), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
             (Shape(docker.exec_in(HEX, ["sh", "-c", st.db_ready_command]), HEX), lambda _: Answer(
                 stdout="accepting connections\n", what="does postgres accept connections (polled until it does)")),
+            (Shape(docker.inspect_project(MARK), MARK), lambda p: Answer(
+                stdout=h.inspect([line.split()[0] for line in h.project_containers(words(p)[0]).splitlines()]),
+                what="the containers of the Compose project, listed by its labels and inspected in one command")),
             (Shape(docker.inspect([MARK]), MARK),
              lambda g: Answer(stdout=h.inspect(words(g)), what="state, health and image of those containers")),
             (Shape(docker.tag(HEX, "planmark"), HEX, "planmark"), lambda i, r: self.tag(words(i)[0], words(r)[0])),

@@ -22,6 +22,7 @@ COMPOSE_V2 = (r"compose version --short", "v2 2.26.1\n")
 PS_IDS = r"ps -a -q"
 DOCKER_PS = r"^docker ps -a --no-trunc --filter "      # a project's containers by Compose's labels
 INSPECT = r"^docker inspect -- "
+INSPECT_PROJECT = r"^ids=\$\(docker ps --all --quiet --no-trunc --filter label=com\.docker\.compose\.project="   # listed and inspected at once
 IMAGE_INSPECT = r"^docker image inspect "
 # The deploy lock as a free host answers it (acquire first: its command also holds "rm -rf").
 LOCK = [(r"echo acquired", "acquired\n"), (r"then rm -rf", "released\n")]
@@ -96,8 +97,13 @@ class Containers:
         ids = shlex.split(command.split(" -- ", 1)[1])
         return json.dumps([c for c in self.by_service.values() if c["Id"] in ids])
 
+    def inspect_project(self, command: str) -> str:
+        """``docker inspect`` of the containers whose project label the command lists."""
+        project = re.search(r"label=com\.docker\.compose\.project=([^' ]+)", command).group(1)
+        return json.dumps([c for c in self.by_service.values() if c["Config"]["Labels"].get("com.docker.compose.project") == project])
+
     def script(self) -> list:
-        return [(PS_IDS, self.ps), (DOCKER_PS, self.docker_ps), (INSPECT, self.inspect)]
+        return [(PS_IDS, self.ps), (DOCKER_PS, self.docker_ps), (INSPECT, self.inspect), (INSPECT_PROJECT, self.inspect_project)]
 
 
 def run_task(mocker, capsys, task, script, **options) -> tuple[int, str, str, Remote]:

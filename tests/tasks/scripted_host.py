@@ -68,6 +68,7 @@ class ScriptedHost:
             (r"^docker ps -a --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa .*working_dir", self.created_from),
             (r"^docker ps -a --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa ", self.docker_ps),
             (r"^docker inspect -- ", self.inspect),
+            (r"^ids=\$\(docker ps --all --quiet --no-trunc --filter label=com\.docker\.compose\.project=ai-doc-qa ", self.inspect_project),
             (r"^docker image inspect ", self.image_inspect),
             (r"^rm -f /tmp/\S+-probe; end=", ok("".join(f"1795816543.{i} 200\n" for i in range(5)))),
             (r"^touch /tmp/\S+-probe$", ok()),
@@ -125,6 +126,10 @@ class ScriptedHost:
             d["State"]["Health"]["Status"] = "starting" if c.get("starting") else "healthy" if c["healthy"] else "unhealthy"
             out.append(d)
         return Result(stdout=json.dumps(out, indent=4), exited=0)
+
+    def inspect_project(self, command):
+        """The project's containers listed and inspected in one command (containerids.list_and_inspect)."""
+        return self.inspect("docker inspect -- " + " ".join(c["id"] for c in self.containers.values()))
 
     def image_inspect(self, command):
         ids = re.findall(r" -- (\S+) 2>/dev/null", command)

@@ -8,7 +8,7 @@ from invoke import Result
 
 from tasks import checklist
 from tasks.hoststate import observe
-from tests.tasks.scripted import COMPOSE_V2, Containers, all_of, container
+from tests.tasks.scripted import COMPOSE_V2, INSPECT_PROJECT, Containers, all_of, container
 
 CURL = (r"curl ", Result(stdout='{"status": "ok", "version": "v1"}\n@@status 200 0.004\n', exited=0))
 IMG = (r"^docker image inspect ", "")
@@ -49,6 +49,7 @@ def test_scale_2_falls_back_to_compose_exec(make_session, settings):
     script = [COMPOSE_V2, CURL, IMG,
               (r"^docker ps -a --no-trunc", lambda c: hosts.docker_ps(c) + f"{b2['Id']} backend\n"),
               (r"^docker inspect -- ", lambda c: hosts.inspect(c)[:-1] + ", " + __import__("json").dumps(b2) + "]"),
+              (INSPECT_PROJECT, lambda c: hosts.inspect_project(c)[:-1] + ", " + __import__("json").dumps(b2) + "]"),
               (r"alembic", Result(stdout="@@alembic_version\n0001\n", exited=0))]
     s, remote = make_session(script, settings=settings)
     s.state.compose_project = "ai-doc-qa"
