@@ -110,8 +110,7 @@ GROUPS = (
     group("Migrations and database",
           Key("MIGRATIONS_PATH", t.rel_path, Str, "migrations/versions", "Alembic's versions folder, relative to APP_DIR."),
           Key("DB_READY_COMMAND", t.shell_command, Str, "pg_isready -U postgres",
-              ("Run inside the postgres container until it succeeds (db ready); not needed while Docker's "
-               "healthcheck of that container says healthy (it restarts as starting).")),
+              "Run inside the postgres container until it succeeds (db ready)."),
           Key("DB_CHECK_COMMAND", t.shell_command, Str, 'python -c "from app.db import engine; engine.connect()"',
               "Run inside the backend container (runbook: Database connection failures)."),
           Key("MODEL_CONTEXT_KEY", t.text, Str, "CONTEXT_SIZE",

@@ -9,7 +9,7 @@ from tasks import messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
-from tasks.hoststate import backend_running, containers, exec_command, inspect_ids, last_inspected
+from tasks.hoststate import backend_running, containers, exec_command, exec_sh, last_inspected
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -27,19 +27,8 @@ def deps_up(s: Session) -> None:
 
 
 def wait_db(s: Session) -> None:
-    """Poll DB_READY_COMMAND in the database container until it succeeds, unless Docker's own
-    healthcheck of that container says ``healthy`` now: Docker resets the status to ``starting``
-    whenever the container (re)starts, so ``healthy`` means a check passed since this container
-    last started (the sandbox's is pg_isready). The inspect that tells it also names the
-    container the migration then runs beside (no docker exec into postgres: ~0.1 s, 2 cores)."""
     st = s.settings
-    known = None
-    if not s.dry and (st.compose_project or s.state.compose_project):      # (else: compose exec, no inspect)
-        known = inspect_ids(s, [st.postgres_service])
-        if healthy_by_docker(known, st.postgres_service):
-            ui.say(f"      {st.postgres_service}: healthy by its Docker healthcheck (DB_READY_COMMAND not needed)")
-            return
-    cmd = exec_command(s, st.postgres_service, ["sh", "-c", st.db_ready_command], known)
+    cmd = exec_sh(s, st.postgres_service, st.db_ready_command)
     if s.dry:
         ui.say(f"[dry] would poll until postgres accepts connections: {cmd}")
         return
@@ -53,12 +42,6 @@ def wait_db(s: Session) -> None:
                               command=cmd, output=r.stdout + r.stderr, step="migrate › db ready", kind="database",
                               state=s.describe_state(), next_step=f"{messages.check_db(s.host)}   (add --fix to restart postgres)")
         time.sleep(st.health_interval)
-
-
-def healthy_by_docker(states, service: str) -> bool:
-    """The one container of ``service`` runs and its Docker healthcheck says healthy."""
-    mine = [c for c in states if c.service == service]
-    return len(mine) == 1 and mine[0].status == "running" and mine[0].health == "healthy"
 
 
 def alembic(s: Session, argv: list[str], *, exec_: bool, timeout: float | None = None, mutating: bool = False):

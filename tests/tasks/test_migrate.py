@@ -12,7 +12,7 @@ from tasks import migrate as migrate_mod
 from tasks.errors import DeployError
 from tasks.migrate import migrate
 from tests.conftest import CAPTURED, captured
-from tests.tasks.scripted import ALL_V1, COMPOSE_V2, IMAGE_INSPECT, LOCK, Containers, all_of, container, flat, records, run_task
+from tests.tasks.scripted import COMPOSE_V2, IMAGE_INSPECT, LOCK, Containers, all_of, flat, records, run_task
 
 COMPOSE = "cd /app/ai-doc-qa && docker compose -f docker-compose.production.yml"
 BACKEND_ID = "1412bcba4a5367de5f3d065e470ffd7aa735bb7a075b1c908c04cc45bf43f989"     # in docker-inspect-all-v1-healthy.json
@@ -52,11 +52,10 @@ def test_migrate_starts_the_database_waits_and_upgrades_in_one_round_trip(mocker
     assert code == 0, err
     steps = [c for c in remote.commands if c.startswith((f"{COMPOSE} up ", "docker exec "))]
     assert steps[0] == f"{COMPOSE} up -d -- postgres redis"
-    # postgres's Docker healthcheck says healthy: DB_READY_COMMAND is not polled. `docker exec`
-    # into the one running backend container (found by Compose's labels, no Compose start), as
-    # `compose exec -T` would pick it.
-    assert steps[1] == f"docker exec {BACKEND_ID} sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)}"
-    assert "      postgres: healthy by its Docker healthcheck (DB_READY_COMMAND not needed)" in out
+    # `docker exec` into the one running container of each service (found by Compose's labels, no
+    # Compose start), as `compose exec -T` would pick it.
+    assert steps[1] == f"docker exec {POSTGRES_ID} sh -c 'pg_isready -U postgres'"
+    assert steps[2] == f"docker exec {BACKEND_ID} sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)}"
     assert "      migrations applied: database at revision 0002 (was 0001)" in out
     assert "      alembic history (newest first):" in out
     assert "        0001 -> 0002 (head)  add summary column to documents" in out
@@ -178,22 +177,3 @@ def test_migrate_step_times_each_part(session):
     assert [(t.step, t.sub) for t in s.timer.timings] == [("migrate", "deps up"), ("migrate", "db ready"),
                                                          ("migrate", "alembic")]
     assert s.state.migrations == "migrations applied: database at revision 0002 (was 0001)"
-
-
-@pytest.mark.parametrize("health", [{"Status": "starting", "FailingStreak": 0, "Log": []}, None],
-                         ids=["healthcheck-starting", "no-healthcheck"])
-def test_a_database_not_yet_healthy_by_docker_is_polled_with_db_ready_command(mocker, capsys, health):
-    """Started again by `up` (Docker resets the status to starting), or without a healthcheck:
-    DB_READY_COMMAND is polled in the one running postgres container, as `compose exec -T` would."""
-    pg = container(ALL_V1, "postgres", Health=health)
-    if health is None:
-        del pg["State"]["Health"]
-    others = [c for c in all_of() if c["Config"]["Labels"]["com.docker.compose.service"] != "postgres"]
-    script = [*LOCK, (MIGRATE, V1_TO_V2), *Containers(pg, *others).script(), (IMAGE_INSPECT, ""),
-              (r"curl ", Result(stdout='{"version": "v1"}\n@@status 200 0.01\n', exited=0))]
-    code, out, err, remote = run_task(mocker, capsys, migrate, script)
-    assert code == 0, err
-    steps = [c for c in remote.commands if c.startswith((f"{COMPOSE} up ", "docker exec "))]
-    assert steps[1] == f"docker exec {POSTGRES_ID} sh -c 'pg_isready -U postgres'"
-    assert steps[2].startswith(f"docker exec {BACKEND_ID} sh -c ")
-    assert "DB_READY_COMMAND not needed" not in out
