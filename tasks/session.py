@@ -141,7 +141,6 @@ class Session:
         pull begun during a checklist that then blocked). Those still running are stopped."""
         pending = [job for job in self.state.prefetched.values() if not job.done.is_set()]
         if pending:
-            stop(pending)               # nothing more sent by them, then what they run is killed
             self.kill_running()
             for job in pending:
                 job.done.wait(20)
@@ -223,6 +222,7 @@ class Session:
         ``[a]`` keeps pkill from matching its own command line. Returns False if the host is
         unreachable."""
         pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
+        stop([job for job in self.state.prefetched.values() if not job.done.is_set()])   # they send nothing more
         self.recorder.flush(KILL_FLUSH_WAIT)      # a record append in flight is not one to kill
         try:
             self.ensure_connected()
