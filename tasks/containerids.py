@@ -11,6 +11,7 @@ from commands import compose as compose_cmd
 from commands import docker as docker_cmd
 from commands.docker import ContainerState
 from tasks import slotstate
+from tasks.errors import CommandFailed
 from tasks.session import Session
 
 
@@ -103,8 +104,10 @@ def list_and_inspect(s: Session, services: Sequence[str], env_keys: Sequence[str
         if not project or not query or tuple(query) in s.state.container_ids:
             return None
         r = s.run(docker_cmd.inspect_project(project), check=False)
-        if not r.ok:            # a container removed between the listing and the inspect: once more
-            r = s.run(docker_cmd.inspect_project(project))
+        if not r.ok and "No such" in r.stderr:   # a container removed between the listing and the inspect
+            r = s.run(docker_cmd.inspect_project(project), check=False)
+        if not r.ok:            # the daemon, or Docker's permissions: said once, as it is
+            raise CommandFailed(r.command, r.exited, r.stdout, r.stderr)
         states = [c for c in docker_cmd.parse_inspect(r.stdout, env_keys) if c.service in query]
         s.state.container_ids[tuple(query)] = [c.id for c in states]
     return states
