@@ -48,16 +48,21 @@ def test_the_early_pull_does_not_wait_for_the_compose_probe(mocker, capsys):
     assert len(pulls) == 1 and pulls[0] < merge and re.match(V2_PULL, commands[pulls[0]])
 
 
-def test_on_a_compose_v1_host_the_early_pull_is_made_again_with_docker_compose(mocker, capsys):
+def deploy_on_a_v1_host(mocker, capsys):
+    """A deploy on a host with docker-compose only, whose probe answers after the early pull began."""
     st, host = host_and_settings()
     began, probe = probe_after_the_pull_began("v1 1.29.2\n")
 
     def v2_pull(command):
         began.set()
         return NOT_A_COMMAND
-    code, out, err, commands = deploy_on(mocker, capsys, host, [
+    return deploy_on(mocker, capsys, host, [
         (re.escape(compose_cmd.PROBE_COMPOSE), probe), (r" diff --quiet ", Result(stdout=NEW + "\n", exited=0)),
         (V2_PULL, v2_pull), (V1_PULL, host.pull)])
+
+
+def test_on_a_compose_v1_host_the_early_pull_is_made_again_with_docker_compose(mocker, capsys):
+    code, out, err, commands = deploy_on_a_v1_host(mocker, capsys)
     pulls, merge = pulls_and_merge(commands)
     assert [bool(re.match(V2_PULL, commands[i])) for i in pulls] == [True, False]
     assert re.match(V1_PULL, commands[pulls[1]]) and pulls[1] < merge       # still early, with docker-compose
