@@ -6,6 +6,7 @@ import pytest
 
 import config
 from config import load as config_load
+from tests.conftest import NO_SANDBOX
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_local_env_overrides_the_stage_file_and_says_so(config_dir):
     assert s.hosts == ("deploy@prod1.internal",)                    # the other stage's key is not production's
     assert s.sources["HOSTS"] == "config/local.env" and s.sources["MONITORING_URL"] == "config/local.env"
     assert s.sources["APP_DIR"] == "config/production.env"
-    assert config.load_settings("staging", {}).hosts == ("deploy@stage.internal",)
+    assert config.load_settings("staging", NO_SANDBOX).hosts == ("deploy@stage.internal",)
 
 
 def test_local_env_is_not_a_stage(config_dir):
@@ -53,4 +54,4 @@ def test_placeholders_are_named_with_their_source():
     real = config.load_settings("production", {"DEPLOY_PRODUCTION_HOSTS": "deploy@10.0.0.5",
                                                "DEPLOY_PRODUCTION_MONITORING_URL": "https://grafana.corp.net/d/1"})
     assert config.placeholder_problems(real) == []
-    assert config.placeholder_problems(config.load_settings("staging", {})) == []
+    assert config.placeholder_problems(config.load_settings("staging", NO_SANDBOX)) == []

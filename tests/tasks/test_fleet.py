@@ -19,6 +19,7 @@ from tasks import fleetdeploy, interrupts, ui
 from tasks.errors import DeployError, ExitCode
 from tasks.runstate import Observation
 from tasks.steps import RunOptions, Step
+from tests.conftest import NO_SANDBOX
 
 HOSTS = ("a", "b", "c")
 
@@ -96,7 +97,7 @@ def world(mocker, capsys):
              Step("services", step("services"), recoverable=True, switches=True), Step("verify", step("verify")))
 
     def run(policy="revert", batch="100%", json=False, **keys):
-        st = dataclasses.replace(load_settings("staging", {}), hosts=HOSTS, failure_policy=policy, batch_size=batch,
+        st = dataclasses.replace(load_settings("staging", NO_SANDBOX), hosts=HOSTS, failure_policy=policy, batch_size=batch,
                                  batch_wait=0.0, **keys)
         for s in sessions.values():
             s.settings = st

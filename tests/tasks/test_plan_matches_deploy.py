@@ -35,6 +35,7 @@ from tasks.conftest import Remote, hermetic_config
 from tasks.deploy import deploy
 from tasks.plan import PATHS, preview
 from tasks.planworld import PlanWorld
+from tests.conftest import NO_SANDBOX
 from tests.tasks.scripted_host import ScriptedHost
 
 PROBE_LOOP = re.compile(r"^rm -f /tmp/\S+-probe; end=")
@@ -105,7 +106,7 @@ def scripted_deploy(mocker, world: PlanWorld) -> list[str]:
     st = load_settings("production", {})
     prod = ScriptedHost(st.services, st.dependency_services, running=world.running,
                         healthy_after_up=world.healthy_after_up, database=world.database)
-    staging = ScriptedHost(st.services, st.dependency_services, database="0002", app_dir=load_settings("staging", {}).app_dir)
+    staging = ScriptedHost(st.services, st.dependency_services, database="0002", app_dir=load_settings("staging", NO_SANDBOX).app_dir)
     remotes = [Remote(prod.script()), Remote(staging.script())]
     remotes[1].commands = remotes[0].commands               # one log, in the order the commands ran
     slots: list = []                                        # the read slot of each command in that log
