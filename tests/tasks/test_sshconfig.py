@@ -1,11 +1,12 @@
 """The ssh config as the task layer reads it (tasks/sshconfig.py), without a server."""
 import dataclasses
+import threading
 
 import paramiko
 
 from tasks.conftest import hermetic_config
 from tasks.ssh import hops
-from tasks.sshconfig import new_connection, parse_host, ssh_target, stage_config
+from tasks.sshconfig import QuickRemote, new_connection, parse_host, ssh_target, stage_config
 
 
 class Ctx:
@@ -41,11 +42,47 @@ def test_where_a_host_connects_is_read_through_the_ssh_config():
     assert ssh_target(cfg, "bad host") is None                               # not a host string: unresolvable
 
 
-def test_input_sleep_of_the_remote_runner_is_small_on_every_hop(tmp_path, settings):
+class Channel:
+    """What QuickRemote.wait reads of a paramiko channel: its exit status event (set by paramiko's
+    transport thread when the status arrives), and how often the runner asked."""
+
+    def __init__(self):
+        self.status_event = threading.Event()
+        self.asked = 0
+
+    def exit_status_ready(self):
+        self.asked += 1
+        return self.status_event.is_set()
+
+
+def test_the_remote_runner_on_every_hop_is_woken_by_the_exit_status_not_a_poll(tmp_path, settings):
     """invoke's Runner.wait sleeps input_sleep (10 ms by default) between polls for the exit status:
-    ~7 ms of every remote command's 12 ms on the staging host (bench/ssh_commands.py). The runner
-    fabric builds for the stage's connection, and for each ProxyJump hop, polls every 1 ms."""
+    ~7 ms of every remote command's 12 ms on the staging host (bench/ssh_commands.py); polling every
+    1 ms instead burnt CPU. The runner fabric builds for the stage's connection, and for each
+    ProxyJump hop, waits on the channel's status event: a command that runs 0.3 s is asked about a
+    handful of times (a 1 ms poll asks ~300 times), and the wait ends when the status comes."""
     cxn = connection_for(tmp_path, settings, "Host target\n  ProxyJump j1\n", "target")
     for hop in hops(cxn):
-        assert hop.config.runners.remote.input_sleep == 0.001
-        assert hop.config.runners.remote(hop).input_sleep == 0.001
+        assert hop.config.runners.remote is QuickRemote
+        runner = hop.config.runners.remote(hop)
+        runner.channel = Channel()
+        runner.threads = {}
+        finisher = threading.Timer(0.3, runner.channel.status_event.set)
+        finisher.start()
+        runner.wait()
+        assert runner.channel.status_event.is_set()
+        assert runner.channel.asked <= 0.3 / QuickRemote.DEAD_THREADS_CHECK + 3
+        finisher.join()
+
+
+def test_the_remote_runner_stops_waiting_when_an_io_thread_died(tmp_path, settings):
+    """invoke's other reason to stop waiting: an IO thread that died (its error is raised then)."""
+    cxn = connection_for(tmp_path, settings, "Host target\n", "target")
+    runner = cxn.config.runners.remote(cxn)
+    runner.channel = Channel()
+
+    class Dead:
+        is_dead = True                              # invoke's ExceptionHandlingThread: a property
+    runner.threads = {"stdout": Dead()}
+    runner.wait()                                   # returns although no exit status came
+    assert not runner.channel.status_event.is_set()
