@@ -1,6 +1,7 @@
 """The ssh config as the task layer reads it (tasks/sshconfig.py), without a server."""
 import dataclasses
 import threading
+import time
 
 import paramiko
 
@@ -86,3 +87,41 @@ def test_the_remote_runner_stops_waiting_when_an_io_thread_died(tmp_path, settin
     runner.threads = {"stdout": Dead()}
     runner.wait()                                   # returns although no exit status came
     assert not runner.channel.status_event.is_set()
+
+
+class ClosingChannel(Channel):
+    """paramiko's close as the timer's kill meets it: status_event set at once, the close message
+    sent after (the timer thread is still alive when the waiting runner wakes)."""
+
+    def close(self):
+        self.status_event.set()
+        time.sleep(0.2)
+
+
+def test_a_command_ended_by_invokes_timer_is_a_timeout_although_the_timer_still_runs(tmp_path, settings):
+    """invoke's timer kills the command at the timeout (Remote.kill closes the channel); the wait
+    ends as soon as paramiko sets the status event, before the timer thread is done. invoke's own
+    test (the timer no longer alive) said "no timeout" then: the result was exit -1, reported as
+    killed by a signal on the host. The runner remembers that its timer killed it."""
+    cxn = connection_for(tmp_path, settings, "Host target\n", "target")
+    runner = cxn.config.runners.remote(cxn)
+    runner.channel = ClosingChannel()
+    runner.threads = {}
+    runner._timer = threading.Timer(0.05, runner.kill)
+    runner._timer.start()
+    runner.wait()
+    assert runner._timer.is_alive()                 # the race: the timer is still closing the channel
+    assert runner.timed_out
+    runner._timer.join()
+
+
+def test_a_kill_from_elsewhere_is_not_a_timeout(tmp_path, settings):
+    cxn = connection_for(tmp_path, settings, "Host target\n", "target")
+    runner = cxn.config.runners.remote(cxn)
+    runner.channel = Channel()
+    runner.channel.close = runner.channel.status_event.set
+    runner._timer = threading.Timer(60, runner.kill)
+    runner._timer.start()
+    runner.kill()
+    runner._timer.cancel()
+    assert not runner.timed_out
