@@ -22,6 +22,7 @@ from commands import ssh as ssh_cmd
 from commands.shell import whole_seconds
 from config import Settings, lists_host, stage_host_lists
 from tasks.errors import SETUP, DeployError, ExitCode
+from tasks.quickrun import QuickConnection
 
 
 class QuickRemote(Remote):
@@ -141,7 +142,7 @@ def new_connection(spec: ssh_cmd.HostSpec, config, settings: Settings) -> Connec
         raise config_error(f"{source}, for host {spec.host}: " + "; ".join(problems),
                            f"fix the options above in {source}, then re-run")
     try:
-        cxn = Connection(spec.host, user=spec.user, port=spec.port, config=config)
+        cxn = QuickConnection(spec.host, user=spec.user, port=spec.port, config=config)
         _chain_jumps_in_order(cxn, config)
         return cxn
     except (ValueError, KeyError) as exc:          # e.g. a ProxyJump hop's own options
