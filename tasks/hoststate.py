@@ -146,13 +146,15 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
         return []
     deadline = time.monotonic() + timeout
     baseline: dict[str, int] | None = None
+    ask = http is not None          # the URL is asked beside the inspect while it may decide the poll
     while True:
-        states = [c for c in inspect_ids(s, services) if c.service in services]
+        states, answer = _poll(s, services, http if ask else None)
         if len({c.service for c in states}) < len(services):
             s.state.container_ids.clear()        # a container not created yet: resolve again next poll
         if baseline is None:
             baseline = {c.id: c.restart_count for c in states}
-        verdict = _judge(s, services, states, baseline, http)
+        verdict = _judge(s, services, states, baseline, http, answer)
+        ask = http is not None and _starting(states, http[0])
         if verdict.ready:
             return states
         if verdict.failed or time.monotonic() > deadline:
@@ -166,16 +168,31 @@ def wait_ready(s: Session, services: Sequence[str], timeout: float, *, what: str
         time.sleep(min(s.settings.health_interval, HTTP_POLL) if http else s.settings.health_interval)
 
 
+def _poll(s: Session, services: Sequence[str], http: tuple[str, str] | None):
+    """One poll: the containers, and with ``http`` its URL asked at the same time on another
+    channel (a round trip less per poll than asking it after the inspect). Both are read after
+    ``up -d`` returned, so the answer is the new container's (health.evaluate_http_first)."""
+    inspect = lambda: [c for c in inspect_ids(s, services) if c.service in services]  # noqa: E731
+    if http is None:
+        return inspect(), None
+    states, answer = s.concurrently(inspect, lambda: http_check(s, http[1], s.settings.smoke_timeout))
+    return states, answer
+
+
+def _starting(states: Sequence[ContainerState], service: str) -> bool:
+    return any(c.service == service and c.status == "running" and c.health == "starting" for c in states)
+
+
 def _judge(s: Session, services: Sequence[str], states: Sequence[ContainerState], baseline: dict,
-           http: tuple[str, str] | None) -> health_cmd.Readiness:
+           http: tuple[str, str] | None, answer: health_cmd.HttpCheck | None) -> health_cmd.Readiness:
     s.state.health_answer = None     # only an answer of this very poll stands for the URL (not one seconds old)
     verdict = health_cmd.evaluate(services, states, baseline, redact=s.redactor)
     if verdict.ready or verdict.failed or not http:
         return verdict
     service, url = http
-    if not any(c.service == service and c.status == "running" and c.health == "starting" for c in states):
-        return verdict      # no request while nothing it could change is waiting
-    check = http_check(s, url, s.settings.smoke_timeout)
+    if not _starting(states, service):
+        return verdict      # nothing the URL could change is waiting
+    check = answer or http_check(s, url, s.settings.smoke_timeout)
     s.state.health_answer = check if check.ok else None      # wait_http need not ask again
     return health_cmd.evaluate_http_first(services, states, service, check.ok, baseline, redact=s.redactor)
 

@@ -192,8 +192,25 @@ def test_a_health_answer_of_an_earlier_poll_is_not_kept_when_docker_decides(host
                      (r"curl ", HEALTH_V1))
     hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait",
                          http=("backend", "http://localhost:8000/health"))
-    assert sum("curl " in c for c in remote.commands) == 1         # asked in the first poll only
+    # Asked beside each inspect while the backend started (the second answer came as Docker decided): not kept.
+    assert sum("curl " in c for c in remote.commands) == 2
     assert s.state.health_answer is None
+
+
+def test_the_url_is_not_asked_beside_the_inspect_once_the_backend_is_past_starting(host, mocker):
+    """The first poll asks the URL beside the inspect; when the backend is healthy already (only the
+    proxy starts), the next polls ask Docker alone: nothing the URL could change is waiting."""
+    Clock(mocker)
+    proxy_starting = Containers(*all_of())
+    proxy_starting.by_service["proxy"] = container(ALL_V1, "proxy", Health={"Status": "starting", "Log": []})
+    healthy = Containers(*all_of())
+    polls = iter([proxy_starting, proxy_starting, healthy])
+    s, remote = host((r"ps -a -q", healthy.ps), (r"^docker inspect", lambda command: next(polls).inspect(command)),
+                     (r"curl ", HEALTH_V1))
+    hoststate.wait_ready(s, ["backend", "proxy"], 60, what="x", step="services › health wait",
+                         http=("backend", "http://localhost:8000/health"))
+    assert sum(c.startswith("docker inspect") for c in remote.commands) == 3
+    assert sum("curl " in c for c in remote.commands) == 1 and s.state.health_answer is None
 
 
 def test_wait_ready_with_the_health_url_stops_as_soon_as_it_answers_not_at_dockers_interval(host, mocker):
