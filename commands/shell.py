@@ -47,3 +47,17 @@ def whole_seconds(seconds: float) -> int:
     """A timeout for a tool that takes whole seconds (coreutils ``timeout``, curl, a shell loop):
     rounded UP, at least 1. ``int(0.5)`` is 0, which ``timeout`` reads as "no limit at all"."""
     return max(1, math.ceil(seconds))
+
+
+STOP_WAIT = 10      # seconds stop_tagged waits for the stopped processes to be gone
+
+
+def stop_tagged(tag: str, wait: int = STOP_WAIT) -> str:
+    """TERM every process whose command line holds ``tag`` (a run's tag: its ``$0`` on the host),
+    then wait until none is left, at most ``wait`` seconds: what comes next (a rollback's ``compose
+    up``) must not race a ``compose up`` still stopping (its containers' names are still taken).
+    The ``[x]`` keeps pkill and pgrep from matching this very command line. The remote ``timeout``
+    wrapper sends KILL 5 s after the TERM it relays."""
+    pattern = q("[" + tag[0] + "]" + tag[1:])
+    return (f"pkill -TERM -f -- {pattern}; i=0; while pgrep -f -- {pattern} >/dev/null && [ $i -lt {wait * 5} ]; "
+            f"do sleep 0.2; i=$((i+1)); done; true")

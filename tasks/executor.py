@@ -42,6 +42,7 @@ class Result:
         return self.exited == 0
 
 
+TRANSPORT_DYING = 0.2     # seconds a command without an exit status waits for the transport to die, if it is
 LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
 # paramiko's words when the host opens no channel for a command: the command never started.
 CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")
@@ -108,7 +109,11 @@ class SSHExecutor:
     def _result(s, command: str, r, timeout: float, seconds: float) -> Result:
         if r.exited in (-1, None):
             # No exit status: sshd closed the channel. Either the connection died, or the process
-            # was killed by a signal on the host.
+            # was killed by a signal on the host. A dying transport closes its channels before it
+            # clears ``active`` (paramiko's Transport.run): give it a moment to finish dying.
+            transport = getattr(s.cxn, "transport", None)
+            if isinstance(transport, threading.Thread) and transport.is_alive():
+                transport.join(TRANSPORT_DYING)
             if not s.cxn.is_connected:
                 raise s._lost(command, "the connection closed while the command ran")
             raise CommandFailed(command, -1, r.stdout, (r.stderr + "\n(killed by a signal on the host: no exit status)").strip())

@@ -26,7 +26,7 @@ from invoke.exceptions import CommandTimedOut
 from commands import compose as compose_cmd
 from commands import files
 from commands.secrets import Redactor
-from commands.shell import q
+from commands.shell import STOP_WAIT, stop_tagged
 from commands.timing import Timer
 from config import Settings
 from tasks import messages, ui, web
@@ -218,16 +218,14 @@ class Session:
 
     def kill_running(self) -> bool:
         """After Ctrl-C or a lost connection: stop this run's commands still running on the host.
-        ``timeout`` relays the TERM to its whole process group (docker compose included). The
-        ``[a]`` keeps pkill from matching its own command line. Returns False if the host is
-        unreachable."""
-        pattern = "[" + self.run_tag[0] + "]" + self.run_tag[1:]
+        ``timeout`` relays the TERM to its whole process group (docker compose included); it waits
+        until they are gone (commands/shell.py, stop_tagged). Returns False if the host is unreachable."""
         stop([job for job in self.state.prefetched.values() if not job.done.is_set()])   # they send nothing more
         self.recorder.flush(KILL_FLUSH_WAIT)      # a record append in flight is not one to kill
         try:
             self.ensure_connected()
-            off_main_thread(lambda: self.cxn.run(f"pkill -TERM -f -- {q(pattern)} || true", warn=True, hide=True,
-                                                 pty=False, in_stream=False, echo=False, timeout=15))
+            off_main_thread(lambda: self.cxn.run(stop_tagged(self.run_tag), warn=True, hide=True,
+                                                 pty=False, in_stream=False, echo=False, timeout=STOP_WAIT + 5))
             return True
         except Exception:
             return False

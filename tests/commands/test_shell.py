@@ -1,4 +1,7 @@
+import os
 import shlex
+import subprocess
+import time
 
 import pytest
 
@@ -13,6 +16,7 @@ from commands.shell import (
     check_url,
     join,
     q,
+    stop_tagged,
 )
 
 HOSTILE = ["main;rm -rf /", "$(reboot)", "`id`", "a b", "-f", "--upload-pack=touch /tmp/x", "x\ny", "x|y", "..", "a..b"]
@@ -93,3 +97,24 @@ def test_sub_second_timeouts_round_up_never_to_zero(seconds, whole):
     """Issue 7 #15: int(0.5) == 0, and `timeout 0` on the host means no limit at all."""
     from commands.shell import whole_seconds
     assert whole_seconds(seconds) == whole
+
+
+def test_stop_tagged_stops_the_runs_processes_waits_for_them_and_spares_itself_and_others():
+    """The command kill_running sends, run by a real sh here: it TERMs the processes of the run's
+    tag, returns once they are gone (one that takes 1 s to stop is waited for), and neither matches
+    its own command line nor a process of another tag."""
+    tag, other = f"ai-doc-qa-t{os.getpid()}", f"ai-doc-qa-u{os.getpid()}"
+    slow = subprocess.Popen(["sh", "-c", "trap 'sleep 1; exit 0' TERM; while :; do sleep 0.1; done", tag])
+    bystander = subprocess.Popen(["sh", "-c", "sleep 30", other])
+    time.sleep(0.3)
+    try:
+        start = time.monotonic()
+        r = subprocess.run(["sh", "-c", stop_tagged(tag, wait=5)], capture_output=True, text=True, timeout=20)
+        took = time.monotonic() - start
+        assert r.returncode == 0, r.stderr
+        assert slow.poll() is not None and 0.9 < took < 5          # waited for its TERM handler to finish
+        assert bystander.poll() is None
+    finally:
+        for p in (slow, bystander):
+            p.kill()
+            p.wait()

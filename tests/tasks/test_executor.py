@@ -1,5 +1,8 @@
 """SSHExecutor (tasks/executor.py): what a command that ends without an exit status becomes, and
 what Ctrl-C during a command leaves for settle_after_interrupt()."""
+import threading
+import time
+
 import pytest
 from invoke import Result
 
@@ -15,6 +18,31 @@ def test_no_exit_status_on_a_live_connection_is_a_command_killed_by_a_signal(set
         s.run("docker compose up -d")
     assert exc.value.exit_code == -1 and not exc.value.timed_out
     assert exc.value.output == "half\nKilled\n(killed by a signal on the host: no exit status)"
+
+
+def test_no_exit_status_while_the_transport_is_still_dying_is_a_lost_connection(settings, mocker):
+    """paramiko's transport thread closes every channel before it clears ``active``: the command
+    sees no exit status while the connection still reads as connected. The executor waits for the
+    dying transport a moment (the adversary saw 4 in 1600 such commands called "killed by a signal")."""
+    state = {"active": True}
+
+    def dies():
+        time.sleep(0.05)
+        state["active"] = False
+
+    transport = threading.Thread(target=dies, daemon=True)
+    cxn = mocker.Mock(transport=transport)
+    type(cxn).is_connected = mocker.PropertyMock(side_effect=lambda: state["active"])
+
+    def channel_closed(command, **kwargs):
+        transport.start()
+        return Result(stdout="", exited=-1)
+
+    cxn.run.side_effect = channel_closed
+    s = Session(settings, "deploy@prod", cxn)
+    s.first_contact = False
+    with pytest.raises(DeployError, match="lost the SSH connection"):
+        s.run("docker compose up -d")
 
 
 def test_no_exit_status_after_the_connection_closed_is_a_lost_connection(settings, mocker):
