@@ -50,14 +50,22 @@ def whole_seconds(seconds: float) -> int:
 
 
 STOP_WAIT = 10      # seconds stop_tagged waits for the stopped processes to be gone
+KEEP = "-keep"      # the tag's suffix on a command that must finish once begun (compose up, a migration)
 
 
-def stop_tagged(tag: str, wait: int = STOP_WAIT) -> str:
+def stop_tagged(tag: str, wait: int = STOP_WAIT, let_finish: int = 0) -> str:
     """TERM every process whose command line holds ``tag`` (a run's tag: its ``$0`` on the host),
     then wait until none is left, at most ``wait`` seconds: what comes next (a rollback's ``compose
-    up``) must not race a ``compose up`` still stopping (its containers' names are still taken).
-    The ``[x]`` keeps pkill and pgrep from matching this very command line. The remote ``timeout``
-    wrapper sends KILL 5 s after the TERM it relays."""
+    up``) must not race a command still stopping. With ``let_finish``, the processes of the
+    commands that must finish (tagged ``tag`` + KEEP) are first waited for, up to that many
+    seconds: a ``compose up`` TERMed half-way leaves a renamed container behind, and the
+    rollback's ``compose up`` then fails on its name (a connection killed 0.05-0.1 s into ``up``:
+    exit 8, neither version serving). The ``[x]`` keeps pkill and pgrep from matching this very
+    command line. The remote ``timeout`` wrapper sends KILL 5 s after the TERM it relays."""
     pattern = q("[" + tag[0] + "]" + tag[1:])
-    return (f"pkill -TERM -f -- {pattern}; i=0; while pgrep -f -- {pattern} >/dev/null && [ $i -lt {wait * 5} ]; "
+    first = ""
+    if let_finish:
+        keep = q("[" + tag[0] + "]" + tag[1:] + KEEP)
+        first = f"i=0; while pgrep -f -- {keep} >/dev/null && [ $i -lt {let_finish * 5} ]; do sleep 0.2; i=$((i+1)); done; "
+    return (f"{first}pkill -TERM -f -- {pattern}; i=0; while pgrep -f -- {pattern} >/dev/null && [ $i -lt {wait * 5} ]; "
             f"do sleep 0.2; i=$((i+1)); done; true")

@@ -21,7 +21,7 @@ import paramiko
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands.secrets import Redactor
-from commands.shell import q, whole_seconds
+from commands.shell import KEEP, q, whole_seconds
 from config import Settings
 from tasks import ui, web
 from tasks.errors import CommandFailed
@@ -73,7 +73,10 @@ class SSHExecutor:
         # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
         # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
         # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {s.run_tag} </dev/null"
+        # A command that must finish once begun carries the tag's KEEP suffix: after a lost
+        # connection it is let finish before the rest are stopped (Session.kill_running).
+        tag = s.run_tag + (KEEP if mutating and not interruptible else "")
+        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {tag} </dev/null"
         s.ensure_connected(command)
         start = time.monotonic()
         # Only the main thread's command is tracked for Ctrl-C: a read ending in another thread (the

@@ -5,6 +5,9 @@ situation always gets the same advice.
 """
 from __future__ import annotations
 
+import getpass
+import socket
+
 from tasks.errors import SETUP
 
 ESCALATION_LABEL = {
@@ -61,3 +64,12 @@ def escalation(kind: str, settings) -> str:
     c = settings.contact(kind)
     return (f"{ESCALATION_LABEL.get(kind, kind)} -> {c.team}, response {c.response}"
             + (f" ({c.reach})" if c.reach else ""))
+
+
+def operator() -> str:
+    """Who runs the tool, as user@machine (the record, the lock, notifications)."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

@@ -12,9 +12,7 @@ Fabric facts this module exists for (see ../shared/research/fabric-conventions.m
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +24,13 @@ from invoke.exceptions import CommandTimedOut
 from commands import compose as compose_cmd
 from commands import files
 from commands.secrets import Redactor
-from commands.shell import STOP_WAIT, stop_tagged
+from commands.shell import STOP_WAIT, stop_tagged, whole_seconds
 from commands.timing import Timer
 from config import Settings
 from tasks import messages, ui, web
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.executor import Executor, Result, SSHExecutor
+from tasks.messages import operator  # noqa: F401  (who runs: imported from here by the flow, the lock, notify)
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import open_connection, tune
@@ -216,16 +215,21 @@ class Session:
                 job.done.wait(timeout + 20)
         self.interrupted.clear()
 
-    def kill_running(self) -> bool:
+    def kill_running(self, let_finish: bool = False) -> bool:
         """After Ctrl-C or a lost connection: stop this run's commands still running on the host.
         ``timeout`` relays the TERM to its whole process group (docker compose included); it waits
-        until they are gone (commands/shell.py, stop_tagged). Returns False if the host is unreachable."""
+        until they are gone, and with ``let_finish`` first lets the commands that must finish end
+        (commands/shell.py, stop_tagged). Returns False if the host is unreachable."""
         stop([job for job in self.state.prefetched.values() if not job.done.is_set()])   # they send nothing more
         self.recorder.flush(KILL_FLUSH_WAIT)      # a record append in flight is not one to kill
+        st, wait = self.settings, 0
         try:
             self.ensure_connected()
-            off_main_thread(lambda: self.cxn.run(stop_tagged(self.run_tag), warn=True, hide=True,
-                                                 pty=False, in_stream=False, echo=False, timeout=STOP_WAIT + 5))
+            if let_finish:        # as long as a command that changes the host may still run (its remote timeout, then KILL)
+                wait = whole_seconds(max(st.command_timeout, st.up_timeout, st.migrate_timeout)) + 5
+                ui.say(f"      letting this run's commands that change the host finish first (up to {wait} s), then stopping the rest")
+            off_main_thread(lambda: self.cxn.run(stop_tagged(self.run_tag, let_finish=wait), warn=True, hide=True,
+                                                 pty=False, in_stream=False, echo=False, timeout=wait + STOP_WAIT + 5))
             return True
         except Exception:
             return False
@@ -289,10 +293,3 @@ class Session:
             with contextlib.suppress(Exception):
                 self.cxn.close()
 
-
-def operator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"

@@ -118,3 +118,22 @@ def test_stop_tagged_stops_the_runs_processes_waits_for_them_and_spares_itself_a
         for p in (slow, bystander):
             p.kill()
             p.wait()
+
+
+def test_stop_tagged_lets_the_commands_that_must_finish_end_before_it_stops_the_rest(tmp_path):
+    """With let_finish, a process tagged TAG-keep runs to its end (it is not TERMed: its file is
+    written), and only then the others of TAG are TERMed."""
+    tag = f"ai-doc-qa-k{os.getpid()}"
+    done = tmp_path / "done"
+    keep = subprocess.Popen(["sh", "-c", f"trap 'exit 9' TERM; sleep 1; touch {done}", tag + "-keep"])
+    other = subprocess.Popen(["sh", "-c", "sleep 30", tag])
+    time.sleep(0.3)
+    try:
+        r = subprocess.run(["sh", "-c", stop_tagged(tag, wait=5, let_finish=5)], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        assert keep.wait(5) == 0 and done.exists()          # ran to its end
+        assert other.wait(5) != 0                            # stopped afterwards
+    finally:
+        for p in (keep, other):
+            p.kill()
+            p.wait()

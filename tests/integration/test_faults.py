@@ -135,6 +135,27 @@ def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):
     assert sandbox.version() == "v2" and sandbox.alembic_current() == "0002"
 
 
+def test_ssh_connection_dropped_as_compose_up_begins_serves_the_old_version_again(sandbox):
+    """The connection dies 0.05 s after the migrate step, as `compose up` recreates the backend.
+    `up` goes on on the host; TERMed half-way it left a renamed container whose name the
+    rollback's `compose up` then hit (exit 8, neither version serving, 2 of 2 before the fix). The
+    tool now lets the commands that must finish end, then stops the rest and rolls back."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    proc = sandbox.fab_background("deploy", *STAGING)
+    wait_for_event(sandbox, proc, lambda e: e["event"] == "step" and e["step"] == "migrate" and e["sub"] is None,
+                   60, "migrate done")
+    time.sleep(0.05)
+    kill_ssh_sessions()
+    out = sandbox.finish(proc, 240)
+    text = " ".join(out.split())
+    assert proc.returncode in (0, 7), out           # 7: lost in services, rolled back (0: the kill came too late)
+    assert "NEITHER VERSION" not in text and not sandbox.lock_held()
+    assert sandbox.version() == ("v2" if proc.returncode == 0 else "v1")
+    if proc.returncode == 7:
+        assert "letting this run's commands that change the host finish first" in text
+
+
 def test_ssh_connection_lost_and_host_unreachable_then_takeover_and_rerun(sandbox):
     sandbox.reset()
     sandbox.ctl("version", "v2")

@@ -21,7 +21,7 @@ class Remote:
         self.commands = []
 
     def __call__(self, command, **kwargs):
-        m = re.match(r"^timeout -k 5 \d+ sh -c (.*) ai-doc-qa-[0-9a-f]+ </dev/null$", command, re.S)
+        m = re.match(r"^timeout -k 5 \d+ sh -c (.*) ai-doc-qa-[0-9a-f]+(?:-keep)? </dev/null$", command, re.S)
         inner = command
         if m:
             import shlex

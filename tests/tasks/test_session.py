@@ -20,6 +20,30 @@ def test_run_wraps_in_remote_timeout_and_passes_warn_explicitly(settings, mocker
     assert kw["timeout"] == 45
 
 
+def test_a_command_that_must_finish_carries_the_keep_tag_reads_and_pulls_do_not(settings, mocker):
+    """After a lost connection, the processes tagged run_tag-keep are let finish before the rest
+    are stopped (kill_running): compose up and migrations, not reads or an interruptible pull."""
+    cxn = mocker.Mock()
+    cxn.run.return_value = Result(stdout="", exited=0)
+    s = Session(settings, "h", cxn)
+    s.run("docker compose up -d", mutating=True)
+    s.run("docker compose pull", mutating=True, interruptible=True)
+    s.run("docker ps")
+    tags = [c.args[0].rsplit(" </dev/null", 1)[0].rsplit(" ", 1)[1] for c in cxn.run.call_args_list]
+    assert tags == [s.run_tag + "-keep", s.run_tag, s.run_tag]
+
+
+def test_kill_running_after_a_lost_connection_lets_the_must_finish_commands_end_first(settings, mocker):
+    cxn = mocker.Mock(is_connected=True)
+    s = Session(settings, "h", cxn)
+    assert s.kill_running() and s.kill_running(let_finish=True)
+    plain, letting = (c.args[0] for c in cxn.run.call_args_list)
+    assert "-keep" not in plain and plain.startswith("pkill -TERM")
+    wait = max(settings.command_timeout, settings.up_timeout, settings.migrate_timeout) + 5
+    assert letting.startswith(f"i=0; while pgrep -f -- '[a]{s.run_tag[1:]}-keep' >/dev/null && [ $i -lt {int(wait) * 5} ]")
+    assert cxn.run.call_args.kwargs["timeout"] >= wait + 10
+
+
 def test_non_zero_raises_command_failed_with_output(settings, mocker):
     cxn = mocker.Mock()
     cxn.run.return_value = Result(stdout="out", stderr="boom", exited=3)
