@@ -69,3 +69,15 @@ def stop_tagged(tag: str, wait: int = STOP_WAIT, let_finish: int = 0) -> str:
         first = f"i=0; while pgrep -f -- {keep} >/dev/null && [ $i -lt {let_finish * 5} ]; do sleep 0.2; i=$((i+1)); done; "
     return (f"{first}pkill -TERM -f -- {pattern}; i=0; while pgrep -f -- {pattern} >/dev/null && [ $i -lt {wait * 5} ]; "
             f"do sleep 0.2; i=$((i+1)); done; true")
+
+
+def output_kept_on_host(command: str) -> str:
+    """``command`` with its output written to two private files on the host while it runs (mktemp:
+    0600), printed when it ends, stdout and stderr apart, and removed. A command that must finish
+    once begun (``compose up``, a migration) then never writes to the SSH channel: with the
+    connection gone, ``compose up`` died at its next progress line (SIGPIPE: a backend only
+    created) instead of finishing. The exit status is the command's; a TERM (Ctrl-C's clean-up, the
+    remote ``timeout``) still prints what it wrote so far."""
+    return ('o=$(mktemp) && e=$(mktemp) || exit 125; '
+            'trap \'cat "$o"; cat "$e" >&2; rm -f "$o" "$e"\' EXIT; trap "exit 143" TERM; '
+            f'{{ {command}\n}} >"$o" 2>"$e"')

@@ -21,7 +21,7 @@ import paramiko
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands.secrets import Redactor
-from commands.shell import KEEP, q, whole_seconds
+from commands.shell import KEEP, output_kept_on_host, q, whole_seconds
 from config import Settings
 from tasks import ui, web
 from tasks.errors import CommandFailed
@@ -75,8 +75,11 @@ class SSHExecutor:
         # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
         # A command that must finish once begun carries the tag's KEEP suffix: after a lost
         # connection it is let finish before the rest are stopped (Session.kill_running).
-        tag = s.run_tag + (KEEP if mutating and not interruptible else "")
-        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(command)} {tag} </dev/null"
+        # Its output goes to files on the host while it runs: with the connection gone, a command
+        # writing to the channel dies at its next write instead of finishing.
+        keep = mutating and not interruptible
+        body = output_kept_on_host(command) if keep else command
+        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(body)} {s.run_tag}{KEEP if keep else ''} </dev/null"
         s.ensure_connected(command)
         start = time.monotonic()
         # Only the main thread's command is tracked for Ctrl-C: a read ending in another thread (the

@@ -15,6 +15,7 @@ from commands.shell import (
     check_service,
     check_url,
     join,
+    output_kept_on_host,
     q,
     stop_tagged,
 )
@@ -137,3 +138,40 @@ def test_stop_tagged_lets_the_commands_that_must_finish_end_before_it_stops_the_
         for p in (keep, other):
             p.kill()
             p.wait()
+
+
+def kept(command: str) -> list[str]:
+    return ["sh", "-c", output_kept_on_host(command)]
+
+
+def test_a_kept_command_gives_back_its_exit_status_and_both_streams_apart():
+    r = subprocess.run(kept("echo out; echo err >&2; exit 3"), capture_output=True, text=True, timeout=10)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = subprocess.run(kept("echo 'a b' # a comment ends the line"), capture_output=True, text=True, timeout=10)
+    assert (r.returncode, r.stdout) == (0, "a b\n")
+
+
+def test_a_kept_command_finishes_when_the_reader_of_its_output_is_gone(tmp_path):
+    """The SSH channel gone is a pipe without a reader: the plain command dies at its next write
+    (SIGPIPE); the kept one writes to its files and runs to its end."""
+    script = f"echo a; sleep 0.6; echo b; echo c >&2; touch {tmp_path}/done"
+    plain = subprocess.Popen(["sh", "-c", script.replace("done", "plain")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    keep = subprocess.Popen(kept(script), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.2)
+    for p in (plain, keep):
+        p.stdout.close()
+        p.stderr.close()
+    assert plain.wait(10) != 0 and not (tmp_path / "plain").exists()
+    keep.wait(10)
+    assert (tmp_path / "done").exists()
+
+
+def test_a_kept_command_stopped_by_term_still_prints_what_it_wrote_and_leaves_no_file(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    p = subprocess.Popen(kept("echo started; sleep 5; echo never"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True, env=env)
+    time.sleep(0.4)
+    os.killpg(p.pid, 15)                     # as the remote timeout (or pkill of the run tag) does
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode == 143 and out == "started\n"
+    assert list(tmp_path.iterdir()) == []    # the output files are gone

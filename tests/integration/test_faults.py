@@ -137,9 +137,10 @@ def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):
 
 def test_ssh_connection_dropped_as_compose_up_begins_serves_the_old_version_again(sandbox):
     """The connection dies 0.05 s after the migrate step, as `compose up` recreates the backend.
-    `up` goes on on the host; TERMed half-way it left a renamed container whose name the
-    rollback's `compose up` then hit (exit 8, neither version serving, 2 of 2 before the fix). The
-    tool now lets the commands that must finish end, then stops the rest and rolls back."""
+    TERMed half-way (kill_running), `up` left a renamed container whose name the rollback's
+    `compose up` then hit (exit 8, neither version serving, 2 of 2 before the fix); writing its
+    progress to the dead channel, it died at its next write. Its output now stays on the host
+    until it ends, so it runs to its end; the tool waits for it, stops the rest and rolls back."""
     sandbox.reset()
     sandbox.ctl("version", "v2")
     proc = sandbox.fab_background("deploy", *STAGING)

@@ -31,6 +31,8 @@ def test_a_command_that_must_finish_carries_the_keep_tag_reads_and_pulls_do_not(
     s.run("docker ps")
     tags = [c.args[0].rsplit(" </dev/null", 1)[0].rsplit(" ", 1)[1] for c in cxn.run.call_args_list]
     assert tags == [s.run_tag + "-keep", s.run_tag, s.run_tag]
+    up, pull, ps = (c.args[0] for c in cxn.run.call_args_list)
+    assert "mktemp" in up and "mktemp" not in pull + ps      # only the must-finish command writes its output to the host first
 
 
 def test_kill_running_after_a_lost_connection_lets_the_must_finish_commands_end_first(settings, mocker):
