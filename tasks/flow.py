@@ -23,7 +23,7 @@ from tasks.notify import notify
 from tasks.recorder import Recorder
 from tasks.restore import restore
 from tasks.runstate import Observation
-from tasks.session import Session, operator
+from tasks.session import Session
 from tasks.steps import RunOptions, Step
 from tasks.verify import smoke_checks
 
@@ -71,7 +71,7 @@ def _start(s: Session, rid: str, steps: Sequence[Step], opts: RunOptions, t0: fl
     """Record the start and the images running now, before anything changes (runbook note 3)."""
     st = s.settings
     lock_seconds = time.monotonic() - t0
-    s.recorder.write("start", kind=opts.kind, stage=st.stage, host=s.host, who=operator(),
+    s.recorder.write("start", kind=opts.kind, stage=st.stage, host=s.host, who=messages.operator(),
                      steps=[x.name for x in steps], message=opts.message, dry=s.dry)
     if s.connect_seconds:
         _add(s, "connect", None, s.connect_seconds)

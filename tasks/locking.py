@@ -13,7 +13,8 @@ from commands import record as record_cmd
 from commands.shell import q
 from tasks import interrupts, messages, ui
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
-from tasks.session import Session, operator
+from tasks.messages import operator
+from tasks.session import Session
 
 BEAT_TIMEOUT = 15           # one heartbeat command; a hung beat is a failed beat, the next one tries again
 QUICK_RETRIES = 3           # tries (0.2 s apart) when the lock was freed or busy at the moment we looked

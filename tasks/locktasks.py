@@ -8,7 +8,8 @@ from tasks import maintenance, messages, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.locking import read_state
-from tasks.session import Session, operator
+from tasks.messages import operator
+from tasks.session import Session
 
 LOCK_HELP = {
     "acquire": "take the lock for maintenance (-m says why): deploys, rollbacks, restarts and prunes then refuse (exit 6) until --release",

@@ -13,7 +13,8 @@ from commands import record as record_cmd
 from tasks import messages, ui
 from tasks.errors import DeployError, ExitCode
 from tasks.locking import read_state
-from tasks.session import Session, operator
+from tasks.messages import operator
+from tasks.session import Session
 
 TASK = "maintenance"
 NEVER_STALE = 10 * 365 * 86400      # seconds: the holder's own promise, read by whoever judges staleness

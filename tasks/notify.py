@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from commands.record import utc_now
-from tasks.session import Session, operator
+from tasks.messages import operator
+from tasks.session import Session
 
 NOTIFY_TIMEOUT = 5.0      # seconds, in total: a hung webhook must not hold up a deploy
 

@@ -30,7 +30,6 @@ from config import Settings
 from tasks import messages, ui, web
 from tasks.errors import SETUP, CommandFailed, DeployError, ExitCode
 from tasks.executor import Executor, Result, SSHExecutor
-from tasks.messages import operator  # noqa: F401  (who runs: imported from here by the flow, the lock, notify)
 from tasks.recorder import NullRecorder
 from tasks.runstate import RunState
 from tasks.ssh import open_connection, tune

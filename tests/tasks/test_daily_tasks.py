@@ -14,7 +14,7 @@ from tasks.daily import Deduplicated, check_exec_options, exec_task, logs, resta
 from tasks.errors import ExitCode
 from tasks.locktasks import check_lock_options, lock
 from tasks.maintenance import NEVER_STALE
-from tasks.session import operator
+from tasks.messages import operator
 from tasks.stream import LineSink
 from tests.tasks.scripted import COMPOSE_V2, flat, run_task
 from tests.tasks.test_lock_tasks import HOLDER, STATUS, held
