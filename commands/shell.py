@@ -81,3 +81,16 @@ def output_kept_on_host(command: str) -> str:
     return ('o=$(mktemp) && e=$(mktemp) || exit 125; '
             'trap \'cat "$o"; cat "$e" >&2; rm -f "$o" "$e"\' EXIT; trap "exit 143" TERM; '
             f'{{ {command}\n}} >"$o" 2>"$e"')
+
+
+def on_host(command: str, tag: str, seconds: float, must_finish: bool = False) -> str:
+    """``command`` as the session runs it on the host: under coreutils ``timeout`` (``seconds``,
+    whole, rounded up; 0 = no limit, still one process group; KILL 5 s after the TERM), in a
+    ``sh`` whose ``$0`` is the run's ``tag`` (so stop_tagged finds its processes), stdin from
+    /dev/null (nothing may wait for input: ``compose run`` waits for stdin's EOF). A command that
+    must finish once begun carries the tag's KEEP suffix and keeps its output on the host
+    (output_kept_on_host)."""
+    limit = whole_seconds(seconds) if seconds else 0
+    body = output_kept_on_host(command) if must_finish else command
+    return f"timeout -k 5 {limit} sh -c {q(body)} {tag}{KEEP if must_finish else ''} </dev/null"
+

@@ -21,7 +21,7 @@ import paramiko
 from invoke.exceptions import CommandTimedOut, ThreadException
 
 from commands.secrets import Redactor
-from commands.shell import KEEP, output_kept_on_host, q, whole_seconds
+from commands.shell import on_host, whole_seconds
 from config import Settings
 from tasks import ui, web
 from tasks.errors import CommandFailed
@@ -69,17 +69,12 @@ class SSHExecutor:
     background = True       # the lock's heartbeat and the downtime probe run in threads beside the flow
 
     def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
-        # Remote-side timeout (whole seconds rounded up; `timeout 0` is none) kills the process on the host, a local one would not.
-        # run_tag becomes $0 of that shell, so kill_running() can find this run's processes.
-        # stdin from /dev/null: nothing we run may wait for input (`compose run` keeps stdin open
-        # and waits for its EOF otherwise, which hung a first-deploy migration until its timeout).
-        # A command that must finish once begun carries the tag's KEEP suffix: after a lost
-        # connection it is let finish before the rest are stopped (Session.kill_running).
-        # Its output goes to files on the host while it runs: with the connection gone, a command
-        # writing to the channel dies at its next write instead of finishing.
-        keep = mutating and not interruptible
-        body = output_kept_on_host(command) if keep else command
-        wrapped = f"timeout -k 5 {whole_seconds(timeout)} sh -c {q(body)} {s.run_tag}{KEEP if keep else ''} </dev/null"
+        # A remote-side timeout kills the process on the host, a local one would not (on_host).
+        # A command that must finish once begun (mutating, not interruptible) is let finish after a
+        # lost connection before the rest are stopped (Session.kill_running), and its output waits
+        # on the host: with the connection gone, a command writing to the channel dies at its next
+        # write instead of finishing.
+        wrapped = on_host(command, s.run_tag, whole_seconds(timeout), must_finish=mutating and not interruptible)
         s.ensure_connected(command)
         start = time.monotonic()
         # Only the main thread's command is tracked for Ctrl-C: a read ending in another thread (the

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from commands.shell import q, whole_seconds
+from commands.shell import on_host
 from tasks import ui
 from tasks.executor import LOST_CONNECTION
 from tasks.session import Session
@@ -50,8 +50,7 @@ class LineSink:
 def stream(s: Session, command: str, timeout: float = 0, emit=None) -> int:
     """Run ``command`` on the host, printing its output as it comes; its exit code. ``timeout`` 0:
     none (``fab logs -f`` runs until Ctrl-C). Ctrl-C stops it on the host, then re-raises."""
-    limit = whole_seconds(timeout) if timeout else 0          # `timeout 0`: no limit, still one process group
-    wrapped = f"timeout -k 5 {limit} sh -c {q(command)} {s.run_tag} </dev/null"
+    wrapped = on_host(command, s.run_tag, timeout)
     sink = LineSink(emit)
     s.ensure_connected(command)
     job = Job(lambda: s._exec_streaming(wrapped, sink))

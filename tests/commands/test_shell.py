@@ -15,6 +15,7 @@ from commands.shell import (
     check_service,
     check_url,
     join,
+    on_host,
     output_kept_on_host,
     q,
     stop_tagged,
@@ -175,3 +176,22 @@ def test_a_kept_command_stopped_by_term_still_prints_what_it_wrote_and_leaves_no
     out, _ = p.communicate(timeout=10)
     assert p.returncode == 143 and out == "started\n"
     assert list(tmp_path.iterdir()) == []    # the output files are gone
+
+
+def test_on_host_wraps_a_command_under_timeout_in_a_tagged_shell_reading_nothing():
+    assert on_host("echo 'a b'", "adq-run-1", 2.2) == "timeout -k 5 3 sh -c 'echo '\"'\"'a b'\"'\"'' adq-run-1 </dev/null"
+    assert on_host("cat", "adq-run-1", 0).startswith("timeout -k 5 0 sh -c cat adq-run-1")     # 0: no limit
+
+
+def test_on_host_runs_a_must_finish_command_tagged_keep_with_its_output_kept(tmp_path):
+    """Run as the host runs it (sh -c): $0 is the tag (+KEEP for a must-finish command, which
+    stop_tagged's let_finish waits for), the exit status and both streams come back apart, stdin
+    is empty, and the kept output's files are gone afterwards."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = 'echo "$0"; read -r line && echo "read $line"; echo err >&2; exit 4'
+    for must_finish, tag in ((False, "adq-run-9"), (True, "adq-run-9-keep")):
+        r = subprocess.run(["sh", "-c", on_host(command, "adq-run-9", 5, must_finish)], input="typed\n",
+                           capture_output=True, text=True, timeout=20, env=env)
+        assert (r.returncode, r.stdout, r.stderr) == (4, f"{tag}\n", "err\n"), must_finish
+    assert list(tmp_path.iterdir()) == []
+
