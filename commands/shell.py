@@ -77,10 +77,16 @@ def output_kept_on_host(command: str) -> str:
     once begun (``compose up``, a migration) then never writes to the SSH channel: with the
     connection gone, ``compose up`` died at its next progress line (SIGPIPE: a backend only
     created) instead of finishing. The exit status is the command's; a TERM (Ctrl-C's clean-up, the
-    remote ``timeout``) still prints what it wrote so far."""
-    return ('o=$(mktemp) && e=$(mktemp) || exit 125; '
-            'trap \'cat "$o"; cat "$e" >&2; rm -f "$o" "$e"\' EXIT; trap "exit 143" TERM; '
-            f'{{ {command}\n}} >"$o" 2>"$e"')
+    remote ``timeout``) still prints what it wrote so far.
+
+    The command runs in a subshell (a function called in ``( )``): its own ``exit``, ``exec``,
+    traps and variables cannot skip the printing and removal or reach the wrapper's file names.
+    If the first byte cannot be written there (a full /tmp: mktemp needs no block), the command
+    writes to the channel as any other does rather than lose its output."""
+    return ('k=; o=$(mktemp) && e=$(mktemp) || exit 125; '
+            'trap \'[ -z "$k" ] || { cat "$o"; cat "$e" >&2; }; rm -f "$o" "$e"\' EXIT; trap "exit 143" TERM; '
+            f'c() {{ {command}\n}}; '
+            'if (echo >"$o") 2>/dev/null; then k=1; (c) >"$o" 2>"$e"; else (c); fi')
 
 
 def on_host(command: str, tag: str, seconds: float, must_finish: bool = False) -> str:

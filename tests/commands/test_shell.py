@@ -178,6 +178,31 @@ def test_a_kept_command_stopped_by_term_still_prints_what_it_wrote_and_leaves_no
     assert list(tmp_path.iterdir()) == []    # the output files are gone
 
 
+@pytest.mark.parametrize("command", ['echo hi; trap "echo mine" EXIT', "echo hi; exec true", "echo hi; e=VICTIM; o=VICTIM",
+                                     "unset o e k; echo hi", "for o in 1 2; do :; done; echo hi", "c() { exit 9; }; echo hi"])
+def test_a_kept_command_cannot_skip_the_printing_or_reach_the_wrappers_files(command, tmp_path):
+    """Its own EXIT trap, exec, or the wrapper's variable names (adversary, this session: a trap or
+    exec left both files and lost the output; `e=/tmp/victim` deleted that file)."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    work = tmp_path / "tmp"
+    work.mkdir()
+    r = subprocess.run(kept(command.replace("VICTIM", str(victim))), capture_output=True, text=True, timeout=10,
+                       env={**os.environ, "TMPDIR": str(work)})
+    assert r.returncode == 0 and r.stdout.startswith("hi\n"), (r.returncode, r.stdout, r.stderr)
+    assert victim.read_text() == "keep me" and list(work.iterdir()) == []
+
+
+def test_a_kept_command_that_cannot_write_its_files_writes_to_the_channel_instead(tmp_path):
+    """A full /tmp: mktemp needs no block, the first write fails (here: a file size limit of 0,
+    which pipes do not have; SIGXFSZ ignored, so the write fails as on a full disk). The output reaches the caller, the status is kept, no file stays."""
+    command = "echo important; echo err >&2; exit 3"
+    r = subprocess.run(["sh", "-c", 'trap "" XFSZ; ulimit -f 0; eval "$1"', "sh", output_kept_on_host(command)], capture_output=True,
+                       text=True, timeout=10, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert (r.returncode, r.stdout, r.stderr) == (3, "important\n", "err\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_on_host_wraps_a_command_under_timeout_in_a_tagged_shell_reading_nothing():
     assert on_host("echo 'a b'", "adq-run-1", 2.2) == "timeout -k 5 3 sh -c 'echo '\"'\"'a b'\"'\"'' adq-run-1 </dev/null"
     assert on_host("cat", "adq-run-1", 0).startswith("timeout -k 5 0 sh -c cat adq-run-1")     # 0: no limit

@@ -26,7 +26,7 @@ class Remote:
         if m:
             import shlex
             inner = shlex.split(m.group(1))[0]
-            kept = re.match(r"^o=\$\(mktemp\) && e=\$\(mktemp\) \|\| exit 125; trap .* EXIT; trap \"exit 143\" TERM; \{ (.*)\n\} >\"\$o\" 2>\"\$e\"$", inner, re.S)
+            kept = re.match(r"^k=; o=\$\(mktemp\) && e=\$\(mktemp\) \|\| exit 125; trap .* EXIT; trap \"exit 143\" TERM; c\(\) \{ (.*)\n\}; if \(echo .*; fi$", inner, re.S)
             inner = kept.group(1) if kept else inner       # a must-finish command's output kept on the host
         self.commands.append(inner)
         for rx, res in self.script:
