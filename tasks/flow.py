@@ -21,7 +21,7 @@ from tasks.hoststate import describe_images, label, observe
 from tasks.locking import DeployLock
 from tasks.notify import notify
 from tasks.recorder import Recorder
-from tasks.restore import restore
+from tasks.restore import restore_again_if_cut_off as restore  # once more after a lost connection
 from tasks.runstate import Observation
 from tasks.session import Session
 from tasks.steps import RunOptions, Step

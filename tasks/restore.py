@@ -123,3 +123,17 @@ def bring_back_pruned(s: Session, changes: Sequence[policy.Change], step: str) -
             raise DeployError.from_command(failed, f"pulling {c.service}'s target image back by digest failed", step=step,
                                            code=ExitCode.ROLLBACK_FAILED, state=s.describe_state(),
                                            next_step="check the registry, or roll back with --to <tag>") from None
+
+
+def restore_again_if_cut_off(s: Session, images: dict, *, step: str) -> dict:
+    """restore(), once more if the SSH connection was lost under it and is back: the first try's
+    must-finish commands (its ``compose up``) are let finish on the host first, then the restore
+    runs again from what they left. (Killed twice, during the deploy's ``up`` and the rollback's,
+    the run said neither version was healthy while the rollback's ``up`` went on to serve v1.)"""
+    try:
+        return restore(s, images, step=step)
+    except DeployError as err:
+        if err.code != ExitCode.CONNECTION or s.dry or not s.kill_running(let_finish=True):
+            raise
+        ui.say(f"      {step}: the SSH connection was lost under it and is back: restoring again")
+        return restore(s, images, step=step)

@@ -88,3 +88,37 @@ def test_a_service_the_target_does_not_name_is_left_alone(session):
     s, remote = session(host)
     restore_mod.restore(s, {"backend": V2["backend"]}, step="rollback")
     assert changes(remote) == [f"docker tag {V2_BACKEND} {REF}", f"{COMPOSE} up -d --no-deps -- backend"]
+
+
+class CutOff:
+    """Just what restore_again_if_cut_off asks of a session."""
+    def __init__(self, reconnects: bool, dry: bool = False):
+        self.dry, self.reconnects, self.kills = dry, reconnects, []
+
+    def kill_running(self, let_finish: bool = False) -> bool:
+        self.kills.append(let_finish)
+        return self.reconnects
+
+
+LOST = DeployError("the SSH connection to the host was lost", code=ExitCode.CONNECTION)
+
+
+def test_a_restore_cut_off_by_a_lost_connection_runs_again_once_the_connection_is_back(mocker):
+    """Adversary, this session: killed twice (the deploy's `up`, then the rollback's), the run said
+    neither version was healthy while the rollback's `up` went on to serve v1."""
+    inner = mocker.patch.object(restore_mod, "restore", side_effect=[LOST, {"backend": "sha256:old"}])
+    s = CutOff(reconnects=True)
+    assert restore_mod.restore_again_if_cut_off(s, {"backend": "sha256:old"}, step="auto-rollback") == {"backend": "sha256:old"}
+    assert s.kills == [True] and inner.call_count == 2        # the first try's `up` was let finish first
+
+
+@pytest.mark.parametrize("error, session", [
+    (LOST, CutOff(reconnects=False)),                                          # still unreachable
+    (LOST, CutOff(reconnects=True, dry=True)),
+    (DeployError("backend unhealthy", code=ExitCode.UNHEALTHY), CutOff(reconnects=True)),   # a real failure
+])
+def test_a_restore_is_not_run_again_unless_the_connection_was_lost_and_is_back(mocker, error, session):
+    inner = mocker.patch.object(restore_mod, "restore", side_effect=[error, {}])
+    with pytest.raises(DeployError) as raised:
+        restore_mod.restore_again_if_cut_off(session, {}, step="abort › restore")
+    assert raised.value is error and inner.call_count == 1
