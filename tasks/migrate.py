@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from commands import alembic as alembic_cmd
-from tasks import messages, slotstate, ui
+from tasks import interrupts, messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError
 from tasks.flow import run_flow
@@ -71,8 +71,15 @@ def upgrade(s: Session) -> None:
     expect = s.state.checked_revision if exec_ else None
     argv = alembic_cmd.migrate_argv(expect)
     cmd = exec_command(s, slotstate.exec_service(s), argv, known) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    # Until the migration's answer comes back (a lost connection: it is let finish on the host).
+    s.state.migrations = f"alembic upgrade head was started: the database may be at the new revision ({messages.check_db(s.host)})"
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
+    except KeyboardInterrupt:
+        with interrupts.ignored():      # bounded: the migration's timeout, then one alembic start
+            s.settle_after_interrupt()
+            s.state.migrations = _revision_after_interrupt(s, exec_, expect)
+        raise
     except CommandFailed as failed:
         out = alembic_cmd.parse_migrate(failed.stdout)
         marks = failed.stdout.splitlines()
@@ -98,6 +105,17 @@ def upgrade(s: Session) -> None:
     s.recorder.write("migrations", before=before, after=after)
     ui.say(f"      {s.state.migrations}")
     show_history(out.history)
+
+
+def _revision_after_interrupt(s: Session, exec_: bool, expect: list[str] | None) -> str:
+    """Ctrl-C during the migration: it was let finish (Session.settle_after_interrupt); what did
+    it leave? (Before, the outcome named the code and the images but not the database.)"""
+    was = "" if expect is None else f" (was {', '.join(expect) or 'base'})"
+    try:
+        now = ", ".join(current_revision(s, exec_)) or "base"
+    except (CommandFailed, DeployError):
+        return f"alembic upgrade head was let finish after the interrupt; database revision unknown: {messages.check_db(s.host)}"
+    return f"alembic upgrade head was let finish after the interrupt: database at revision {now}{was}; services not changed"
 
 
 def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) -> DeployError:

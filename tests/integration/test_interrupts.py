@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -51,3 +52,25 @@ def test_signal_right_after_migrate_releases_the_lock_and_records_aborted(sandbo
     # the host serves one known version, and the record says which
     assert sandbox.version() == "v1", out
     assert re.match(r"(still )?serving (the old version: )?v1 \(", end["serving"]), end["serving"]
+
+
+def test_ctrl_c_during_the_migration_lets_it_finish_and_the_outcome_names_the_revision(sandbox):
+    """The migration is let finish after Ctrl-C; the outcome and the record say where it left the
+    database (adversary, this session: they named the code and the images only, while the
+    database had moved to 0002)."""
+    sandbox.reset()
+    sandbox.ctl("version", "v2")
+    proc = start_deploy("default")
+    sandbox.wait_for(lambda: proc.poll() is None and subprocess.run(
+        ["pgrep", "-u", "deploy", "-f", "alembic.*upgrade"], capture_output=True).returncode == 0,
+        60, "the migration running on the host", interval=0.05)
+    time.sleep(0.3)                     # alembic has started (it takes ~1 s here)
+    proc.send_signal(signal.SIGINT)
+    out = sandbox.finish(proc, 120)
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    assert "0002" in sandbox.alembic_current(), "the migration was let finish"
+    state = "alembic upgrade head was let finish after the interrupt: database at revision 0002 (was 0001); services not changed"
+    assert state in " ".join(out.split()), out
+    end = sandbox.last_release()[-1]
+    assert end["outcome"] == "aborted" and end["migrations"] == state
+    assert sandbox.version() == "v1" and not sandbox.lock_held()

@@ -3,6 +3,8 @@ commands in order, the revision before and after (from captured alembic output),
 failure leaves (services never touched)."""
 import os
 import shlex
+import signal
+import time
 
 import pytest
 from invoke import Result
@@ -177,3 +179,27 @@ def test_migrate_step_times_each_part(session):
     assert [(t.step, t.sub) for t in s.timer.timings] == [("migrate", "deps up"), ("migrate", "db ready"),
                                                          ("migrate", "alembic")]
     assert s.state.migrations == "migrations applied: database at revision 0002 (was 0001)"
+
+
+def test_ctrl_c_during_the_migration_lets_it_finish_and_the_outcome_says_where_the_database_is(mocker, capsys):
+    """Adversary, this session: the migration was let finish after Ctrl-C, but the outcome named
+    the code and the images, not the database (left at 0002)."""
+    def interrupted(command):
+        os.kill(os.getpid(), signal.SIGINT)         # Ctrl-C while the migration runs on the host
+        time.sleep(0.3)
+        return V1_TO_V2
+    current = Result(stdout=captured("alembic-current-v2.txt"), stderr=captured("alembic-current-v2.txt.stderr"), exited=0)
+    code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, interrupted), (r"alembic current$", current)))
+    assert code == 130, out + err
+    state = "alembic upgrade head was let finish after the interrupt: database at revision 0002; services not changed"
+    assert state in flat(out)
+    assert records(remote)[-1]["outcome"] == "aborted" and records(remote)[-1]["migrations"] == state
+
+
+def test_a_lost_connection_during_the_migration_says_the_database_may_have_moved(mocker, capsys):
+    def lost(command):
+        raise OSError("Socket is closed")
+    code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, lost)))
+    assert code == 5, out + err
+    assert ("Host state: unknown: the last command may or may not have finished on the host; alembic upgrade head was "
+            "started: the database may be at the new revision (fab -H deploy@ai-doc-qa.example.com check-db)") in flat(err)
