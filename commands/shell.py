@@ -89,14 +89,14 @@ def output_kept_on_host(command: str) -> str:
             'if (echo >"$o") 2>/dev/null; then k=1; (c) >"$o" 2>"$e"; else (c); fi')
 
 
-def on_host(command: str, tag: str, seconds: float, must_finish: bool = False) -> str:
+def on_host(command: str, tag: str, seconds: float, must_finish: bool = False, keep_output: bool = False) -> str:
     """``command`` as the session runs it on the host: under coreutils ``timeout`` (``seconds``,
     whole, rounded up; 0 = no limit, still one process group; KILL 5 s after the TERM), in a
     ``sh`` whose ``$0`` is the run's ``tag`` (so stop_tagged finds its processes), stdin from
     /dev/null (nothing may wait for input: ``compose run`` waits for stdin's EOF). A command that
-    must finish once begun carries the tag's KEEP suffix and keeps its output on the host
+    must finish once begun carries the tag's KEEP suffix; with ``keep_output`` (a long one that
+    writes progress as it works: compose up, a migration) its output also waits on the host
     (output_kept_on_host)."""
     limit = whole_seconds(seconds) if seconds else 0
-    body = output_kept_on_host(command) if must_finish else command
+    body = output_kept_on_host(command) if keep_output else command
     return f"timeout -k 5 {limit} sh -c {q(body)} {tag}{KEEP if must_finish else ''} </dev/null"
-

@@ -58,7 +58,8 @@ class Executor(Protocol):
     same flow with a recording executor that connects nowhere (tasks/plan.py)."""
     background: bool     # background work (lock heartbeat thread, downtime probe) runs beside the flow
 
-    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result: ...
+    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool,
+            keep_output: bool = False) -> Result: ...
     def request(self, s, method: str, url: str, **kw) -> web.HttpAnswer: ...
     def open_session(self, s, settings: Settings, host: str): ...
 
@@ -68,13 +69,15 @@ class SSHExecutor:
 
     background = True       # the lock's heartbeat and the downtime probe run in threads beside the flow
 
-    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
+    def run(self, s, command: str, *, timeout: float, mutating: bool, interruptible: bool,
+            keep_output: bool = False) -> Result:
         # A remote-side timeout kills the process on the host, a local one would not (on_host).
         # A command that must finish once begun (mutating, not interruptible) is let finish after a
-        # lost connection before the rest are stopped (Session.kill_running), and its output waits
-        # on the host: with the connection gone, a command writing to the channel dies at its next
-        # write instead of finishing.
-        wrapped = on_host(command, s.run_tag, whole_seconds(timeout), must_finish=mutating and not interruptible)
+        # lost connection before the rest are stopped (Session.kill_running); with keep_output its
+        # output waits on the host: with the connection gone, a command writing to the channel
+        # dies at its next write instead of finishing.
+        wrapped = on_host(command, s.run_tag, whole_seconds(timeout), must_finish=mutating and not interruptible,
+                          keep_output=keep_output)
         s.ensure_connected(command)
         start = time.monotonic()
         # Only the main thread's command is tracked for Ctrl-C: a read ending in another thread (the

@@ -64,7 +64,8 @@ class PlanExecutor:
     def _where(self, s: Session) -> plan_cmd.Where:
         return tuple((self.main or s).where)
 
-    def run(self, s: Session, command: str, *, timeout: float, mutating: bool, interruptible: bool) -> Result:
+    def run(self, s: Session, command: str, *, timeout: float, mutating: bool, interruptible: bool,
+            keep_output: bool = False) -> Result:
         a = self.answers.answer(command)
         self.calls.append(Call(self._where(s), command, mutating, s.host, a))
         a = a or Answer()

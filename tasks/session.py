@@ -82,10 +82,13 @@ class Session:
         run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
         ``compose up`` half-way can leave no container serving) unless it is ``interruptible``
         (``compose pull`` changes nothing that runs). A ``bookkeeping`` write (the release record,
-        the lock) changes nothing that runs either: what was observed stays valid.
+        the lock) changes nothing that runs either: what was observed stays valid. Such a command
+        with a timeout of its own (compose up, a migration) keeps its output on the host until it
+        ends, so a lost connection does not kill it at its next progress line (commands/shell.py).
         """
         if stopped_here():
             raise CommandFailed(command, -1, "", "not sent: the run stopped the reads it had begun early")
+        keep_output = bool(timeout) and mutating and not interruptible
         timeout = timeout or self.settings.command_timeout
         if (self.echo and not quiet) or (self.dry and mutating):
             ui.say(("[dry] would run: " if self.dry and mutating else "$ ") + command)
@@ -95,7 +98,8 @@ class Session:
             self.recorder.flush()            # what changes the host, or reads the record, comes after the lines queued before it
         if mutating and not bookkeeping:
             self.state.changed()             # what runs may change: observe again, resolve and inspect again
-        result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible)
+        result = self.executor.run(self, command, timeout=timeout, mutating=mutating, interruptible=interruptible,
+                                   keep_output=keep_output)
         if check and result.exited not in ok_codes:
             raise CommandFailed(command, result.exited, result.stdout, result.stderr)
         return result

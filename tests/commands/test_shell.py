@@ -215,7 +215,7 @@ def test_on_host_runs_a_must_finish_command_tagged_keep_with_its_output_kept(tmp
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     command = 'echo "$0"; read -r line && echo "read $line"; echo err >&2; exit 4'
     for must_finish, tag in ((False, "adq-run-9"), (True, "adq-run-9-keep")):
-        r = subprocess.run(["sh", "-c", on_host(command, "adq-run-9", 5, must_finish)], input="typed\n",
+        r = subprocess.run(["sh", "-c", on_host(command, "adq-run-9", 5, must_finish, keep_output=must_finish)], input="typed\n",
                            capture_output=True, text=True, timeout=20, env=env)
         assert (r.returncode, r.stdout, r.stderr) == (4, f"{tag}\n", "err\n"), must_finish
     assert list(tmp_path.iterdir()) == []

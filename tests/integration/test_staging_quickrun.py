@@ -70,8 +70,9 @@ def test_a_connection_killed_under_a_command_is_a_lost_connection(session):
 
 def test_a_must_finish_command_runs_to_its_end_on_the_host_when_the_connection_dies(session, sandbox):
     """compose up and migrations write progress as they go; with the connection gone such a write
-    killed them half-way (SIGPIPE). A mutating command's output is kept on the host until it
-    ends: the command finishes, and kill_running's -keep wait is then a real wait for it."""
+    killed them half-way (SIGPIPE). A must-finish command with a timeout of its own keeps its
+    output on the host until it ends: the command finishes, and kill_running's -keep wait is
+    then a real wait for it."""
     marker = f"/tmp/{session.run_tag}-finished"
 
     def kill_soon():
@@ -79,7 +80,7 @@ def test_a_must_finish_command_runs_to_its_end_on_the_host_when_the_connection_d
         subprocess.run(["pkill", "-KILL", "-f", "^sshd: deploy"], check=False)
     threading.Thread(target=kill_soon, daemon=True).start()
     with pytest.raises(DeployError, match="lost the SSH connection"):
-        session.run(f"echo working; sleep 0.8; echo still working; echo and here >&2; touch {marker}", mutating=True)
+        session.run(f"echo working; sleep 0.8; echo still working; echo and here >&2; touch {marker}", mutating=True, timeout=30)
     session.ensure_connected()
     deadline = time.monotonic() + 5
     while session.run(f"test -e {marker}", check=False).exited != 0 and time.monotonic() < deadline:
