@@ -42,7 +42,7 @@ class Result:
         return self.exited == 0
 
 
-TRANSPORT_DYING = 0.2     # seconds a command without an exit status waits for the transport to die, if it is
+TRANSPORT_DYING = 1.0     # seconds a command without an exit status waits for a dying transport (0.2 s fell short under load)
 LOST_CONNECTION = (paramiko.SSHException, EOFError, OSError, ThreadException)
 # paramiko's words when the host opens no channel for a command: the command never started.
 CHANNEL_NOT_OPENED = ("Timeout opening channel.", "Unable to open channel.")

@@ -53,7 +53,10 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     if slotstate.enabled(s) and target.get(st.backend_service):
         return _restore_slots(s, target, plan, step)
     if plan.nothing_to_do:
-        ui.say("      every service already runs the target image")
+        # Still wait: a restore run again after a lost connection (or after Ctrl-C) finds the first
+        # try's `up` done, with the backend perhaps still starting: no "healthy" before it is.
+        ui.say("      every service already runs the target image: waiting until it is healthy")
+        _healthy_again(s, st.services, step)
         return current
     bring_back_pruned(s, plan.changes, step)
     s.state.touch()
@@ -63,13 +66,18 @@ def restore(s: Session, target: dict, *, step: str) -> dict:
     if plan.restart:
         ui.say(f"      {', '.join(plan.restart)}: on the target image but not running and healthy: recreating")
     up(s, plan.services, no_deps=True, step=step)
-    wait_ready(s, plan.services, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
+    _healthy_again(s, plan.services, step)
+    return images_of(s, containers(s, st.services), st.services)
+
+
+def _healthy_again(s: Session, services, step: str) -> None:
+    """The restored services healthy and the health URL answering: the version it reports."""
+    st = s.settings
+    wait_ready(s, services, st.health_timeout, what="the rolled-back services did not become healthy", step=step,
                next_step=f"escalate now; {messages.fab(s.host, 'history')} lists other healthy releases: "
                          f"{messages.rollback_to(s.host)}")
-    check = wait_http(s, st.health_url, st.health_timeout, step=step)
-    s.state.version = check.version
+    s.state.version = wait_http(s, st.health_url, st.health_timeout, step=step).version
     end_change_window(s)
-    return images_of(s, containers(s, st.services), st.services)
 
 
 def _restore_slots(s: Session, target: dict, plan: policy.RestorePlan, step: str) -> dict:
@@ -131,9 +139,13 @@ def restore_again_if_cut_off(s: Session, images: dict, *, step: str) -> dict:
     runs again from what they left. (Killed twice, during the deploy's ``up`` and the rollback's,
     the run said neither version was healthy while the rollback's ``up`` went on to serve v1.)"""
     try:
-        return restore(s, images, step=step)
-    except DeployError as err:
-        if err.code != ExitCode.CONNECTION or s.dry or not s.kill_running(let_finish=True):
-            raise
-        ui.say(f"      {step}: the SSH connection was lost under it and is back: restoring again")
-        return restore(s, images, step=step)
+        try:
+            return restore(s, images, step=step)
+        except DeployError as err:
+            if err.code != ExitCode.CONNECTION or s.dry or not s.kill_running(let_finish=True):
+                raise
+            ui.say(f"      {step}: the SSH connection was lost under it and is back: restoring again")
+            return restore(s, images, step=step)
+    except CommandFailed as failed:     # a command of the restore itself (docker tag, inspect): the caller's error block
+        raise DeployError.from_command(failed, "a command of the restore failed", step=step, code=ExitCode.UNHEALTHY,
+                                       next_step=messages.status(s.host)) from None

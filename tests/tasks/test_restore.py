@@ -5,7 +5,7 @@ import pytest
 from invoke import Result
 
 from tasks import restore as restore_mod
-from tasks.errors import DeployError, ExitCode
+from tasks.errors import CommandFailed, DeployError, ExitCode
 from tests.tasks.scripted import ALL_V1, COMPOSE_V2, container
 from tests.tasks.test_rollback import COMPOSE, REF, V1, V2, V2_BACKEND, Host, changes
 
@@ -24,7 +24,32 @@ def test_restore_of_what_already_runs_changes_nothing(session, capsys):
     after = restore_mod.restore(s, V1, step="rollback")
     assert {k: v["id"] for k, v in after.items()} == {k: v["id"] for k, v in V1.items()}
     assert changes(remote) == [] and not s.state.services_touched
-    assert "      every service already runs the target image" in capsys.readouterr().out
+    assert "      every service already runs the target image: waiting until it is healthy" in capsys.readouterr().out
+
+
+def test_a_restore_that_finds_the_target_images_running_still_waits_until_they_are_healthy(session, capsys):
+    """A restore run again after a lost connection (or after Ctrl-C) finds the first try's `up`
+    done with the backend still starting (adversary, this session: it said "healthy" at once, the
+    smoke after it got a 502, and the state line had no version)."""
+    host = Host(running=V1)
+    healthy = host.containers.by_service["backend"]
+    host.containers.by_service["backend"] = container(ALL_V1, "backend", image=V1["backend"]["id"],
+                                                      Health={"Status": "starting", "Log": []})
+    looks = []
+
+    def looked(handler):
+        def answer(command):
+            looks.append(command)
+            if len(looks) == 2:                          # healthy from the second look on
+                host.containers.by_service["backend"] = healthy
+            return handler(command)
+        return answer
+    host.containers.script = lambda inner=host.containers.script: [(rx, looked(h)) for rx, h in inner()]
+    s, remote = session(host)
+    restore_mod.restore(s, V1, step="auto-rollback")
+    assert changes(remote) == [] and len(looks) >= 2
+    assert s.state.version == "v1"                     # the health URL was asked: the state line names it
+    assert "every service already runs the target image: waiting until it is healthy" in capsys.readouterr().out
 
 
 def test_restore_recreates_a_stopped_service_on_the_right_image(session, capsys):
@@ -122,3 +147,12 @@ def test_a_restore_is_not_run_again_unless_the_connection_was_lost_and_is_back(m
     with pytest.raises(DeployError) as raised:
         restore_mod.restore_again_if_cut_off(session, {}, step="abort › restore")
     assert raised.value is error and inner.call_count == 1
+
+
+def test_a_failed_command_of_the_restore_becomes_the_callers_error_block(mocker):
+    """Not a bare CommandFailed reaching the top (adversary: exit 3, no step, the first failure lost)."""
+    mocker.patch.object(restore_mod, "restore", side_effect=CommandFailed("docker tag a b", 1, "", "no such image"))
+    with pytest.raises(DeployError) as raised:
+        restore_mod.restore_again_if_cut_off(CutOff(reconnects=True), {}, step="auto-rollback")
+    assert raised.value.step == "auto-rollback" and raised.value.command == "docker tag a b"
+    assert raised.value.what.startswith("a command of the restore failed: ")
