@@ -117,6 +117,8 @@ def test_a_service_the_target_does_not_name_is_left_alone(session):
 
 class CutOff:
     """Just what restore_again_if_cut_off asks of a session."""
+    host = "deploy@prod"
+
     def __init__(self, reconnects: bool, dry: bool = False):
         self.dry, self.reconnects, self.kills = dry, reconnects, []
 
