@@ -82,9 +82,9 @@ class Session:
         run shows real state. After Ctrl-C a mutating command is allowed to finish (killing
         ``compose up`` half-way can leave no container serving) unless it is ``interruptible``
         (``compose pull`` changes nothing that runs). A ``bookkeeping`` write (the release record,
-        the lock) changes nothing that runs either: what was observed stays valid. Such a command
-        with a timeout of its own (compose up, a migration) keeps its output on the host until it
-        ends, so a lost connection does not kill it at its next progress line (commands/shell.py).
+        the lock) changes nothing that runs either: what was observed stays valid. A mutating, not
+        interruptible command with a timeout of its own (compose up, a migration) keeps its output
+        on the host until it ends: a lost connection cannot kill it at its next progress line.
         """
         if stopped_here():
             raise CommandFailed(command, -1, "", "not sent: the run stopped the reads it had begun early")
