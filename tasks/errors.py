@@ -91,6 +91,7 @@ class DeployError(Exception):
         self.code = code
         self.step = step
         self.details = list(details)
+        self.reconnected = False    # a lost connection: the step itself reconnected and stopped this run's commands
         super().__init__(what)
 
     @classmethod

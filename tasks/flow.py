@@ -125,7 +125,7 @@ def _after_failure(s: Session, err: DeployError, steps: Sequence[Step], opts: Ru
     """A failed step: stop this run's leftover commands after a lost connection, then put the
     previous images back if the policy says so."""
     if err.code == ExitCode.CONNECTION and not s.dry:
-        if s.kill_running(let_finish=True):
+        if err.reconnected or s.kill_running(let_finish=True):
             err.details.append("the SSH connection was re-established; this run's commands still running on the host were stopped")
         else:
             err.details.append("the host is unreachable: the deploy lock stays until its heartbeat is "

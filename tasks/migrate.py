@@ -7,7 +7,7 @@ import time
 from commands import alembic as alembic_cmd
 from tasks import interrupts, messages, slotstate, ui
 from tasks.base import operator_task
-from tasks.errors import CommandFailed, DeployError
+from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.flow import run_flow
 from tasks.hoststate import backend_running, containers, exec_command, exec_sh, last_inspected
 from tasks.session import Session
@@ -78,7 +78,14 @@ def upgrade(s: Session) -> None:
     except KeyboardInterrupt:
         with interrupts.ignored():      # bounded: the migration's timeout, then one alembic start
             s.settle_after_interrupt()
-            s.state.migrations = _revision_after_interrupt(s, exec_, expect)
+            s.state.migrations = _revision_after(s, exec_, expect, "the interrupt")
+        raise
+    except DeployError as lost:
+        # The connection went during the migration: once it is back, the migration is let finish
+        # on the host (kill_running) and the database's revision read, instead of "may have moved".
+        if lost.code == ExitCode.CONNECTION and s.kill_running(let_finish=True):
+            s.state.migrations = _revision_after(s, exec_, expect, "the SSH connection was lost and came back")
+            lost.state, lost.reconnected = s.describe_state(), True
         raise
     except CommandFailed as failed:
         out = alembic_cmd.parse_migrate(failed.stdout)
@@ -107,15 +114,16 @@ def upgrade(s: Session) -> None:
     show_history(out.history)
 
 
-def _revision_after_interrupt(s: Session, exec_: bool, expect: list[str] | None) -> str:
-    """Ctrl-C during the migration: it was let finish (Session.settle_after_interrupt); what did
-    it leave? (Before, the outcome named the code and the images but not the database.)"""
+def _revision_after(s: Session, exec_: bool, expect: list[str] | None, what: str) -> str:
+    """Ctrl-C or a lost connection during the migration: it was let finish (settle_after_interrupt,
+    kill_running); what did it leave? (Before, the outcome named the code and the images but not
+    the database.)"""
     was = "" if expect is None else f" (was {', '.join(expect) or 'base'})"
     try:
         now = ", ".join(current_revision(s, exec_)) or "base"
     except (CommandFailed, DeployError):
-        return f"alembic upgrade head was let finish after the interrupt; database revision unknown: {messages.check_db(s.host)}"
-    return f"alembic upgrade head was let finish after the interrupt: database at revision {now}{was}; services not changed"
+        return f"alembic upgrade head was let finish after {what}; database revision unknown: {messages.check_db(s.host)}"
+    return f"alembic upgrade head was let finish after {what}: database at revision {now}{was}; services not changed"
 
 
 def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) -> DeployError:

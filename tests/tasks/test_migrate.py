@@ -196,9 +196,29 @@ def test_ctrl_c_during_the_migration_lets_it_finish_and_the_outcome_says_where_t
     assert records(remote)[-1]["outcome"] == "aborted" and records(remote)[-1]["migrations"] == state
 
 
+def test_a_lost_connection_during_the_migration_once_back_names_the_revision_it_left(mocker, capsys):
+    """The connection went during the migration and came back: the migration was let finish on
+    the host (kill_running), then the database's revision is read (it said "may be at the new
+    revision")."""
+    def lost(command):
+        raise OSError("Socket is closed")
+    current = Result(stdout=captured("alembic-current-v2.txt"), stderr=captured("alembic-current-v2.txt.stderr"), exited=0)
+    kill = mocker.spy(migrate_mod.Session, "kill_running")
+    code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, lost), (r"alembic current$", current)))
+    assert code == 5, out + err
+    state = ("alembic upgrade head was let finish after the SSH connection was lost and came back: database at revision "
+             "0002; services not changed")
+    assert f"Host state: still serving the old version: v1 (backend 54108187d377, model_server 5ea9bf2b66a1, proxy 08bad6c75c0b); {state}" in flat(err), flat(err)
+    assert "the SSH connection was re-established" in flat(err)
+    assert kill.call_count == 1 and out.count("letting this run's commands that change the host finish") == 1
+    assert records(remote)[-1]["migrations"] == state
+    assert [c for c in remote.commands if "stop_tagged" in c or "-keep" in c]
+
+
 def test_a_lost_connection_during_the_migration_says_the_database_may_have_moved(mocker, capsys):
     def lost(command):
         raise OSError("Socket is closed")
+    mocker.patch.object(migrate_mod.Session, "kill_running", return_value=False)      # the host stays unreachable
     code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, lost)))
     assert code == 5, out + err
     assert ("Host state: unknown: the last command may or may not have finished on the host; alembic upgrade head was "
