@@ -78,14 +78,15 @@ def upgrade(s: Session) -> None:
     except KeyboardInterrupt:
         with interrupts.ignored():      # bounded: the migration's timeout, then one alembic start
             s.settle_after_interrupt()
-            s.state.migrations = _revision_after(s, exec_, expect, "the interrupt")
+            s.state.migrations = _revision_after(s, exec_, expect, "the interrupt")[0]
         raise
     except DeployError as lost:
         # The connection went during the migration: once it is back, the migration is let finish
         # on the host (kill_running) and the database's revision read, instead of "may have moved".
+        # A read cut off too leaves the flow to stop this run's commands (it may still run).
         if lost.code == ExitCode.CONNECTION and s.kill_running(let_finish=True):
-            s.state.migrations = _revision_after(s, exec_, expect, "the SSH connection was lost and came back")
-            lost.state, lost.reconnected = s.describe_state(), True
+            s.state.migrations, lost.reconnected = _revision_after(s, exec_, expect, "the SSH connection was lost and came back")
+            lost.state = s.describe_state()
         raise
     except CommandFailed as failed:
         out = alembic_cmd.parse_migrate(failed.stdout)
@@ -114,16 +115,16 @@ def upgrade(s: Session) -> None:
     show_history(out.history)
 
 
-def _revision_after(s: Session, exec_: bool, expect: list[str] | None, what: str) -> str:
+def _revision_after(s: Session, exec_: bool, expect: list[str] | None, what: str) -> tuple[str, bool]:
     """Ctrl-C or a lost connection during the migration: it was let finish (settle_after_interrupt,
     kill_running); what did it leave? (Before, the outcome named the code and the images but not
-    the database.)"""
+    the database.) The text for the host state, and whether the revision could be read."""
     was = "" if expect is None else f" (was {', '.join(expect) or 'base'})"
     try:
         now = ", ".join(current_revision(s, exec_)) or "base"
     except (CommandFailed, DeployError):
-        return f"alembic upgrade head was let finish after {what}; database revision unknown: {messages.check_db(s.host)}"
-    return f"alembic upgrade head was let finish after {what}: database at revision {now}{was}; services not changed"
+        return f"alembic upgrade head was let finish after {what}; database revision unknown: {messages.check_db(s.host)}", False
+    return f"alembic upgrade head was let finish after {what}: database at revision {now}{was}; services not changed", True
 
 
 def moved(s: Session, failed: CommandFailed, expect: list[str], now: list[str]) -> DeployError:

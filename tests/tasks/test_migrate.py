@@ -215,6 +215,20 @@ def test_a_lost_connection_during_the_migration_once_back_names_the_revision_it_
     assert [c for c in remote.commands if "stop_tagged" in c or "-keep" in c]
 
 
+def test_a_second_loss_during_the_revision_read_leaves_the_flow_to_stop_the_runs_commands(mocker, capsys):
+    """Adversary: the read of the revision cut off by a second loss still marked the error as
+    reconnected, so the flow did not stop the run's commands (its `alembic current` ran on) while
+    the block said they were stopped."""
+    def lost(command):
+        raise OSError("Socket is closed")
+    kill = mocker.spy(migrate_mod.Session, "kill_running")
+    code, out, err, remote = run_task(mocker, capsys, migrate, host((MIGRATE, lost), (r"alembic current$", lost)))
+    assert code == 5, out + err
+    assert kill.call_count == 2         # the step's, then the flow's after the second loss
+    assert ("alembic upgrade head was let finish after the SSH connection was lost and came back; database revision "
+            "unknown: fab -H deploy@ai-doc-qa.example.com check-db") in flat(err)
+
+
 def test_a_lost_connection_during_the_migration_says_the_database_may_have_moved(mocker, capsys):
     def lost(command):
         raise OSError("Socket is closed")
