@@ -52,14 +52,14 @@ for row in rows:
 TABLE_MARK = "@@alembic_version"
 
 
-def _python_one_line(source: str) -> str:
+def python_one_line(source: str) -> str:
     """``"$py" -c 'exec("...")'``: a Python source as one shell word (the plan and the echo show
     commands line by line), run by the container's python3 (else python)."""
     return f'"$py" -c {q("exec(" + json.dumps(source) + ")")}'
 
 
-_PY = "py=$(command -v python3 || command -v python || echo python3); "
-REVISION_SCRIPT = _PY + _python_one_line(_REVISION_PY) + " 2>/dev/null || alembic current"
+PY = "py=$(command -v python3 || command -v python || echo python3); "
+REVISION_SCRIPT = PY + python_one_line(_REVISION_PY) + " 2>/dev/null || alembic current"
 REVISION = ["sh", "-c", REVISION_SCRIPT]
 
 
@@ -84,7 +84,7 @@ def parse_revision(stdout: str) -> tuple[list[str], str]:
 # alembic sees: either way the pending migrations it checked are not the ones that would run.
 # stdout is wrapped before alembic is imported, so alembic's Config (whose default stdout is the
 # sys.stdout of import time) prints through the wrapper, which keeps what ``current`` printed.
-_MIGRATE_PY = """\
+MIGRATE_PY_HEAD = """\
 import re, sys
 class Tee:
     def __init__(self, out):
@@ -103,6 +103,9 @@ try:
     from alembic.config import main
 except ImportError:
     sys.exit(97)
+"""
+# (commands/prestart.py runs the part above early and waits for its turn before the part below.)
+MIGRATE_PY_RUN = """\
 def alembic(*argv):
     try:
         main(argv=list(argv), prog="alembic")
@@ -143,6 +146,7 @@ alembic("current")
 section("history")
 alembic("history")
 """
+_MIGRATE_PY = MIGRATE_PY_HEAD + MIGRATE_PY_RUN
 # The same without Python: the revisions of ``current`` as awk reads them, compared as sorted lists.
 _MIGRATE_CLI = (
     "echo @@before; cur=$(alembic current 2>&1); rc=$?; printf '%s\\n' \"$cur\"; "
@@ -157,7 +161,7 @@ _MIGRATE_CLI = (
     "echo @@history; alembic history 2>&1"
 )
 MIGRATE_SCRIPT = (
-    _PY + _python_one_line(_MIGRATE_PY) + ' "$@" 2>&1; rc=$?; '
+    PY + python_one_line(_MIGRATE_PY) + ' "$@" 2>&1; rc=$?; '
     "if [ $rc -ne 97 ] && [ $rc -ne 127 ]; then exit $rc; fi; " + _MIGRATE_CLI
 )
 MOVED = 98      # MIGRATE_SCRIPT's exit status when the database is not at the expected revisions

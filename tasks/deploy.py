@@ -10,7 +10,7 @@ from tasks.checklist import checklist_prefetch, checklist_step
 from tasks.cli import parse_show
 from tasks.fleetdeploy import deploy_fleet
 from tasks.flow import run_flow
-from tasks.migrate import migrate_step
+from tasks.migrate import migrate_prefetch, migrate_step
 from tasks.prepare import prepare_step
 from tasks.services import pull_prefetch, pull_step, switch_step
 from tasks.session import Session
@@ -24,7 +24,7 @@ DEPLOY_STEPS = (
     Step("checklist", checklist_step, prefetch=checklist_prefetch),   # Pre-Deployment Checklist
     Step("prepare", prepare_step),                        # 1. Prepare the deployment server
     Step("pull", pull_step, prefetch=pull_prefetch),                              # 3. Deploy services: pull new images
-    Step("migrate", migrate_step),                        # 2. Run database migrations
+    Step("migrate", migrate_step, prefetch=migrate_prefetch),   # 2. Run database migrations
     Step("services", switch_step, recoverable=True, switches=True),   # 3. Deploy services: up, health
     Step("verify", verify_step, recoverable=True),        # 4. Verify deployment
 )

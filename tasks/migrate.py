@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 from commands import alembic as alembic_cmd
+from commands import prestart as prestart_cmd
+from commands.shell import whole_seconds
 from tasks import interrupts, messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
@@ -55,8 +57,9 @@ def current_revision(s: Session, exec_: bool) -> list[str]:
 
 
 def upgrade(s: Session) -> None:
-    """alembic upgrade head through ``exec -T backend`` (``run --rm`` on a first deploy), with the
-    revision before and after and the history, in one round trip."""
+    """alembic upgrade head in the backend (``run --rm`` on a first deploy; the Python a deploy started early, when it
+    waits there) with the revision before, after and the history, in one round trip. Until it answers, the state says
+    the database may be at the new revision (a lost connection: it is let finish on the host)."""
     st = s.settings
     slots = slotstate.enabled(s)
     # running? and where to exec: as the database-ready poll's inspect read it just now, else one inspect
@@ -70,8 +73,8 @@ def upgrade(s: Session) -> None:
         return
     expect = s.state.checked_revision if exec_ else None
     argv = alembic_cmd.migrate_argv(expect)
-    cmd = exec_command(s, slotstate.exec_service(s), argv, known) if exec_ else s.compose.run_rm(st.backend_service, argv)
-    # Until the migration's answer comes back (a lost connection: it is let finish on the host).
+    ordinary = exec_command(s, slotstate.exec_service(s), argv, known) if exec_ else s.compose.run_rm(st.backend_service, argv)
+    cmd = _with_prestarted(s, ordinary, argv)
     s.state.migrations = f"alembic upgrade head was started: the database may be at the new revision ({messages.check_db(s.host)})"
     try:
         r = s.run(cmd, timeout=st.migrate_timeout, mutating=True)
@@ -89,8 +92,8 @@ def upgrade(s: Session) -> None:
             lost.state = s.describe_state()
         raise
     except CommandFailed as failed:
-        out = alembic_cmd.parse_migrate(failed.stdout)
-        marks = failed.stdout.splitlines()
+        failed.command = ordinary       # what ran, in effect (the prestarted Python's hand-over is in the run log)
+        out, marks = alembic_cmd.parse_migrate(failed.stdout), failed.stdout.splitlines()
         if failed.exit_code == alembic_cmd.MOVED and expect is not None and "@@moved" in marks and "@@upgrade" not in marks:
             raise moved(s, failed, expect, out.before) from None
         try:
@@ -113,6 +116,54 @@ def upgrade(s: Session) -> None:
     s.recorder.write("migrations", before=before, after=after)
     ui.say(f"      {s.state.migrations}")
     show_history(out.history)
+
+
+PRESTART = "migrate: the migration's Python, started early"
+
+
+def migrate_prefetch(s: Session) -> None:
+    """A deploy starts the migration's Python in the backend container once the checklist has
+    fetched the release (commands/prestart.py): it imports alembic while the checklist, prepare
+    and the pull run, then waits for its turn. Never in a dry run; a run that ends before the
+    migration tells it to stop (Session.settle_prefetches)."""
+    if not s.dry:
+        s.state.after_fetch.append(lambda remote: s.prefetch(PRESTART, lambda: prestart(s), unused=lambda d: d and _stop(s, d[0])))
+
+
+def prestart(s: Session) -> tuple[str, str] | None:
+    """(the prestart's directory, its container ID), or None where it cannot start: the backend's
+    one running container by ID (as ``exec_command`` would pick it), Compose project known."""
+    service = slotstate.exec_service(s)
+    if not (s.settings.compose_project or s.state.compose_project):
+        return None
+    running = [c for c in containers(s, [service], recent=True) if c.service == service and c.status == "running"]
+    if len(running) != 1:
+        return None
+    limit = whole_seconds(prestart_cmd.WAIT + s.settings.migrate_timeout) + 10
+    r = s.run(prestart_cmd.start(running[0].id, limit), check=False)
+    directory = prestart_cmd.parse_start(r.stdout) if r.ok else None
+    return (directory, running[0].id) if directory else None
+
+
+def _with_prestarted(s: Session, cmd: str, argv: list[str]) -> str:
+    """``cmd`` handed to the prestarted Python when it waits in the very container ``cmd`` execs
+    into (else it is told to stop, and ``cmd`` runs as it is)."""
+    job = s.state.prefetched.pop(PRESTART, None)
+    try:
+        found = job.result() if job is not None else None
+    except (CommandFailed, DeployError):
+        found = None
+    if not found:
+        return cmd
+    directory, container = found
+    if not cmd.startswith(f"docker exec {container} "):
+        _stop(s, directory)
+        return cmd
+    return prestart_cmd.migrate(directory, argv[4:], cmd)
+
+
+def _stop(s: Session, directory: str) -> None:
+    s.run(prestart_cmd.stop(directory), check=False)
 
 
 def _revision_after(s: Session, exec_: bool, expect: list[str] | None, what: str) -> tuple[str, bool]:

@@ -10,7 +10,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable
 
-from commands import alembic, docker, files, git, health, lock, record
+from commands import alembic, docker, files, git, health, lock, prestart, record
 from commands import compose as compose_cmd
 from commands import versions as versions_cmd
 from commands.shell import cd, q
@@ -24,6 +24,10 @@ MIGRATE_FROM = alembic.migrate_argv([MARK])      # from the revisions the checkl
 MIGRATE_FROM_BASE = alembic.migrate_argv([])     # ... from an empty database
 MIGRATE_WHAT = ("revision before (the migration stops unless it is the one the checklist read), upgrade head, "
                 "revision after, history: one exec into the backend")
+PRE_DIR = "/tmp/tmp.PLANMARKD"                 # the directory of the migration's Python started early
+PRESTART_WHAT = ("start the migration's Python in the backend, detached: it imports alembic while the steps before the "
+                 "migration run, then waits for its turn (it exits, doing nothing, if told to stop or after 60 s)")
+PRESTARTED_WHAT = "its turn: " + MIGRATE_WHAT + " (the same command runs it the ordinary way if that Python is gone)"
 TOKEN, JSON_LINE = "<token>", "<json line>"      # how the plan shows the per-run values
 REF = "planmark.invalid/planmark:planmark"      # an image reference marker (a valid reference)
 
@@ -147,6 +151,11 @@ class Answers:
             (Shape(docker.exec_in(HEX, MIGRATE_FROM_BASE), HEX), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
             (Shape(docker.exec_in(HEX, MIGRATE_FROM), HEX, MARK), lambda *_: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
             (Shape(c.exec(st.backend_service, MIGRATE_FROM), MARK), lambda _: Answer(stdout=h.migrate(), what=MIGRATE_WHAT)),
+            (Shape(prestart.start(HEX, NUM), HEX, NUM), lambda *_: Answer(stdout=PRE_DIR + "\n", what=PRESTART_WHAT)),
+            *[(Shape(prestart.migrate(PRE_DIR, argv[4:], docker.exec_in(HEX, argv)), PRE_DIR, HEX, *argv[5:]),
+               lambda *_: Answer(stdout=prestart.GO + "\n" + h.migrate(), what=PRESTARTED_WHAT))
+              for argv in (MIGRATE_ARGV, MIGRATE_FROM_BASE, MIGRATE_FROM)],
+            (Shape(prestart.stop(PRE_DIR), PRE_DIR), lambda _: Answer(what="the migration's Python started early: exit, unused")),
             (Shape(docker.exec_in(HEX, ["sh", "-c", st.db_ready_command]), HEX), lambda _: Answer(
                 stdout="accepting connections\n", what="does postgres accept connections (polled until it does)")),
             (Shape(docker.inspect_project(MARK), MARK), lambda p: Answer(

@@ -117,15 +117,16 @@ class Session:
         context = ui.thread_context()
         return run_all(fns, setup=lambda: ui.adopt(context))
 
-    def prefetch(self, key: str, fn: Callable[[], T]) -> None:
-        """Start a read a later step needs now, in the background, on its own channel (the
-        checklist's database revision). :meth:`fetched` gives its result. Without a background
-        executor (``fab plan``), or inside a concurrent read, it runs here and now, in order."""
+    def prefetch(self, key: str, fn: Callable[[], T], unused: Callable[[T], object] | None = None) -> None:
+        """Start a read a later step needs now, in the background, on its own channel (the checklist's
+        database revision). :meth:`fetched` gives its result; ``unused`` is given it if the run ends without
+        asking. Without a background executor (``fab plan``), or inside a concurrent read, it runs here, in order."""
         if not self.executor.background or read_slot() is not None:
-            self.state.prefetched[key] = Ready(fn)
-            return
-        context = ui.thread_context()
-        self.state.prefetched[key] = Background(fn, setup=lambda: ui.adopt(context))
+            job = Ready(fn)
+        else:
+            context = ui.thread_context()
+            job = Background(fn, setup=lambda: ui.adopt(context))
+        job.unused, self.state.prefetched[key] = unused, job
 
     def fetched(self, key: str, fn: Callable[[], T]) -> T:
         """The result of the read started by :meth:`prefetch` under ``key``, or ``fn()`` if none
@@ -146,10 +147,12 @@ class Session:
             self.kill_running()
             for job in pending:
                 job.done.wait(20)
+        for job in [j for j in self.state.prefetched.values() if j.unused and j.done.is_set()]:   # never asked for
+            with contextlib.suppress(Exception):
+                job.unused(job.result())
         self.state.prefetched.clear()
 
-    def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None,
-                headers: dict | None = None) -> web.HttpAnswer:
+    def request(self, method: str, url: str, *, deadline: float, data: bytes | None = None, headers: dict | None = None) -> web.HttpAnswer:
         """An HTTP request from the operator's machine (monitoring, operator smoke, webhook)."""
         return self.executor.request(self, method, url, deadline=deadline, data=data, headers=headers)
 
@@ -278,8 +281,7 @@ class Session:
             s = self.settings
             command = s.compose_command
             if command == "auto":
-                r = self.run(compose_cmd.PROBE_COMPOSE)
-                command, self.compose_version = compose_cmd.parse_compose_probe(r.stdout)
+                command, self.compose_version = compose_cmd.parse_compose_probe(self.run(compose_cmd.PROBE_COMPOSE).stdout)
                 if command is None:
                     raise DeployError(f"neither `docker compose` nor `docker-compose` works on {self.host} for this user",
                                       command=compose_cmd.PROBE_COMPOSE, state=self.describe_state(),

@@ -49,6 +49,8 @@ class Background:
     later step needs, begun beside the reads before it (Session.prefetch). The thread counts as a
     concurrent read (its own nested reads run in order, in it)."""
 
+    unused: Callable | None = None      # given the result if the run never asks for it (Session.prefetch)
+
     def __init__(self, fn: Callable, setup: Callable[[], None] = lambda: None):
         self._box: dict = {}
         self.done = threading.Event()
@@ -78,6 +80,8 @@ class Background:
 
 class Ready:
     """A :class:`Background` that ran inline, at once (``fab plan``: in order, where it starts)."""
+
+    unused: Callable | None = None
 
     def __init__(self, fn: Callable):
         self.done = threading.Event()

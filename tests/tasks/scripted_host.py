@@ -85,6 +85,9 @@ class ScriptedHost:
             (r"( (exec|run --rm) -T backend|^docker exec [0-9a-f]{64}) alembic current$", self.current),
             (r"( exec -T backend|^docker exec [0-9a-f]{64}) sh -c .*alembic_version.* \|\| alembic current'$", self.table),
             (r"( (exec|run --rm) -T backend|^docker exec [0-9a-f]{64}) sh -c 'py=\$\(command -v python3", self.migrate),
+            (r"^command -v setsid >/dev/null \|\| exit 96; d=\$\(mktemp -d\) ", ok("/tmp/tmp.q1W2e3R4t5\n")),   # as mktemp named it
+            (r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -p \"\$d/go\" \] && printf ", lambda c: self.migrate(c, prestarted=True)),
+            (r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -p \"\$d/go\" \]; then printf 'stop", ok()),
             (r"( exec -T postgres|^docker exec [0-9a-f]{64}) sh -c 'pg_isready", ok("/var/run/postgresql:5432 - accepting connections\n")),
             (r" pull --quiet ", self.pull),
             (r" up -d", self.up),
@@ -162,10 +165,10 @@ class ScriptedHost:
             return Result(stdout="", stderr='service "backend" is not running\n', exited=1)
         return Result(stdout="@@alembic_version\n" + (f"{self.database}\n" if self.database else ""), exited=0)
 
-    def migrate(self, command):
+    def migrate(self, command, prestarted=False):
         before, self.database = self.database, "0002"
         upgrade = captured("alembic-upgrade-head-v2.txt.stderr").split("\n", 1)[1]
-        out = (f"@@before\n{before + ' (head)' if before else ''}\n@@upgrade\n{upgrade}@@after\n"
+        out = ("@@go\n" if prestarted else "") + (f"@@before\n{before + ' (head)' if before else ''}\n@@upgrade\n{upgrade}@@after\n"
                f"{captured('alembic-current-v2.txt')}@@history\n{captured('alembic-history-v2.txt')}")
         return Result(stdout=out, exited=0)
 

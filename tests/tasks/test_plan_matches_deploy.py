@@ -44,6 +44,7 @@ NORMALISE = [
     (re.compile(r'"token": "[0-9a-f]{16}"'), '"token": <token>'),                    # heartbeat, release
     (re.compile(r"printf '%s\\n' '\{.*\}'; \} >> "), "printf '%s\\n' <json line>; } >> "),   # release record
     (re.compile(r"ai-doc-qa-(?:[0-9a-f]{8}|x{8})"), "ai-doc-qa-<run>"),
+    (re.compile(r"^d=/tmp/tmp\.\w+; "), "d=<mktemp -d>; "),                           # the migration's Python started early
     (re.compile(r"sha256:[0-9a-f]{64}"), "<image>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<container>"),
     (re.compile(r"\b[0-9a-f]{40}\b"), "<commit>"),

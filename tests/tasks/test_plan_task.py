@@ -54,7 +54,10 @@ def test_plan_opens_no_socket_and_starts_no_thread(monkeypatch, capsys):
 
 # The migration runs by `docker exec` into the backend's one running container (found by Compose's labels).
 # From the revisions the checklist read (--expect), when it read them.
-MIGRATE_IN_BACKEND = ("docker exec [0-9a-f]{12,64} " + re.escape(shlex.join(["sh", "-c", alembic.MIGRATE_SCRIPT]))
+# A deploy hands it to the migration's Python it started early (commands/prestart.py), which the
+# same command falls back to when that Python is gone: ``d=DIR; if ... fi; fi; docker exec ...``.
+MIGRATE_IN_BACKEND = (r"(d=/tmp/tmp\.\w+; if \[ -p .*; fi; fi; )?"
+                      "docker exec [0-9a-f]{12,64} " + re.escape(shlex.join(["sh", "-c", alembic.MIGRATE_SCRIPT]))
                       + "( sh --expect( [0-9A-Za-z_]+)*)?")
 
 
@@ -68,6 +71,8 @@ def test_plan_shows_the_runbook_steps_in_the_flows_order(capsys):
     record_images = cmds.index(docker.project_containers_created_from("ai-doc-qa"))
     migrate = cmds.index(next(c for c in cmds if re.fullmatch(MIGRATE_IN_BACKEND, c)))
     assert record_images < pull < migrate < up     # images recorded before any pull (runbook note 3); pulled before migrating
+    prestarted = cmds.index(next(c for c in cmds if c.startswith("command -v setsid ")))
+    assert cmds[migrate].startswith("d=/tmp/tmp.") and record_images < prestarted < migrate   # begun during the checklist
     assert git.merge_ff_only("/app/ai-doc-qa", "origin/main") in cmds
     assert cmds[-1] == lock.release("/app/ai-doc-qa/.deploy/lock", "<token>")
 
