@@ -113,7 +113,7 @@ def upgrade(s: Session) -> None:
     before, after = out.before, out.after or []
     s.state.migrations = (f"migrations applied: database at revision {', '.join(after)} (was {', '.join(before) or 'base'})"
                              if after != before else f"database at revision {', '.join(after) or 'base'} (no pending migrations)")
-    s.recorder.write("migrations", before=before, after=after)
+    s.recorder.write("migrations", before=before, after=after, early=r.stdout.startswith(prestart_cmd.GO + "\n"))
     ui.say(f"      {s.state.migrations}")
     show_history(out.history)
 

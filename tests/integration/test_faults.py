@@ -113,8 +113,10 @@ def kill_ssh_sessions():
 
 
 def migration_running() -> bool:
-    """The migration's `docker exec` (its script imports alembic.config) runs as deploy on the host."""
-    return subprocess.run(["pgrep", "-u", "deploy", "-f", "alembic.config import main"], capture_output=True).returncode == 0
+    """The migration step's command runs as deploy on the host: it has handed the migration to the
+    Python the deploy started during the checklist and waits for its exit status (commands/prestart.py;
+    that Python, importing alembic.config since the checklist, is no sign the migration began)."""
+    return subprocess.run(["pgrep", "-u", "deploy", "-f", "do sleep 0.02; done"], capture_output=True).returncode == 0
 
 
 def test_ssh_connection_dropped_mid_deploy_host_still_reachable(sandbox):

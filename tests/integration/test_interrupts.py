@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.integration.conftest import FAB, ROOT
-from tests.integration.test_faults import STAGING, wait_for_event
+from tests.integration.test_faults import STAGING, migration_running, wait_for_event
 
 
 def start_deploy(sigint: str):
@@ -61,10 +61,8 @@ def test_ctrl_c_during_the_migration_lets_it_finish_and_the_outcome_names_the_re
     sandbox.reset()
     sandbox.ctl("version", "v2")
     proc = start_deploy("default")
-    sandbox.wait_for(lambda: proc.poll() is None and subprocess.run(
-        ["pgrep", "-u", "deploy", "-f", "alembic.*upgrade"], capture_output=True).returncode == 0,
-        60, "the migration running on the host", interval=0.05)
-    time.sleep(0.3)                     # alembic has started (it takes ~1 s here)
+    sandbox.wait_for(lambda: proc.poll() is None and migration_running(), 60, "the migration running on the host", interval=0.02)
+    time.sleep(0.05)                    # alembic has been handed its turn (the migration takes ~0.4 s here)
     proc.send_signal(signal.SIGINT)
     out = sandbox.finish(proc, 120)
     assert proc.returncode == 130 and "Traceback" not in out, out

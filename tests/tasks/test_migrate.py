@@ -64,7 +64,7 @@ def test_migrate_starts_the_database_waits_and_upgrades_in_one_round_trip(mocker
     assert "        <base> -> 0001  create documents table" in out
     evs = records(remote)
     assert [e for e in evs if e["event"] == "migrations"][0] | {"at": 0} == {
-        "v": 1, "release": evs[0]["release"], "event": "migrations", "at": 0, "before": ["0001"], "after": ["0002"]}
+        "v": 1, "release": evs[0]["release"], "event": "migrations", "at": 0, "before": ["0001"], "after": ["0002"], "early": False}
     assert evs[-1]["outcome"] == "success"
     assert not [c for c in remote.commands if " pull " in c or "docker tag" in c or " up -d --no-deps" in c]
 

@@ -48,6 +48,7 @@ def test_a_deploy_hands_its_migration_to_the_python_it_started_during_the_checkl
     assert commands[hand_over].endswith(f" sh -c {shlex.quote(alembic_cmd.MIGRATE_SCRIPT)} sh --expect 0001")
     assert first(commands, ORDINARY) is None and first(commands, STOP) is None
     assert "migrations applied: database at revision 0002 (was 0001)" in out
+    assert '"event":"migrations"' in (line := next(c for c in commands if '"event":"migrations"' in c)) and '"early":true' in line
 
 
 def test_a_checklist_that_blocks_tells_the_prestarted_python_to_stop(mocker, capsys, monkeypatch):
@@ -70,6 +71,7 @@ def test_a_host_that_cannot_prestart_migrates_the_ordinary_way(mocker, capsys):
     assert first(commands, START) is not None and first(commands, ORDINARY) is not None
     assert first(commands, HAND_OVER) is None and first(commands, STOP) is None
     assert "migrations applied: database at revision 0002 (was 0001)" in out
+    assert '"early":false' in next(c for c in commands if '"event":"migrations"' in c)
 
 
 def test_a_prestart_waiting_in_another_container_is_stopped_and_not_used(settings, mocker):
