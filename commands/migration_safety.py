@@ -63,7 +63,6 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, Sequence
 
 from commands.git import Migration
-from commands.migration_ast import Upgrade, module_string, parse_source
 from commands.migration_findings import Finding, Fresh, MigrationReport
 
 REVIEW_MARK = "deploy: reviewed-breaking-change"
@@ -99,6 +98,9 @@ def analyse(path: str, source: str, reviewed: Iterable[str] = (), revision: str 
     knows (used when the file's own ``revision = ...`` cannot be read). ``after``: reports of the
     pending revisions that run before this one (tables and columns they add are new to the old code).
     """
+    # The syntax-tree walk and its SQL regexes cost ~13 ms to import: only a pending migration needs them.
+    from commands.migration_ast import Upgrade, module_string, parse_source
+
     before = Fresh((t for r in after for t in r.created_tables), (c for r in after for c in r.added_columns))
     tree, problem = parse_source(source)
     visitor = None
