@@ -2,9 +2,7 @@
 from; ``fab version``: the tool's version and the libraries it runs on. Neither connects."""
 from __future__ import annotations
 
-import platform
 import subprocess
-import tomllib
 
 import fabric
 import invoke
@@ -48,6 +46,8 @@ def config(o: Offline, json=False):
 
 
 def tool_version() -> str:
+    import tomllib  # only fab version reads pyproject.toml: not imported at every start-up
+
     with open(PROJECT_ROOT / "pyproject.toml", "rb") as fh:
         version = tomllib.load(fh)["project"]["version"]
     try:
@@ -61,6 +61,8 @@ def tool_version() -> str:
 @task
 def version(c):
     """The tool's version and the Fabric, Invoke, Paramiko and Python versions in use."""
+    import platform  # only fab version needs it: not imported at every start-up
+
     print(f"ai-doc-qa-deploy {tool_version()}")
     print(f"Fabric {fabric.__version__}, Invoke {invoke.__version__}, Paramiko {paramiko.__version__}, "
           f"Python {platform.python_version()}")
