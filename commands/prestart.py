@@ -34,12 +34,16 @@ GO = "@@go"         # the first line of a prestarted Python that was told to go 
 NOT_STARTED = 96    # start's exit status when the host cannot (no setsid, mkfifo or mktemp)
 _DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
+# After the word, the import system forgets what it saw of the directories on sys.path: ``git
+# pull`` has changed the app's files since (alembic reads env.py and the migrations when it runs;
+# nothing of the app was imported before the word).
 _WAIT_PY = """\
-import json, select
+import importlib, json, select
 line = sys.stdin.readline() if select.select([sys.stdin], [], [], WAIT)[0] else ""
 if not line.startswith("go "):
     sys.exit(99)
 sys.argv[1:] = json.loads(line[3:])
+importlib.invalidate_caches()
 print("GO", flush=True)
 """.replace("GO", GO)
 

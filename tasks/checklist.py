@@ -190,6 +190,8 @@ def run_checklist(s: Session, message: str = "") -> list[Item]:
     migrations, env, rollback, monitoring = s.concurrently(
         lambda: check_migrations(s, remote), lambda: check_env(s, remote),
         lambda: check_rollback_target(s), lambda: check_monitoring(s))
+    for hook in s.state.after_reads:        # the migration's Python may start now (tasks/migrate.py)
+        hook()
     return [*migrations, *env, rollback, monitoring, check_oncall(s, message)]
 
 

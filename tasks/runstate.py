@@ -40,6 +40,7 @@ class RunState:
     ids_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)   # one resolution at a time
     prefetched: dict = field(default_factory=dict)      # key -> worker.Background: reads started early (Session.prefetch)
     after_fetch: list = field(default_factory=list)     # (incoming ref) -> None: run once the checklist fetched it
+    after_reads: list = field(default_factory=list)     # () -> None: run once the checklist's reads are done
     fetched: str = ""                  # the remote ref this run's checklist fetched and checked: prepare merges it as is
     pulled_early: bool = False         # the deploy's pull began during the checklist (tasks/services.py)
     head: str = ""                     # the commit prepare checked out (the early pull compared another: pull again)
