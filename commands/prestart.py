@@ -32,6 +32,8 @@ WAIT = 60           # seconds the prestarted Python waits for its turn before it
 TIDY = 600          # x 0.2 s: how long the detached shell waits for the step to read a migration's result
 GO = "@@go"         # the first line of a prestarted Python that was told to go (before "@@before")
 NOT_STARTED = 96    # start's exit status when the host cannot (no setsid, mkfifo or mktemp)
+UNSURE = 95         # the hand-over's exit status when that Python ended without saying whether it took its turn
+NOT_TAKEN = "97|99|127"   # its exit statuses before any word was read: no alembic, no word (stop, 60 s), no python
 _DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 # After the word, the import system forgets what it saw of the directories on sys.path: ``git
@@ -60,14 +62,17 @@ def start(container_id: str, limit: int, wait: float = WAIT) -> str:
     run = exec_in(container_id, ["sh", "-c", PY + python_one_line(prelude_py(wait)) + ' "$@" 2>&1', "sh"], stdin=True)
     # The FIFO is opened (read-write: no wait for a writer) before the detached shell is started,
     # which inherits it: a word written as soon as the path is printed is already held, not lost.
+    # A result the step may read (a migration, or an end it cannot place) waits for it (TIDY); one
+    # that took no word is removed at once. Stopped before the detached shell runs, nothing stays.
     detached = (
         f'd=$1; timeout -k 5 {int(limit)} {run} <&3 >"$d/out" 2>&1; echo $? >"$d/rc.tmp"; mv "$d/rc.tmp" "$d/rc"; exec 3>&-; '
-        f'if grep -qx {GO} "$d/out"; then n=0; while [ -d "$d" ] && [ $n -lt {TIDY} ]; do sleep 0.2; n=$((n+1)); done; fi; '
-        'rm -rf "$d"'
+        f'case $(cat "$d/rc") in {NOT_TAKEN}) grep -qx {GO} "$d/out" || rm -rf "$d";; esac; '
+        f'n=0; while [ -d "$d" ] && [ $n -lt {TIDY} ]; do sleep 0.2; n=$((n+1)); done; rm -rf "$d"'
     )
     return (f"command -v setsid >/dev/null || exit {NOT_STARTED}; d=$(mktemp -d) || exit {NOT_STARTED}; "
+            f'trap \'rm -rf "$d"; exit 143\' TERM INT HUP; '
             f'mkfifo -m 600 "$d/go" && exec 3<>"$d/go" || {{ rm -rf "$d"; exit {NOT_STARTED}; }}; '
-            f'setsid sh -c {q(detached)} ai-doc-qa-migration "$d" </dev/null >/dev/null 2>&1 & echo "$d"')
+            f'setsid sh -c {q(detached)} ai-doc-qa-migration "$d" </dev/null >/dev/null 2>&1 & trap - TERM INT HUP; echo "$d"')
 
 
 def parse_start(stdout: str) -> str | None:
@@ -76,19 +81,29 @@ def parse_start(stdout: str) -> str | None:
     return path if _DIR.match(path) and ".." not in path else None
 
 
+# The directory is this run's only if it is still the private one mktemp made: a directory of
+# this user (other users cannot put files in it), not a link. /tmp is everyone's: once the
+# prestart has given up and removed it, anyone may make a directory of the same name.
+_OURS = '[ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ] && [ -p "$d/go" ]'
+
+
 def migrate(directory: str, argv: Sequence[str], ordinary: str) -> str:
     """Hand the prestarted Python in ``directory`` its turn (``argv``: MIGRATE_SCRIPT's arguments)
     and print what it printed, exit with its status; ``ordinary`` (the migration command run the
-    usual way) when it did not take it."""
+    usual way) when it surely did not take it: gone, ended before the word, or ended with a status
+    it gives only before reading a word. Ended otherwise without saying it took the word (its
+    ``docker exec`` killed at that moment): UNSURE, and nothing more is run."""
     d, word = q(directory), q("go " + json.dumps(list(argv)))
-    return (f"d={d}; if [ -p \"$d/go\" ] && printf '%s\\n' {word} 1<>\"$d/go\"; then "
+    return (f"d={d}; if {_OURS} && [ ! -e \"$d/rc\" ] && printf '%s\\n' {word} 1<>\"$d/go\"; then "
             'while [ -d "$d" ] && [ ! -e "$d/rc" ]; do sleep 0.02; done; '
-            f'if [ -e "$d/rc" ] && grep -qx {GO} "$d/out" 2>/dev/null; then '
-            'cat "$d/out"; rc=$(cat "$d/rc"); rm -rf "$d"; exit "$rc"; fi; fi; '
-            + ordinary)
+            'if [ -e "$d/rc" ]; then rc=$(cat "$d/rc"); '
+            f'if grep -qx {GO} "$d/out"; then cat "$d/out"; rm -rf "$d"; exit "$rc"; fi; '
+            f'case $rc in {NOT_TAKEN}) ;; *) echo "the migration\'s Python started early ended (status $rc) when it was '
+            f'handed its turn, before it said it took it: the database may have moved" >&2; rm -rf "$d"; exit {UNSURE};; esac; '
+            f'fi; fi; if {_OURS} && [ -e "$d/rc" ]; then rm -rf "$d"; fi; ' + ordinary)
 
 
 def stop(directory: str) -> str:
     """Tell a prestarted Python that was not used to exit (best effort: it gives up on its own)."""
     d = q(directory)
-    return f"d={d}; if [ -p \"$d/go\" ]; then printf 'stop\\n' 1<>\"$d/go\"; fi; true"
+    return f"d={d}; if {_OURS}; then printf 'stop\\n' 1<>\"$d/go\"; fi; true"

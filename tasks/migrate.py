@@ -11,7 +11,7 @@ from tasks import interrupts, messages, slotstate, ui
 from tasks.base import operator_task
 from tasks.errors import CommandFailed, DeployError, ExitCode
 from tasks.flow import run_flow
-from tasks.hoststate import backend_running, containers, exec_command, exec_sh, last_inspected
+from tasks.hoststate import backend_running, containers, exec_command, exec_sh, inspect_ids, last_inspected
 from tasks.session import Session
 from tasks.steps import RunOptions, Step
 
@@ -100,7 +100,7 @@ def upgrade(s: Session) -> None:
             now = current_revision(s, exec_)
         except (CommandFailed, DeployError):
             now = ["unknown"]
-        was = ", ".join(out.before) or "base"
+        was = ", ".join(out.before or expect or []) or "base"      # (alembic said nothing: the checklist's read)
         s.state.migrations = f"migration failed: database at revision {', '.join(now) or 'base'} (was {was}); services not changed"
         failed.stdout = out.upgrade or failed.stdout
         raise DeployError.from_command(
@@ -137,7 +137,7 @@ def prestart(s: Session) -> tuple[str, str] | None:
     service = slotstate.exec_service(s)
     if not (s.settings.compose_project or s.state.compose_project):
         return None
-    running = [c for c in containers(s, [service], recent=True) if c.service == service and c.status == "running"]
+    running = [c for c in inspect_ids(s, [service]) if c.service == service and c.status == "running"]   # (not folded: slots)
     if len(running) != 1:
         return None
     limit = whole_seconds(prestart_cmd.WAIT + s.settings.migrate_timeout) + 10

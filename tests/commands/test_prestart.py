@@ -136,13 +136,35 @@ def test_a_container_without_alembic_leaves_the_ordinary_migration(host, monkeyp
     assert sh(prestart.migrate(directory, [], ORDINARY)).returncode == 42
 
 
+def ended(directory: str, within: float = 10) -> bool:
+    end = time.monotonic() + within
+    while not Path(directory, "rc").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    return Path(directory, "rc").exists()
+
+
 def test_the_docker_client_killed_before_the_word_ends_it_without_a_migration(host):
     directory = start()
     time.sleep(0.3)
     sh(f"pkill -TERM -f -- {json.dumps('^timeout -k 5 60 docker exec -i ' + CONTAINER)}")   # the client, not the shell
-    assert gone(directory)
-    assert host.read_text() == ""
-    assert sh(prestart.migrate(directory, [], ORDINARY)).returncode == 42
+    assert ended(directory) and host.read_text() == ""
+    r = sh(prestart.migrate(directory, [], ORDINARY))        # ended before the word: no word, the ordinary way
+    assert r.returncode == 42 and gone(directory, within=2)
+
+
+def test_a_python_that_ends_after_the_word_without_taking_it_stops_the_migration(host, tmp_path):
+    """Its docker exec killed as the word arrives: it may have read it and begun. Nothing more is run."""
+    directory = start()
+    time.sleep(0.3)
+    Path(directory, "go").unlink()                           # the word cannot reach it: as if it died reading it
+    os.mkfifo(Path(directory, "go"), 0o600)
+    killer = subprocess.Popen(["sh", "-c", f"sleep 0.5; pkill -TERM -f -- {json.dumps('^timeout -k 5 60 docker exec -i ' + CONTAINER)}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = sh(prestart.migrate(directory, [], ORDINARY))          # the word written, then its docker exec killed
+    killer.wait(10)
+    assert r.returncode == prestart.UNSURE and "ORDINARY-RAN" not in r.stdout
+    assert "before it said it took it: the database may have moved" in r.stderr
+    assert host.read_text() == "" and gone(directory, within=2)
 
 
 def test_the_word_carries_hostile_revisions_as_data(host, tmp_path):

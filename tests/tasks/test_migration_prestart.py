@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 
 from invoke import Result
 
 from commands import alembic as alembic_cmd
 from commands import prestart as prestart_cmd
 from config import load_settings
+from tasks import checklist as checklist_mod
 from tasks import migrate as migrate_mod
 from tasks.session import Session
 from tasks.worker import Ready
@@ -19,8 +21,8 @@ from tests.tasks.scripted_host import ScriptedHost
 from tests.tasks.test_prefetch import deploy_on
 
 START = r"^command -v setsid >/dev/null \|\| exit 96; "
-HAND_OVER = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -p \"\$d/go\" \] && printf "
-STOP = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -p \"\$d/go\" \]; then printf 'stop"
+HAND_OVER = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .* printf '%s\\n' 'go \["
+STOP = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .*; then printf 'stop"
 ORDINARY = r"^docker exec [0-9a-f]{64} sh -c 'py=\$\(command -v python3.*@@history"      # MIGRATE_SCRIPT
 
 
@@ -55,7 +57,11 @@ def test_a_checklist_that_blocks_tells_the_prestarted_python_to_stop(mocker, cap
     monkeypatch.setenv("DEPLOY_CHECKLIST_BLOCKING", "monitoring")
     monkeypatch.setenv("DEPLOY_MONITORING_URL", "")
     st, host = scripted()
-    code, out, err, commands = deploy_on(mocker, capsys, host)
+    started = threading.Event()        # the checklist ends once the host has answered the start (else: nothing to stop)
+    oncall = checklist_mod.check_oncall
+    mocker.patch.object(checklist_mod, "check_oncall", lambda s, message: started.wait(10) and oncall(s, message))
+    answer = Result(stdout="/tmp/tmp.q1W2e3R4t5\n", exited=0)
+    code, out, err, commands = deploy_on(mocker, capsys, host, [(START, lambda c: started.set() or answer)])
     assert code == 9, err
     start, stop = first(commands, START), first(commands, STOP)
     assert start is not None and stop is not None and start < stop

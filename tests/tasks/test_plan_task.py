@@ -56,7 +56,7 @@ def test_plan_opens_no_socket_and_starts_no_thread(monkeypatch, capsys):
 # From the revisions the checklist read (--expect), when it read them.
 # A deploy hands it to the migration's Python it started early (commands/prestart.py), which the
 # same command falls back to when that Python is gone: ``d=DIR; if ... fi; fi; docker exec ...``.
-MIGRATE_IN_BACKEND = (r"(d=/tmp/tmp\.\w+; if \[ -p .*; fi; fi; )?"
+MIGRATE_IN_BACKEND = (r"(d=/tmp/tmp\.\w+; if \[ -d .*; then rm -rf \"\$d\"; fi; )?"
                       "docker exec [0-9a-f]{12,64} " + re.escape(shlex.join(["sh", "-c", alembic.MIGRATE_SCRIPT]))
                       + "( sh --expect( [0-9A-Za-z_]+)*)?")
 

@@ -208,7 +208,7 @@ def test_the_migration_asks_docker_nothing_more_whether_the_backend_runs_and_whe
     deps_up = next(i for i, c in enumerate(commands) if c.endswith(" up -d -- postgres redis"))
     ready = next(i for i, c in enumerate(commands) if "pg_isready" in c)
     migrate = next(i for i, c in enumerate(commands) if "py=$(command -v python3" in c and "@@upgrade" in c)
-    assert re.search(r"^d=\S+; if .*?; fi; fi; docker exec [0-9a-f]{64} sh -c 'py=", commands[migrate])   # (the prestart's fallback)
+    assert re.search(r"^d=\S+; if .*?; then rm -rf \"\$d\"; fi; docker exec [0-9a-f]{64} sh -c 'py=", commands[migrate])   # (fallback)
     inspects = [c for c in commands[deps_up:migrate] if c.startswith(("docker inspect -- ", "ids=$(docker ps "))]
     assert len(inspects) == 1 and inspects[0].startswith("ids=$(docker ps ")    # listed and inspected at once
     assert not any(c.startswith(("docker inspect -- ", "ids=$(docker ps ")) for c in commands[ready:migrate])
