@@ -3,9 +3,14 @@ staging host: a deploy migrates through it (its release record says ``early``), 
 it behind: after a success, a checklist that blocks, or Ctrl-C before the migration, there is no
 Python waiting in the backend, no detached shell and no directory of it on the host."""
 import glob
+import http.server
 import os
 import signal
 import subprocess
+import threading
+import time
+
+import pytest
 
 from tests.integration.test_faults import STAGING
 
@@ -41,11 +46,31 @@ def test_a_deploy_migrates_in_the_python_it_started_early_and_leaves_nothing(san
     nothing_left(sandbox)
 
 
-def test_a_deploy_its_checklist_stops_tells_the_python_it_started_to_exit(sandbox):
+@pytest.fixture
+def slow_webhook():
+    """An on-call webhook that answers after 2 s: the checklist's last item, after its reads, so the
+    migration's Python has surely been started on the host when the checklist blocks."""
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(2)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+def test_a_deploy_its_checklist_stops_tells_the_python_it_started_to_exit(sandbox, slow_webhook):
     sandbox.reset()
     sandbox.ctl("version", "v2")
     r = sandbox.fab("--echo", "deploy", *STAGING, env={"DEPLOY_CHECKLIST_BLOCKING": "monitoring",
-                                                       "DEPLOY_MONITORING_URL": "http://127.0.0.1:9/nothing-listens"})
+                                                       "DEPLOY_MONITORING_URL": "http://127.0.0.1:9/nothing-listens",
+                                                       "DEPLOY_WEBHOOK_URL": slow_webhook})
     out = r.stdout + r.stderr
     assert r.returncode == 9, out
     assert "command -v setsid" in out and "printf 'stop\\n'" in out      # started during the checklist, then told to stop
