@@ -16,7 +16,9 @@ timeout, let finish after Ctrl-C or a lost connection, its output kept on the ho
 ``go`` and the arguments to the FIFO, waits for ``rc``, prints the output and exits with the
 status: the same sections and exit codes as ``MIGRATE_SCRIPT``. If the prestarted Python is gone,
 never read the word (it had given up) or could not import alembic, the directory says so (no
-``@@go`` line) and the same command runs the migration the ordinary way, in the same container.
+``@@go`` line, a status it gives only before a word) and the same command runs the migration the
+ordinary way, in the same container. If it ended otherwise without saying it took the word (its
+``docker exec`` killed just then), the step stops with UNSURE: it may have begun.
 """
 from __future__ import annotations
 

@@ -125,8 +125,8 @@ def migrate_prefetch(s: Session) -> None:
     """A deploy starts the migration's Python in the backend container once the checklist's reads
     are done (commands/prestart.py): it imports alembic while the checklist ends and prepare, the
     pull and the database's start run, then waits for its turn (begun with the checklist's reads,
-    on 2 cores it slowed them by as much as it saved later). Never in a dry run; a run that ends before the
-    migration tells it to stop (Session.settle_prefetches)."""
+    on 2 cores it slowed them by as much as it saved later). Never in a dry run; a run that ends
+    before the migration tells it to stop (Session.settle_prefetches)."""
     if not s.dry:
         s.state.after_reads.append(lambda: s.prefetch(PRESTART, lambda: prestart(s), unused=lambda d: d and _stop(s, d[0])))
 
@@ -149,11 +149,7 @@ def prestart(s: Session) -> tuple[str, str] | None:
 def _with_prestarted(s: Session, cmd: str, argv: list[str]) -> str:
     """``cmd`` handed to the prestarted Python when it waits in the very container ``cmd`` execs
     into (else it is told to stop, and ``cmd`` runs as it is)."""
-    job = s.state.prefetched.pop(PRESTART, None)
-    try:
-        found = job.result() if job is not None else None
-    except (CommandFailed, DeployError):
-        found = None
+    found = s.fetched(PRESTART, lambda: None)
     if not found:
         return cmd
     directory, container = found
