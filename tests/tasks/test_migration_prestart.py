@@ -107,3 +107,16 @@ def test_a_run_that_never_asks_for_a_prefetch_gives_it_to_its_unused_hook(settin
     s.fetched("asked", lambda: None)
     s.settle_prefetches()
     assert given == ["result"]
+
+
+def test_a_hand_over_that_cannot_say_whether_the_migration_began_fails_the_step_and_names_the_revision(mocker, capsys):
+    st, host = scripted()
+    unsure = Result(stdout="", exited=prestart_cmd.UNSURE, stderr=(
+        "the migration's Python started early ended (status 137) when it was handed its turn, before it said it "
+        "took it: the database may have moved\n"))
+    code, out, err, commands = deploy_on(mocker, capsys, host, [(HAND_OVER, unsure)])
+    text = " ".join(err.split())
+    assert code == 3, err
+    assert "alembic upgrade head failed: exited with code 95" in text and "the database may have moved" in text
+    assert "migration failed: database at revision 0001 (was 0001); services not changed" in text
+    assert first(commands, ORDINARY) is None and not [c for c in commands if " up -d --no-deps" in c or c.endswith(" up -d")]
