@@ -279,11 +279,10 @@ class Answers:
         return Answer(stdout="".join(out), what="the pending revisions' source at the incoming ref: what breaks the code still serving")
 
     def image_inspect(self, command: str) -> Answer | None:
-        piece = Shape(docker.image_inspect([HEX]).removesuffix(" ; true"), HEX)
-        found = [piece.match(p) for p in command.removesuffix(" ; true").split(" ; ")]
-        if not found or None in found:
+        found = Shape(docker.image_inspect([HEX]), HEX).match(command)
+        if found is None:
             return None
-        refs = [words(g[0])[0] for g in found]
+        refs = words(found[0])
         return Answer(stdout=self.host.image_inspect(refs), what="image IDs and digests (what a rollback can go back to)")
 
     def acquire(self, quoted_holder: str) -> Answer:

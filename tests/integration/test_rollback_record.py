@@ -116,3 +116,16 @@ def test_corrupt_record_lines_do_not_break_history_or_rollback(sandbox):
     after_torn = json.loads(rows[torn + 1])                                  # the next append started a fresh line
     assert after_torn["event"] == "start" and after_torn["kind"] == "rollback"
     assert [e for e in valid_records() if e["event"] == "end"][-1]["outcome"] == "success"
+
+
+def test_one_image_inspect_call_reports_every_present_image_around_a_missing_one(sandbox):
+    """commands.docker.image_inspect asks for all images in one call: the real Docker CLI must
+    still print the present ones when one in the middle is gone (a pruned rollback target)."""
+    from commands import docker as docker_cmd
+    present = [sandbox.image_id("backend"), sandbox.image_id("proxy")]
+    missing = "sha256:" + "0" * 64
+    command = docker_cmd.image_inspect([present[0], missing, present[1]])
+    r = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "DOCKER_HOST": DOCKER_HOST})
+    assert r.returncode == 0
+    assert [i.id for i in docker_cmd.parse_image_inspect(r.stdout)] == present

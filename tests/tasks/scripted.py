@@ -56,7 +56,7 @@ def record_answer(text: str) -> str:
 
 
 class Images:
-    """``docker image inspect --format ... -- REF 2>/dev/null ; ...``: one JSON line per image the
+    """``docker image inspect --format ... -- REF... 2>/dev/null ; true``: one JSON line per image the
     host has (by ID or by tag), as commands.docker.image_inspect asks; nothing for a missing one."""
 
     def __init__(self, lines: str = ""):
@@ -66,9 +66,9 @@ class Images:
         self.known.append({"id": image_id, "digests": list(digests), "tags": list(tags)})
 
     def __call__(self, command: str) -> str:
-        refs = re.findall(r" -- (\S+) 2>/dev/null", command)
+        [refs] = re.findall(r" -- (.+?) 2>/dev/null", command)
         out = []
-        for ref in (shlex.split(r)[0] for r in refs):
+        for ref in shlex.split(refs):
             out += [json.dumps(i, separators=(",", ":")) for i in self.known if ref == i["id"] or ref in i["tags"]][:1]
         return "".join(line + "\n" for line in out)
 

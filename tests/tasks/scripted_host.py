@@ -135,7 +135,8 @@ class ScriptedHost:
         return self.inspect("docker inspect -- " + " ".join(c["id"] for c in self.containers.values()))
 
     def image_inspect(self, command):
-        ids = re.findall(r" -- (\S+) 2>/dev/null", command)
+        [refs] = re.findall(r" -- (.+?) 2>/dev/null", command)
+        ids = shlex.split(refs)
         lines = [json.dumps({"id": i, "digests": [f"127.0.0.1:5000/ai-doc-qa/x@sha256:{hexid(i)}"],
                              "tags": [r for r, t in self.tags.items() if t == i]}) for i in ids]
         return Result(stdout="\n".join(lines) + "\n", exited=0)

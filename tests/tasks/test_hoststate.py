@@ -106,7 +106,7 @@ def test_images_of_records_ref_id_and_digests_from_captured_image_inspect(host):
     assert images["proxy"]["digests"] == []          # the capture did not ask for it: no digest known
     assert list(images) == ["backend", "model_server", "proxy"]      # postgres and redis are not deployed services
     [call] = [c for c in remote.commands if c.startswith("docker image inspect")]
-    assert call.count("docker image inspect") == 3 and call.endswith(" ; true")
+    assert call.count("docker image inspect") == 1 and call.endswith(" ; true") and call.count(" sha256:") == 3
 
 
 def test_images_of_nothing_running_asks_nothing(host):
