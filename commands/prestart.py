@@ -106,6 +106,10 @@ def migrate(directory: str, argv: Sequence[str], ordinary: str) -> str:
 
 
 def stop(directory: str) -> str:
-    """Tell a prestarted Python that was not used to exit (best effort: it gives up on its own)."""
+    """Tell a prestarted Python that was not used to exit (best effort: it gives up on its own).
+    One that has ended already (its docker exec gone with its container, or killed) cannot have
+    begun a migration, for no word was ever written: its directory is removed at once, not left
+    to the detached shell's tidy-up (up to TIDY x 0.2 s)."""
     d = q(directory)
-    return f"d={d}; if {_OURS}; then printf 'stop\\n' 1<>\"$d/go\"; fi; true"
+    return (f"d={d}; if {_OURS}; then if [ -e \"$d/rc\" ]; then rm -rf \"$d\"; "
+            f"else printf 'stop\\n' 1<>\"$d/go\"; fi; fi; true")

@@ -152,6 +152,17 @@ def test_the_docker_client_killed_before_the_word_ends_it_without_a_migration(ho
     assert r.returncode == 42 and gone(directory, within=2)
 
 
+def test_told_to_stop_after_it_ended_on_its_own_its_directory_goes_at_once(host):
+    """Its docker exec gone (the container removed, the client killed) before any word: the run's
+    stop removes what is left now, not after the detached shell's tidy-up (TIDY x 0.2 s)."""
+    directory = start()
+    time.sleep(0.3)
+    sh(f"pkill -TERM -f -- {json.dumps('^timeout -k 5 60 docker exec -i ' + CONTAINER)}")
+    assert ended(directory) and Path(directory).exists()          # an end it cannot place: kept for the step
+    assert sh(prestart.stop(directory), timeout=5).returncode == 0
+    assert gone(directory, within=2) and host.read_text() == ""
+
+
 def test_a_python_that_ends_after_the_word_without_taking_it_stops_the_migration(host, tmp_path):
     """Its docker exec killed as the word arrives: it may have read it and begun. Nothing more is run."""
     directory = start()

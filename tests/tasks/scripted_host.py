@@ -87,7 +87,7 @@ class ScriptedHost:
             (r"( (exec|run --rm) -T backend|^docker exec [0-9a-f]{64}) sh -c 'py=\$\(command -v python3", self.migrate),
             (r"^command -v setsid >/dev/null \|\| exit 96; d=\$\(mktemp -d\) ", ok("/tmp/tmp.q1W2e3R4t5\n")),   # as mktemp named it
             (r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .* printf '%s\\n' 'go \[", lambda c: self.migrate(c, prestarted=True)),
-            (r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .*; then printf 'stop", ok()),
+            (r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .*; else printf 'stop", ok()),
             (r"( exec -T postgres|^docker exec [0-9a-f]{64}) sh -c 'pg_isready", ok("/var/run/postgresql:5432 - accepting connections\n")),
             (r" pull --quiet ", self.pull),
             (r" up -d", self.up),

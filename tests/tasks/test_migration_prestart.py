@@ -22,7 +22,7 @@ from tests.tasks.test_prefetch import deploy_on
 
 START = r"^command -v setsid >/dev/null \|\| exit 96; "
 HAND_OVER = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .* printf '%s\\n' 'go \["
-STOP = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .*; then printf 'stop"
+STOP = r"^d=/tmp/tmp\.q1W2e3R4t5; if \[ -d .*; else printf 'stop"
 ORDINARY = r"^docker exec [0-9a-f]{64} sh -c 'py=\$\(command -v python3.*@@history"      # MIGRATE_SCRIPT
 
 
