@@ -36,7 +36,7 @@ GO = "@@go"         # the first line of a prestarted Python that was told to go 
 NOT_STARTED = 96    # start's exit status when the host cannot (no setsid, mkfifo or mktemp)
 UNSURE = 95         # the hand-over's exit status when that Python ended without saying whether it took its turn
 NOT_TAKEN = "97|99|127"   # its exit statuses before any word was read: no alembic, no word (stop, 60 s), no python
-_DIR = re.compile(r"^/[A-Za-z0-9._/-]+$")
+_DIR = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$")    # no empty, dot-led or dash-led part, no trailing /
 
 # After the word, the import system forgets what it saw of the directories on sys.path: ``git
 # pull`` has changed the app's files since (alembic reads env.py and the migrations when it runs;
@@ -80,7 +80,7 @@ def start(container_id: str, limit: int, wait: float = WAIT) -> str:
 def parse_start(stdout: str) -> str | None:
     """The directory :func:`start` printed, or None."""
     path = stdout.strip()
-    return path if _DIR.match(path) and ".." not in path else None
+    return path if _DIR.fullmatch(path) and ".." not in path else None
 
 
 # The directory is this run's only if it is still the private one mktemp made: a directory of

@@ -188,6 +188,8 @@ def test_the_word_carries_hostile_revisions_as_data(host, tmp_path):
 
 @pytest.mark.parametrize("printed, found", [
     ("/tmp/tmp.AbC123xyz\n", "/tmp/tmp.AbC123xyz"), ("", None), ("tmp/relative\n", None), ("/tmp/a b\n", None),
-    ("/tmp/../etc\n", None), ("/tmp/x;rm -rf /\n", None), ("/tmp/one\n/tmp/two\n", None)])
+    ("/tmp/../etc\n", None), ("/tmp/x;rm -rf /\n", None), ("/tmp/one\n/tmp/two\n", None),
+    ("/tmp/x/\n", None), ("/.\n", None), ("//\n", None), ("/tmp/.\n", None), ("/tmp/x/.\n", None), ("/-\n", None),
+    ("/tmp/-rf\n", None), ("/var/tmp/tmp.k_9-Z.1\n", "/var/tmp/tmp.k_9-Z.1")])
 def test_only_a_plain_absolute_directory_is_taken_from_the_host(printed, found):
     assert prestart.parse_start(printed) == found
